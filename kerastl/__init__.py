@@ -1,0 +1,64 @@
+"""kerastl: transfer learning with Keras 3, from pixel tables or image folders to a deployable model.
+
+Importing kerastl is cheap; TensorFlow and Keras load on first use of a function that needs them.
+
+Example:
+    >>> import kerastl
+    >>> cfg = kerastl.load_config("configs/quickstart.yaml", overrides=["phases.0.epochs=1"])
+    >>> result = kerastl.train(cfg, output_dir="runs/quickstart", overwrite=True)
+    >>> result.metrics["test_accuracy"]
+"""
+
+from importlib import import_module
+
+from kerastl.config import AugmentConfig as AugmentConfig
+from kerastl.config import Config as Config
+from kerastl.config import DataConfig as DataConfig
+from kerastl.config import HeadConfig as HeadConfig
+from kerastl.config import ModelConfig as ModelConfig
+from kerastl.config import PhaseConfig as PhaseConfig
+from kerastl.config import PretrainConfig as PretrainConfig
+from kerastl.config import load_config as load_config
+from kerastl.errors import ConfigError as ConfigError
+from kerastl.errors import DataError as DataError
+from kerastl.errors import ExportError as ExportError
+from kerastl.errors import KerastlError as KerastlError
+from kerastl.errors import RunDirError as RunDirError
+from kerastl.errors import WeightsError as WeightsError
+from kerastl.registry import backbone_names as backbone_names
+from kerastl.registry import get_backbone as get_backbone
+
+__version__ = "0.1.0"
+
+# Public names whose modules import TensorFlow/Keras: loaded on first access.
+_LAZY = {
+    "train": "kerastl.trainer",
+    "TrainResult": "kerastl.trainer",
+    "build_model": "kerastl.model",
+    "load_model": "kerastl.model",
+    "evaluate": "kerastl.evaluate",
+    "predict": "kerastl.predict",
+    "pretrain_backbone": "kerastl.pretrain",
+    "read_source": "kerastl.data.sources",
+    "from_arrays": "kerastl.data.sources",
+    "from_dataframe": "kerastl.data.sources",
+    "ImageSource": "kerastl.data.sources",
+    "load_splits": "kerastl.data.pipeline",
+    "make_dataset": "kerastl.data.pipeline",
+}
+
+__all__ = [
+    "AugmentConfig", "Config", "DataConfig", "HeadConfig", "ModelConfig", "PhaseConfig", "PretrainConfig",
+    "load_config", "ConfigError", "DataError", "ExportError", "KerastlError", "RunDirError", "WeightsError",
+    "backbone_names", "get_backbone", *_LAZY,
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kerastl' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

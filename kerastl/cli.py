@@ -1,0 +1,150 @@
+"""The `kerastl` command line: one click group, each command calling one library function.
+
+Errors in the user's input print one line `Error: ...` on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import click
+
+from kerastl.errors import KerastlError
+
+
+class UserError(click.ClickException):
+    """A `KerastlError` shown as `Error: ...` with exit status 2, no traceback."""
+
+    exit_code = 2
+
+
+def reports_errors(command):
+    """Turn `KerastlError` raised by the wrapped command into `UserError`."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KerastlError as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper
+
+
+def _verbosity(quiet: bool):
+    return 0 if quiet else "auto"
+
+
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up chatter (CUDA probes, absl notices) kept off stderr."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Example: kerastl train --config configs/quickstart.yaml --set phases.0.epochs=1",
+)
+@click.version_option(package_name="kerastl")
+def cli():
+    """Transfer learning with Keras 3: train, evaluate, predict with pretrained backbones."""
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<name>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. phases.0.epochs=1.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in the output directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@reports_errors
+def train(config_path, output_dir, overrides, overwrite, quiet):
+    """Train a model as the config says and print the run directory."""
+    _import_tensorflow_quietly()
+    from kerastl.trainer import train as run_training
+
+    result = run_training(config_path, output_dir=output_dir, overwrite=overwrite, overrides=overrides, verbose=_verbosity(quiet))
+    summary = ", ".join(f"{k}={result.metrics[k]:.4f}" for k in ("val_accuracy", "test_accuracy") if k in result.metrics)
+    click.echo(f"{summary}" if summary else "trained", err=True)
+    click.echo(str(result.run_dir))
+
+
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config with a pretrain section.")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Weights file to write (.weights.h5).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@reports_errors
+def pretrain(config_path, output, overrides, quiet):
+    """Pretrain the backbone from scratch on the config's pretrain source; use the file as model.weights."""
+    from kerastl.config import load_config
+    _import_tensorflow_quietly()
+    from kerastl.pretrain import pretrain_backbone
+
+    result = pretrain_backbone(load_config(config_path, overrides), output, verbose=_verbosity(quiet))
+    if "val_accuracy" in result:
+        click.echo(f"val_accuracy={result['val_accuracy']:.4f}", err=True)
+    click.echo(output)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--data", help="Labelled source to evaluate on, e.g. csv:test.csv [default: the run's test split].")
+@reports_errors
+def evaluate(run_dir, data):
+    """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
+    _import_tensorflow_quietly()
+    from kerastl.evaluate import evaluate as run_evaluation
+
+    report = run_evaluation(run_dir, data)
+    click.echo(f"data:     {report['data']}")
+    click.echo(f"images:   {report['num_images']}")
+    click.echo(f"accuracy: {report['accuracy']:.4f}")
+    click.echo(f"loss:     {report['loss']:.4f}")
+    for name, accuracy in report["per_class_accuracy"].items():
+        click.echo(f"  {name:<20} {accuracy:.4f}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@reports_errors
+def predict(model, inputs):
+    """Predict image files or CSV/Parquet pixel rows; prints input, label and probability per line."""
+    _import_tensorflow_quietly()
+    from kerastl.predict import predict as run_prediction
+
+    for prediction in run_prediction(model, inputs):
+        click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")
+
+
+@cli.command()
+@click.argument("pattern", default="*")
+def backbones(pattern):
+    """List registered backbones (optionally matching a pattern like 'efficientnet*')."""
+    from kerastl.registry import backbone_names, get_backbone
+
+    click.echo(f"{'name':<20} {'default':>7} {'min':>4} {'features':>8} {'params':>11}  normalization")
+    for name in backbone_names(pattern):
+        spec = get_backbone(name)
+        click.echo(
+            f"{name:<20} {spec.default_size:>7} {spec.min_size:>4} {spec.feature_dim:>8} {spec.params:>11,}  {spec.preprocess}"
+        )
+
+
+def main(argv=None):
+    """Console entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return cli.main(args=argv, prog_name="kerastl")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""Configuration: frozen dataclasses read from YAML, with `--set key.sub=value` overrides.
+
+Every key is checked: an unknown key is an error with a "did you mean", a value of the wrong
+type names the key, the expected type and what was given.
+
+Example:
+    >>> cfg = load_config("configs/quickstart.yaml", overrides=["phases.0.epochs=1"])
+    >>> cfg.phases[0].epochs
+    1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from kerastl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Fractions of the labelled data held out, stratified by class and seeded."""
+
+    validation: float = 0.15
+    test: float = 0.15
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images come from and how they are split and batched."""
+
+    source: str = "builtin:digits"
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    label_column: str = "label"
+    image_shape: Optional[tuple[int, ...]] = None
+    pixel_layout: Literal["hwc", "chw"] = "hwc"
+    channels: Literal[1, 3] = 3
+    classes: Optional[tuple[str, ...]] = None
+    max_per_class: Optional[int] = None
+    split: SplitConfig = field(default_factory=SplitConfig)
+    batch_size: int = 32
+    class_weight: Optional[Literal["balanced"]] = None
+    chunk_size: int = 10_000
+    out_of_range: Literal["error", "clip"] = "error"
+    bad_images: Literal["error", "skip"] = "error"
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The new classifier on top of the backbone."""
+
+    pooling: Literal["avg", "max", "flatten"] = "avg"
+    dropout: float = 0.2
+    hidden: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone, its weights and input size, and the head."""
+
+    backbone: str = "mobilenet_v2"
+    weights: str = "imagenet"
+    input_size: Optional[int] = None
+    center_crop: Optional[float] = None
+    backbone_options: dict = field(default_factory=dict)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation inside the model (training only) and MixUp/CutMix on batches."""
+
+    preset: Literal["none", "light", "strong"] = "light"
+    flip: bool = True
+    mixup: float = 0.0
+    cutmix: float = 0.0
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    """One training phase. `unfreeze` is None (head only), a number of top backbone layers, or "all"."""
+
+    name: str
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = 0
+    unfreeze: Union[int, Literal["all"], None] = None
+    unfreeze_from: Optional[str] = None
+    early_stopping: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Pretrain the backbone from scratch on a source task (for use without ImageNet weights)."""
+
+    source: str = "builtin:digits"
+    classes: Optional[tuple[str, ...]] = None
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    validation: float = 0.15
+    bn_momentum: float = 0.9
+
+
+def _default_phases() -> tuple[PhaseConfig, ...]:
+    return (
+        PhaseConfig(name="head", epochs=5, learning_rate=1e-3),
+        PhaseConfig(name="finetune", epochs=5, learning_rate=1e-5, unfreeze=30),
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole training run."""
+
+    name: str = "run"
+    seed: int = 42
+    output_dir: Optional[str] = None
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
+    pretrain: Optional[PretrainConfig] = None
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Read a YAML config, apply `key.sub=value` overrides and validate it.
+
+    Args:
+        path: YAML file; None starts from the defaults.
+        overrides: strings like `"phases.0.epochs=1"`; the value is parsed as YAML.
+
+    Returns:
+        The validated, frozen `Config`.
+
+    Raises:
+        ConfigError: unreadable file, unknown key, wrong type or inconsistent values.
+
+    Example:
+        >>> cfg = load_config(None, ["model.weights=none", "data.source=builtin:digits"])
+        >>> cfg.model.weights
+        'none'
+    """
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"Cannot read config file {str(path)!r}: {exc.strerror}.") from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"Config file {str(path)!r} is not valid YAML: {exc}".replace("\n", " ")) from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"Config file {str(path)!r} must hold a mapping of keys, got {type(raw).__name__}.")
+    for override in overrides:
+        apply_override(raw, override)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict) -> Config:
+    """Validate a plain dict (as read from YAML) into a `Config`.
+
+    Example:
+        >>> config_from_dict({"seed": 1}).seed
+        1
+    """
+    cfg = _build(Config, raw, "")
+    _check_consistency(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    """The config as plain YAML-ready data (lists, dicts, scalars)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as YAML text, with every default filled in."""
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `a.b.0.c=value` in a nested dict/list structure, in place."""
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"Override {override!r} must look like key.sub=value, e.g. phases.0.epochs=1.")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"Override {key!r}: {where!r} needs an index below {len(node)}, got {part!r}.")
+            index = int(part)
+            if last:
+                node[index] = value
+            else:
+                node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {} if not _is_phases(parts, depth) else _default_phase_dicts())
+        else:
+            raise ConfigError(f"Override {key!r}: {'.'.join(parts[:depth])!r} holds a value, not keys.")
+
+
+def _is_phases(parts: list[str], depth: int) -> bool:
+    return depth == 0 and parts[0] == "phases"
+
+
+def _default_phase_dicts() -> list[dict]:
+    return [dataclasses.asdict(p) for p in _default_phases()]
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config key {where or '<root>'!r} must be a mapping, got {raw!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in raw.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"Unknown config key {path!r}.{hint} Known keys here: {', '.join(fields)}.")
+        kwargs[key] = _coerce(value, hints[key], path)
+    missing = [
+        name for name, f in fields.items()
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"Config key {where or '<root>'!r} is missing required key(s): {', '.join(missing)}.")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, path)
+            except ConfigError:
+                pass
+        raise ConfigError(f"Config key {path!r} must be {_describe(hint)}, got {value!r}.")
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value in allowed and type(value) in {type(a) for a in allowed}:
+            return value
+        raise ConfigError(f"Config key {path!r} must be one of {', '.join(map(repr, allowed))}; got {value!r}.")
+    if origin is tuple:
+        item_type = typing.get_args(hint)[0]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"Config key {path!r} must be a list of {_describe(item_type)}, got {value!r}.")
+        return tuple(_coerce(item, item_type, f"{path}.{i}") for i, item in enumerate(value))
+    if hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"Config key {path!r} must be a mapping, got {value!r}.")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and path.split(".")[-2:-1] == ["classes"]:
+            return str(value)
+    raise ConfigError(f"Config key {path!r} must be {_describe(hint)}, got {value!r}.")
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(hint))
+    if origin is Literal:
+        return " or ".join(map(repr, typing.get_args(hint)))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    if hint is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
+def _check_consistency(cfg: Config) -> None:
+    from kerastl import registry
+
+    split = cfg.data.split
+    for name in ("validation", "test"):
+        fraction = getattr(split, name)
+        if not 0 <= fraction < 1:
+            raise ConfigError(f"Config key 'data.split.{name}' must be in [0, 1), got {fraction}.")
+    if split.validation + split.test >= 1:
+        raise ConfigError("Config keys 'data.split.validation' + 'data.split.test' must sum to less than 1.")
+    if cfg.data.batch_size < 1:
+        raise ConfigError(f"Config key 'data.batch_size' must be at least 1, got {cfg.data.batch_size}.")
+    if cfg.data.image_shape is not None and (len(cfg.data.image_shape) not in (2, 3) or min(cfg.data.image_shape) < 1):
+        raise ConfigError(f"Config key 'data.image_shape' must be [H, W] or [H, W, C], got {list(cfg.data.image_shape)}.")
+    spec = registry.get_backbone(cfg.model.backbone)
+    size = cfg.model.input_size
+    if size is not None and size < spec.min_size:
+        raise ConfigError(
+            f"Config key 'model.input_size' is {size}, below the minimum {spec.min_size} of backbone {spec.name!r}."
+        )
+    if cfg.model.center_crop is not None and not 0 < cfg.model.center_crop <= 1:
+        raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
+    if not 0 <= cfg.model.head.dropout < 1:
+        raise ConfigError(f"Config key 'model.head.dropout' must be in [0, 1), got {cfg.model.head.dropout}.")
+    if cfg.model.weights == "pretrain" and cfg.pretrain is None:
+        raise ConfigError("Config key 'model.weights' is 'pretrain' but the config has no 'pretrain' section.")
+    if not cfg.phases:
+        raise ConfigError("Config key 'phases' must list at least one phase.")
+    names = [p.name for p in cfg.phases]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"Config key 'phases' has repeated phase names: {names}.")
+    for i, phase in enumerate(cfg.phases):
+        if phase.epochs < 0:
+            raise ConfigError(f"Config key 'phases.{i}.epochs' must be 0 or more, got {phase.epochs}.")
+        if phase.learning_rate <= 0:
+            raise ConfigError(f"Config key 'phases.{i}.learning_rate' must be positive, got {phase.learning_rate}.")
+        if isinstance(phase.unfreeze, int) and phase.unfreeze < 0:
+            raise ConfigError(f"Config key 'phases.{i}.unfreeze' must be 0 or more, got {phase.unfreeze}.")
+        if phase.unfreeze is not None and phase.unfreeze_from is not None:
+            raise ConfigError(f"Config keys 'phases.{i}.unfreeze' and 'phases.{i}.unfreeze_from' exclude each other.")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

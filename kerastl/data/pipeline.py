@@ -1,0 +1,167 @@
+"""From `ImageSource` to stratified splits and batched `tf.data` pipelines of `uint8` images.
+
+Images stay compact (`uint8`, native size) all the way to the model; batches are gathered by
+shuffled index, so one epoch costs a few vectorised gathers rather than one op per image.
+
+Example:
+    >>> splits = load_splits(DataConfig(), seed=42)
+    >>> ds = make_dataset(splits.train, batch_size=32, num_classes=10, shuffle=True, seed=42)
+    >>> images, labels = next(iter(ds))
+    >>> images.dtype.name, labels.shape
+    ('uint8', TensorShape([32, 10]))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from kerastl.config import AugmentConfig, DataConfig
+from kerastl.data.sources import ImageSource, read_source
+from kerastl.errors import DataError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test sources sharing one class list."""
+
+    train: ImageSource
+    validation: Optional[ImageSource]
+    test: Optional[ImageSource]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+
+def read_data_source(spec: str, data: DataConfig, image_size: Optional[int], require_labels: bool = True) -> ImageSource:
+    """Read `spec` with the reading options of a `DataConfig`."""
+    return read_source(
+        spec,
+        label_column=data.label_column,
+        image_shape=data.image_shape,
+        pixel_layout=data.pixel_layout,
+        require_labels=require_labels,
+        chunk_size=data.chunk_size,
+        out_of_range=data.out_of_range,
+        image_size=image_size,
+        channels=data.channels,
+        bad_images=data.bad_images,
+    )
+
+
+def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None) -> Splits:
+    """Read the configured sources and split them, stratified by class and seeded.
+
+    Separate `data.validation` / `data.test` sources replace the corresponding fraction.
+
+    Raises:
+        DataError: unreadable data, a single class, or a class too small for the split.
+    """
+    source = read_data_source(data.source, data, image_size).select(data.classes, data.max_per_class, seed)
+    if len(source.class_names) < 2:
+        raise DataError(f"{source.origin}: needs at least 2 classes to train a classifier, found {len(source.class_names)}.")
+    held_out = {}
+    fractions = {}
+    for name in ("validation", "test"):
+        spec = getattr(data, name)
+        if spec:
+            other = read_data_source(spec, data, image_size)
+            if other.image_shape != source.image_shape:
+                raise DataError(f"{other.origin}: images are {other.image_shape}, the training images {source.image_shape}.")
+            held_out[name] = other.with_classes(source.class_names)
+        elif getattr(data.split, name) > 0:
+            fractions[name] = getattr(data.split, name)
+    train, split_off = stratified_split(source, fractions, seed)
+    held_out.update(split_off)
+    return Splits(train, held_out.get("validation"), held_out.get("test"))
+
+
+def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
+    """Split off each named fraction of `source`, keeping the class proportions in every part."""
+    from sklearn.model_selection import train_test_split
+
+    if not fractions:
+        return source, {}
+    counts = np.bincount(source.labels, minlength=len(source.class_names))
+    needed = len(fractions) + 1
+    smallest = int(np.argmin(counts))
+    if counts[smallest] < needed:
+        raise DataError(
+            f"{source.origin}: class {source.class_names[smallest]!r} has {counts[smallest]} image(s), too few for "
+            f"a stratified split into train + {' + '.join(fractions)}; it needs at least {needed}."
+        )
+    remaining = np.arange(len(source))
+    parts, left = {}, 1.0
+    try:
+        for name, fraction in fractions.items():
+            remaining, taken = train_test_split(
+                remaining, test_size=fraction / left, random_state=seed, stratify=source.labels[remaining]
+            )
+            parts[name] = source.take(np.sort(taken))
+            left -= fraction
+    except ValueError as exc:
+        raise DataError(f"{source.origin}: cannot split {len(source)} images stratified by class: {exc}") from None
+    return source.take(np.sort(remaining)), parts
+
+
+def make_dataset(
+    source: ImageSource,
+    batch_size: int,
+    num_classes: Optional[int] = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    augment: Optional[AugmentConfig] = None,
+):
+    """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches.
+
+    Unlabelled sources give image batches only. MixUp/CutMix (from `augment`) mix whole batches.
+    """
+    import tensorflow as tf
+
+    images = tf.constant(source.images)
+    indices = tf.data.Dataset.range(len(source))
+    if shuffle:
+        indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size)
+    if source.labels is None:
+        return indices.map(lambda idx: tf.gather(images, idx)).prefetch(tf.data.AUTOTUNE)
+    depth = num_classes or len(source.class_names)
+    labels = tf.constant(source.labels)
+    dataset = indices.map(
+        lambda idx: (tf.gather(images, idx), tf.one_hot(tf.gather(labels, idx), depth)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    mixer = batch_mixer(augment, seed) if augment is not None else None
+    if mixer is not None:
+        dataset = dataset.map(mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def batch_mixer(augment: AugmentConfig, seed: int):
+    """A batch function applying Keras' MixUp and/or CutMix, or None when both are off.
+
+    Mixed images are rounded back to `uint8`, so the model input stays the same dtype.
+    """
+    import keras
+    import tensorflow as tf
+
+    layers = []
+    if augment.mixup > 0:
+        layers.append(keras.layers.MixUp(alpha=augment.mixup, seed=seed))
+    if augment.cutmix > 0:
+        layers.append(keras.layers.CutMix(factor=augment.cutmix, seed=seed))
+    if not layers:
+        return None
+
+    def mix(images, labels):
+        batch = {"images": tf.cast(images, "float32"), "labels": labels}
+        for layer in layers:
+            batch = layer(batch)
+        mixed = tf.cast(tf.round(tf.clip_by_value(batch["images"], 0, 255)), tf.uint8)
+        return mixed, batch["labels"]
+
+    return mix

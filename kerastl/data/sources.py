@@ -1,0 +1,429 @@
+"""Readers that turn pixel tables, image folders, arrays and built-in sets into an `ImageSource`.
+
+Every reader returns compact `uint8` images of shape [N, H, W, C], integer labels and the class
+names, and explains bad input in one line naming the file, row, column or value.
+
+Example:
+    >>> src = read_source("builtin:digits")
+    >>> src.images.shape, src.images.dtype, src.class_names[:3]
+    ((1797, 8, 8, 1), dtype('uint8'), ('0', '1', '2'))
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kerastl.errors import DataError
+from kerastl.registry import Registry
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """Labelled images held as `uint8` arrays at one shape.
+
+    Attributes:
+        images: uint8 array [N, H, W, C].
+        labels: int array [N] indexing `class_names`, or None for unlabelled data.
+        class_names: the label of each class index, as strings.
+        origin: where the images came from, for messages.
+    """
+
+    images: np.ndarray
+    labels: Optional[np.ndarray]
+    class_names: tuple[str, ...]
+    origin: str
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def take(self, indices: np.ndarray) -> "ImageSource":
+        """The images and labels at `indices`, same classes."""
+        labels = None if self.labels is None else self.labels[indices]
+        return replace(self, images=self.images[indices], labels=labels)
+
+    def with_classes(self, class_names: Sequence[str]) -> "ImageSource":
+        """Relabel to another class list (e.g. the training set's); unknown labels are an error."""
+        class_names = tuple(class_names)
+        if self.labels is None or class_names == self.class_names:
+            return replace(self, class_names=class_names)
+        index = {name: i for i, name in enumerate(class_names)}
+        unknown = sorted(set(self.class_names[i] for i in np.unique(self.labels)) - set(index))
+        if unknown:
+            raise DataError(
+                f"{self.origin}: label(s) {', '.join(map(repr, unknown[:5]))} are not classes of the model; "
+                f"expected one of: {', '.join(class_names)}."
+            )
+        mapping = np.array([index.get(name, -1) for name in self.class_names])
+        return replace(self, labels=mapping[self.labels], class_names=class_names)
+
+    def select(self, classes: Optional[Sequence[str]], max_per_class: Optional[int], seed: int) -> "ImageSource":
+        """Keep only `classes` (renumbered in the given order) and at most `max_per_class` images of each."""
+        source = self
+        if classes is not None:
+            missing = [c for c in classes if c not in self.class_names]
+            if missing:
+                raise DataError(
+                    f"{self.origin}: class(es) {', '.join(map(repr, missing))} not found; "
+                    f"the data has: {', '.join(self.class_names)}."
+                )
+            keep = np.isin(self.labels, [self.class_names.index(c) for c in classes])
+            source = self.take(np.flatnonzero(keep)).with_classes(classes)
+        if max_per_class is not None:
+            rng = np.random.default_rng(seed)
+            picked = [
+                rng.permutation(np.flatnonzero(source.labels == k))[:max_per_class]
+                for k in range(len(source.class_names))
+            ]
+            source = source.take(np.sort(np.concatenate(picked)))
+        return source
+
+
+SourceReader = Callable[..., ImageSource]
+SOURCES: Registry[SourceReader] = Registry("data source")
+
+
+def read_source(
+    spec: str,
+    *,
+    label_column: str = "label",
+    image_shape: Optional[Sequence[int]] = None,
+    pixel_layout: str = "hwc",
+    require_labels: bool = True,
+    chunk_size: int = 10_000,
+    out_of_range: str = "error",
+    image_size: Optional[int] = None,
+    channels: int = 3,
+    bad_images: str = "error",
+) -> ImageSource:
+    """Read the source named by `scheme:location`, e.g. `csv:train.csv`, `folder:photos/`, `builtin:digits`.
+
+    A bare path is read by its suffix (`.csv`, `.parquet`) or as a folder.
+
+    Args:
+        spec: `builtin:digits`, `csv:PATH`, `parquet:PATH`, `folder:PATH`, or a bare path.
+        label_column: name of the label column in pixel tables.
+        image_shape: [H, W] or [H, W, C] of pixel tables; inferred from the pixel count if None.
+        pixel_layout: "hwc" or "chw": the order of pixels in a table row.
+        require_labels: whether a table without the label column is an error.
+        chunk_size: rows read at a time from tables.
+        out_of_range: "error" or "clip" for pixel values outside 0..255.
+        image_size: side length image-folder pictures are resized to (square).
+        channels: 1 or 3, the channels image-folder pictures are converted to.
+        bad_images: "error" or "skip" for unreadable files in image folders.
+
+    Returns:
+        The `ImageSource`.
+
+    Raises:
+        DataError: the source is missing, empty or malformed.
+    """
+    scheme, sep, location = spec.partition(":")
+    if not sep or len(scheme) == 1:  # a bare path (a Windows drive letter is not a scheme)
+        path = Path(spec)
+        scheme = "folder" if path.is_dir() else path.suffix.lower().lstrip(".").replace("pq", "parquet")
+        location = spec
+    reader = SOURCES.get(scheme)
+    return reader(
+        location,
+        label_column=label_column,
+        image_shape=image_shape,
+        pixel_layout=pixel_layout,
+        require_labels=require_labels,
+        chunk_size=chunk_size,
+        out_of_range=out_of_range,
+        image_size=image_size,
+        channels=channels,
+        bad_images=bad_images,
+    )
+
+
+def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None, origin: str = "arrays") -> ImageSource:
+    """An `ImageSource` from in-memory arrays.
+
+    Args:
+        images: integer array [N, H, W] or [N, H, W, C] with values in 0..255.
+        labels: array [N] of class indices (with `class_names`) or of label values, or None.
+        class_names: names of the class indices; inferred from `labels` when None.
+
+    Example:
+        >>> src = from_arrays(np.zeros((4, 8, 8), "uint8"), [0, 1, 0, 1])
+        >>> src.image_shape, src.class_names
+        ((8, 8, 1), ('0', '1'))
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise DataError(f"{origin}: images must have shape [N, H, W] or [N, H, W, C] with C in 1, 3, 4; got {images.shape}.")
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.number) or np.isnan(images).any() or images.min() < 0 or images.max() > 255:
+            raise DataError(f"{origin}: images must hold pixel values in 0..255; got dtype {images.dtype}.")
+        images = np.round(images).astype(np.uint8)
+    if labels is None:
+        return ImageSource(images, None, tuple(class_names or ()), origin)
+    labels = np.asarray(labels)
+    if len(labels) != len(images):
+        raise DataError(f"{origin}: {len(images)} images but {len(labels)} labels.")
+    if class_names is None:
+        names, encoded = encode_labels(labels)
+        return ImageSource(images, encoded, names, origin)
+    if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(class_names):
+        raise DataError(f"{origin}: labels must be class indices 0..{len(class_names) - 1} when class_names are given.")
+    return ImageSource(images, labels.astype(np.int64), tuple(map(str, class_names)), origin)
+
+
+def from_dataframe(
+    frame: pd.DataFrame,
+    label_column: str = "label",
+    image_shape: Optional[Sequence[int]] = None,
+    pixel_layout: str = "hwc",
+    require_labels: bool = True,
+    out_of_range: str = "error",
+    origin: str = "DataFrame",
+) -> ImageSource:
+    """An `ImageSource` from a DataFrame of pixel rows (a label column plus one column per pixel).
+
+    Example:
+        >>> frame = pd.DataFrame(np.zeros((2, 5), "uint8"), columns=["label", "p0", "p1", "p2", "p3"])
+        >>> from_dataframe(frame).image_shape
+        (2, 2, 1)
+    """
+    return _read_pixel_chunks(
+        [frame], list(frame.columns), origin, label_column, image_shape, pixel_layout, require_labels, out_of_range
+    )
+
+
+def encode_labels(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
+    """Class names (numeric order for numbers, else alphabetical) and each value's class index."""
+    as_text = np.array([_label_text(v) for v in values])
+    unique = sorted(set(as_text), key=_label_sort_key)
+    index = {name: i for i, name in enumerate(unique)}
+    return tuple(unique), np.array([index[v] for v in as_text], dtype=np.int64)
+
+
+def infer_image_shape(num_pixels: int, image_shape: Optional[Sequence[int]], pixel_layout: str, origin: str) -> tuple:
+    """(H, W, C) for a row of `num_pixels` values: the given shape checked, or a square gray/RGB guess."""
+    if image_shape is not None:
+        shape = tuple(image_shape) if len(image_shape) == 3 else (*image_shape, 1)
+        if pixel_layout == "chw" and len(image_shape) == 3:
+            shape = (shape[1], shape[2], shape[0])
+        if math.prod(shape) != num_pixels:
+            raise DataError(
+                f"{origin}: rows have {num_pixels} pixel values but image_shape {list(image_shape)} needs {math.prod(shape)}."
+            )
+        return shape
+    for channels in (1, 3):
+        side = math.isqrt(num_pixels // channels)
+        if side * side * channels == num_pixels:
+            return (side, side, channels)
+    raise DataError(
+        f"{origin}: {num_pixels} pixel values per row fit no square gray or RGB image; set data.image_shape [H, W, C]."
+    )
+
+
+def _label_text(value) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _label_sort_key(name: str):
+    try:
+        return (0, float(name), name)
+    except ValueError:
+        return (1, 0.0, name)
+
+
+def _read_pixel_chunks(
+    chunks: Iterable[pd.DataFrame],
+    columns: list,
+    origin: str,
+    label_column: str,
+    image_shape,
+    pixel_layout: str,
+    require_labels: bool,
+    out_of_range: str,
+) -> ImageSource:
+    has_labels = label_column in columns
+    if require_labels and not has_labels:
+        shown = ", ".join(map(str, columns[:6])) + (", ..." if len(columns) > 6 else "")
+        raise DataError(f"{origin}: no label column {label_column!r}; the columns are: {shown}. Set data.label_column.")
+    pixel_columns = [c for c in columns if c != label_column] if has_labels else list(columns)
+    if not pixel_columns:
+        raise DataError(f"{origin}: no pixel columns besides {label_column!r}.")
+    shape = infer_image_shape(len(pixel_columns), image_shape, pixel_layout, origin)
+    image_parts, label_parts, start = [], [], 0
+    for chunk in chunks:
+        pixels = _checked_pixels(chunk[pixel_columns], start, origin, out_of_range)
+        image_parts.append(_to_images(pixels, shape, pixel_layout))
+        if has_labels:
+            labels = chunk[label_column]
+            if labels.isna().any():
+                row = start + int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1
+                raise DataError(f"{origin}: row {row}, column {label_column!r}: empty label.")
+            label_parts.append(labels.to_numpy())
+        start += len(chunk)
+    if start == 0:
+        raise DataError(f"{origin}: no data rows (header only).")
+    images = np.concatenate(image_parts)
+    if not has_labels:
+        return ImageSource(images, None, (), origin)
+    names, labels = encode_labels(np.concatenate(label_parts))
+    return ImageSource(images, labels, names, origin)
+
+
+def _checked_pixels(frame: pd.DataFrame, start: int, origin: str, out_of_range: str) -> np.ndarray:
+    numeric = frame
+    if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes):
+        numeric = frame.apply(pd.to_numeric, errors="coerce")
+    values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.isnan(values)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        cell = frame.iat[row, col]
+        what = "empty cell" if pd.isna(cell) or str(cell).strip() == "" else f"non-numeric value {cell!r}"
+        raise DataError(f"{origin}: row {start + row + 1}, column {frame.columns[col]!r}: {what}.")
+    outside = (values < 0) | (values > 255)
+    if outside.any():
+        if out_of_range == "clip":
+            values = np.clip(values, 0, 255)
+        else:
+            row, col = (int(i) for i in np.argwhere(outside)[0])
+            raise DataError(
+                f"{origin}: row {start + row + 1}, column {frame.columns[col]!r}: value {values[row, col]:g} is outside "
+                "0..255 (set data.out_of_range: clip to clip)."
+            )
+    return np.round(values).astype(np.uint8)
+
+
+def _to_images(pixels: np.ndarray, shape: tuple, pixel_layout: str) -> np.ndarray:
+    h, w, c = shape
+    if pixel_layout == "chw":
+        return pixels.reshape(-1, c, h, w).transpose(0, 2, 3, 1).copy()
+    return pixels.reshape(-1, h, w, c)
+
+
+def _read_csv(location: str, *, chunk_size: int, **options) -> ImageSource:
+    path = _existing_file(location)
+    try:
+        columns = list(pd.read_csv(path, nrows=0).columns)
+        chunks = pd.read_csv(path, chunksize=chunk_size, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()}).") from None
+    return _read_table(_guard_ragged(chunks, path), columns, str(path), **options)
+
+
+def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path) -> Iterator[pd.DataFrame]:
+    try:
+        yield from chunks
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: ragged rows: {str(exc).strip()}") from None
+
+
+def _read_parquet(location: str, *, chunk_size: int, **options) -> ImageSource:
+    import pyarrow.parquet as pq
+
+    path = _existing_file(location)
+    try:
+        table_file = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
+    columns = list(table_file.schema_arrow.names)
+    batches = (batch.to_pandas() for batch in table_file.iter_batches(batch_size=chunk_size))
+    return _read_table(batches, columns, str(path), **options)
+
+
+def _read_table(chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, **_):
+    return _read_pixel_chunks(chunks, columns, origin, label_column, image_shape, pixel_layout, require_labels, out_of_range)
+
+
+def _read_builtin(location: str, **_) -> ImageSource:
+    if location != "digits":
+        raise DataError(f"Unknown built-in dataset {location!r}. Expected one of: digits.")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+    return ImageSource(images, digits.target.astype(np.int64), tuple(str(i) for i in range(10)), "builtin:digits")
+
+
+def _read_folder(location: str, *, image_size: Optional[int], channels: int, bad_images: str, **_) -> ImageSource:
+    root = Path(location)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder.")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class sub-folders; expected one folder per class holding images.")
+    files, labels = [], []
+    for index, folder in enumerate(class_dirs):
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        images = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+        others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
+        if others and bad_images == "error":
+            raise DataError(
+                f"{others[0]}: not an image file ({', '.join(IMAGE_SUFFIXES)}); "
+                "remove it or set data.bad_images: skip."
+            )
+        if not images:
+            raise DataError(f"{folder}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        files += images
+        labels += [index] * len(images)
+    size = image_size or 224
+    with ThreadPoolExecutor() as pool:
+        decoded = list(pool.map(lambda p: load_image(p, size, channels, raise_errors=bad_images == "error"), files))
+    keep = [i for i, image in enumerate(decoded) if image is not None]
+    if not keep:
+        raise DataError(f"{root}: none of the {len(files)} image files could be read.")
+    images = np.stack([decoded[i] for i in keep])
+    return ImageSource(images, np.array(labels, dtype=np.int64)[keep], tuple(p.name for p in class_dirs), str(root))
+
+
+def load_image(path: Path | str, size: int | tuple[int, int], channels: int, raise_errors: bool = True):
+    """Decode one picture with Pillow to `uint8` [H, W, channels], resized to `size` (bilinear).
+
+    Returns None instead of raising for an unreadable file when `raise_errors` is False.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    height, width = (size, size) if isinstance(size, int) else size
+    try:
+        with Image.open(path) as picture:
+            picture = picture.convert("RGBA").convert("RGB") if picture.mode in ("P", "PA") else picture
+            picture = picture.convert("L" if channels == 1 else "RGB")
+            picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(picture, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if not raise_errors:
+            return None
+        raise DataError(f"{path}: corrupt or unreadable image ({exc}).") from None
+    return array[..., None] if channels == 1 else array
+
+
+def _existing_file(location: str) -> Path:
+    path = Path(location)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file.")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty.")
+    return path
+
+
+SOURCES.register("csv", _read_csv)
+SOURCES.register("parquet", _read_parquet)
+SOURCES.register("builtin", _read_builtin)
+SOURCES.register("folder", _read_folder)

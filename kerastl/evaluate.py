@@ -1,0 +1,92 @@
+"""Evaluate a trained model on its run's test split or on another labelled source.
+
+Example:
+    >>> report = evaluate("runs/quickstart")
+    >>> report["accuracy"], report["num_images"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from kerastl.config import Config, load_config
+from kerastl.data.pipeline import load_splits, read_data_source
+from kerastl.data.sources import ImageSource
+from kerastl.errors import DataError
+from kerastl.model import load_model
+from kerastl.rundir import read_labels, write_json
+
+
+def evaluate(run: str | Path, data: Optional[str] = None, verbose: int | str = 0) -> dict:
+    """Accuracy, loss and per-class accuracy of a run's model; written to `RUN/evaluation/metrics.json`.
+
+    Args:
+        run: a run directory (or its `model.keras`).
+        data: a labelled source (`csv:PATH`, `folder:PATH`, ...) read with the run's data options;
+            None re-creates the run's test split (same seed), or its validation split if it has no test split.
+        verbose: Keras `predict` verbosity.
+
+    Returns:
+        A dict with `accuracy`, `loss`, `num_images`, `per_class_accuracy` and `data`.
+
+    Raises:
+        RunDirError / ExportError: no run or model there. DataError: the data does not fit the model.
+    """
+    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    model = load_model(run_dir)
+    cfg = run_config(run_dir)
+    class_names = read_labels(run_dir)
+    source, described = _evaluation_source(cfg, data, model, class_names)
+    probabilities = model.predict(source.images, batch_size=cfg.data.batch_size, verbose=verbose)
+    report = score(probabilities, source.labels, class_names)
+    report["data"] = described
+    write_json(run_dir / "evaluation" / "metrics.json", report)
+    return report
+
+
+def score(probabilities: np.ndarray, labels: np.ndarray, class_names) -> dict:
+    """Accuracy, mean cross-entropy and per-class accuracy of predicted `probabilities` against integer `labels`."""
+    predicted = probabilities.argmax(axis=1)
+    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
+    per_class = {
+        name: round(float((predicted[labels == k] == k).mean()), 6)
+        for k, name in enumerate(class_names)
+        if (labels == k).any()
+    }
+    return {
+        "accuracy": round(float((predicted == labels).mean()), 6),
+        "loss": round(float(-np.log(picked).mean()), 6),
+        "num_images": int(len(labels)),
+        "per_class_accuracy": per_class,
+    }
+
+
+def run_config(run_dir: Path) -> Config:
+    """The resolved config saved in a run directory (defaults when there is none)."""
+    file = Path(run_dir) / "config.yaml"
+    return load_config(file) if file.is_file() else Config()
+
+
+def model_input_shape(model) -> tuple[int, int, int]:
+    """(H, W, C) of the raw images a kerastl model takes."""
+    return tuple(int(d) for d in model.input_shape[1:])
+
+
+def _evaluation_source(cfg: Config, data: Optional[str], model, class_names) -> tuple[ImageSource, str]:
+    height, _, _ = model_input_shape(model)
+    if data is not None:
+        source = read_data_source(data, cfg.data, image_size=height).with_classes(class_names)
+        described = data
+    else:
+        splits = load_splits(cfg.data, cfg.seed, image_size=height)
+        source = splits.test if splits.test is not None else splits.validation
+        if source is None:
+            raise DataError(f"Run {cfg.name!r} has no test or validation split; pass --data SOURCE.")
+        source = source.with_classes(class_names)
+        described = f"{cfg.data.source} ({'test' if splits.test is not None else 'validation'} split)"
+    if source.image_shape != model_input_shape(model):
+        raise DataError(f"{source.origin}: images are {source.image_shape}, the model takes {model_input_shape(model)}.")
+    return source, described

@@ -1,0 +1,104 @@
+"""Serializable preprocessing layers that live inside every kerastl model.
+
+They use `keras.ops` only, so models stay backend-agnostic, and they are registered under the
+`kerastl` package so a saved `model.keras` reloads with `kerastl.load_model(path)` (or plain
+`keras.saving.load_model` once `kerastl.layers` is imported).
+
+Example:
+    >>> layer = Preprocess(size=32, channels=3)
+    >>> layer(np.zeros((2, 8, 8, 1), "uint8")).shape
+    (2, 32, 32, 3)
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
+IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+NORMALIZATION_MODES = ("tf", "caffe", "torch", "none")
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class Preprocess(keras.layers.Layer):
+    """Raw pixels to the backbone's geometry: cast to float, gray→RGB (RGBA→RGB), resize, optional centre crop.
+
+    Values stay in [0, 255]; normalization comes after augmentation (see `Normalize`).
+
+    Args:
+        size: side of the square output image.
+        channels: output channels (3 for every `keras.applications` backbone).
+        crop: centre-crop fraction in (0, 1]; the image is first resized to `size / crop`.
+    """
+
+    def __init__(self, size: int, channels: int = 3, crop: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.size = int(size)
+        self.channels = int(channels)
+        self.crop = crop
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        have = x.shape[-1]
+        if have == 4:
+            x = x[..., :3]
+        elif have == 1 and self.channels == 3:
+            x = ops.repeat(x, 3, axis=-1)
+        elif have == 3 and self.channels == 1:
+            x = ops.mean(x, axis=-1, keepdims=True)
+        resized = self.size if self.crop is None else int(math.ceil(self.size / self.crop))
+        if tuple(x.shape[1:3]) != (resized, resized):
+            x = ops.image.resize(x, (resized, resized), interpolation="bilinear")
+        if resized != self.size:
+            top = (resized - self.size) // 2
+            x = x[:, top : top + self.size, top : top + self.size, :]
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, self.channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"size": self.size, "channels": self.channels, "crop": self.crop})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class Normalize(keras.layers.Layer):
+    """The backbone's own input normalization, applied to RGB pixels in [0, 255].
+
+    Args:
+        mode: "tf" ([-1, 1]), "caffe" (BGR, ImageNet means subtracted), "torch" ([0, 1], ImageNet
+            mean/std), or "none" (the backbone rescales inside itself).
+    """
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in NORMALIZATION_MODES:
+            raise ValueError(f"Unknown normalization mode {mode!r}. Expected one of: {', '.join(NORMALIZATION_MODES)}.")
+        self.mode = mode
+
+    def call(self, inputs):
+        x = ops.cast(inputs, self.compute_dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(np.array(CAFFE_MEAN_BGR), self.compute_dtype)
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(np.array(IMAGENET_MEAN_RGB), self.compute_dtype)
+            std = ops.convert_to_tensor(np.array(IMAGENET_STD_RGB), self.compute_dtype)
+            return (x / 255.0 - mean) / std
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config

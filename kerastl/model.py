@@ -1,0 +1,119 @@
+"""Build the transfer-learning model: raw pixels → preprocessing → frozen backbone → new head.
+
+Example:
+    >>> from kerastl import ModelConfig, build_model
+    >>> model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}),
+    ...                     num_classes=10, image_shape=(8, 8, 1))
+    >>> model.input.dtype, model.output.shape
+    ('uint8', (None, 10))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from kerastl.augment import augmentation_layers
+from kerastl.backbones import create_backbone
+from kerastl.config import AugmentConfig, HeadConfig, ModelConfig
+from kerastl.errors import ConfigError, ExportError
+from kerastl.registry import get_backbone
+
+
+def input_size(model_cfg: ModelConfig) -> int:
+    """The backbone's input side: the configured one, else the backbone's default."""
+    return model_cfg.input_size or get_backbone(model_cfg.backbone).default_size
+
+
+def build_model(
+    model_cfg: ModelConfig,
+    num_classes: int,
+    image_shape: Sequence[int],
+    augment: Optional[AugmentConfig] = None,
+    seed: int = 0,
+    weights: Optional[str] = None,
+):
+    """A Keras model taking raw `uint8` images at their native shape and returning class probabilities.
+
+    The backbone (layer "backbone") is frozen and always called with `training=False`, so its
+    BatchNorm layers stay in inference mode even when layers are unfrozen later.
+
+    Args:
+        model_cfg: backbone, weights, input size, centre crop and head options.
+        num_classes: size of the softmax output.
+        image_shape: (H, W, C) of the raw images the model takes.
+        augment: augmentation applied inside the model during training only; None for none.
+        seed: seed of the augmentation layers.
+        weights: overrides `model_cfg.weights` ("imagenet", "none" or a weights file path).
+
+    Returns:
+        An uncompiled `keras.Model`.
+
+    Raises:
+        ConfigError: unknown backbone or invalid options. WeightsError: weights unavailable or unfit.
+
+    Example:
+        >>> model = build_model(ModelConfig(weights="none", input_size=32), 3, (28, 28, 1))
+        >>> model.get_layer("backbone").trainable
+        False
+    """
+    import keras
+
+    from kerastl.layers import Normalize, Preprocess
+
+    if num_classes < 2:
+        raise ConfigError(f"A classifier needs at least 2 classes, got num_classes={num_classes}.")
+    spec = get_backbone(model_cfg.backbone)
+    size = input_size(model_cfg)
+    weights = weights or model_cfg.weights
+    if weights == "pretrain":
+        raise ConfigError("model.weights 'pretrain' is resolved by kerastl.train; pass the pretrained weights file path.")
+    inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
+    x = Preprocess(size, channels=3, crop=model_cfg.center_crop, name="preprocess")(inputs)
+    layers = augmentation_layers(augment, seed) if augment is not None else []
+    if layers:
+        x = keras.Sequential(layers, name="augment")(x)
+    x = Normalize(spec.preprocess, name="normalize")(x)
+    backbone = create_backbone(spec, weights, size, model_cfg.backbone_options)
+    backbone.trainable = False
+    x = backbone(x, training=False)
+    outputs = _head(x, model_cfg.head, num_classes, seed)
+    return keras.Model(inputs, outputs, name=f"kerastl_{spec.name}")
+
+
+def _head(features, head: HeadConfig, num_classes: int, seed: int):
+    import keras
+
+    pooling = {
+        "avg": keras.layers.GlobalAveragePooling2D,
+        "max": keras.layers.GlobalMaxPooling2D,
+        "flatten": keras.layers.Flatten,
+    }[head.pooling]
+    x = pooling(name="pool")(features)
+    for i, units in enumerate(head.hidden):
+        x = keras.layers.Dropout(head.dropout, seed=seed, name=f"dropout_{i}")(x) if head.dropout else x
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+    if head.dropout:
+        x = keras.layers.Dropout(head.dropout, seed=seed, name="dropout")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+
+
+def load_model(path: str | Path):
+    """Load a kerastl `.keras` model (safe mode: no code is run from the file).
+
+    Example:
+        >>> model = load_model("runs/quickstart/model.keras")
+    """
+    import keras
+
+    import kerastl.layers  # noqa: F401  registers the preprocessing layers
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.keras"
+    if not path.is_file():
+        raise ExportError(f"No model at {str(path)!r}; expected a run directory or a .keras file.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, OSError) as exc:
+        raise ExportError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]}).") from None

@@ -1,0 +1,79 @@
+"""The run directory: its layout, the overwrite rule, and atomic writers (temp file + rename).
+
+Layout:
+    config.yaml   resolved config          history.csv  one row per epoch, with a `phase` column
+    metrics.json  headline numbers         model.keras  the trained model (raw pixels in)
+    labels.txt    one class name per line  evaluation/  written by `kerastl evaluate`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from kerastl.errors import RunDirError
+
+RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt")
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target` (same suffix) and move it onto `target` only on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix="".join(target.suffixes) or ".tmp", dir=target.parent)
+    os.close(handle)
+    temp = Path(temp)
+    try:
+        yield temp
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_text(target: Path, text: str) -> None:
+    """Write `text` to `target` atomically."""
+    with atomic_path(target) as temp:
+        temp.write_text(text)
+
+
+def write_json(target: Path, data: dict) -> None:
+    """Write `data` as indented JSON to `target` atomically."""
+    write_text(target, json.dumps(data, indent=2) + "\n")
+
+
+def prepare_run_dir(path: Path, overwrite: bool) -> Path:
+    """Check that `path` can take a new run: refuse one holding a run unless `overwrite`, and check it is writable.
+
+    Nothing is deleted here; `clear_run_files` does that once training is about to start.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"Output directory {str(path)!r} is a file.")
+    if (path / "config.yaml").exists() and not overwrite:
+        raise RunDirError(f"Output directory {str(path)!r} already holds a run; pass --overwrite to replace it.")
+    probe = path if path.exists() else next(p for p in path.parents if p.exists())
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RunDirError(f"Output directory {str(path)!r} is not writable.")
+    return path
+
+
+def clear_run_files(path: Path) -> None:
+    """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
+    for name in RUN_FILES:
+        (path / name).unlink(missing_ok=True)
+    for folder in ("evaluation", "checkpoints"):
+        shutil.rmtree(path / folder, ignore_errors=True)
+
+
+def read_labels(path: Path) -> list[str]:
+    """Class names from a run directory's labels.txt."""
+    file = Path(path) / "labels.txt"
+    if not file.is_file():
+        raise RunDirError(f"{file}: missing; is {str(path)!r} a kerastl run directory?")
+    return file.read_text().splitlines()
