@@ -34,13 +34,11 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
     import keras
 
     constructor = getattr(keras.applications, spec.constructor)
-    kwargs = dict(
-        include_top=False, input_shape=(input_size, input_size, 3), name=BACKBONE_LAYER_NAME, **(options or {}), **overrides
-    )
+    kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
     if weights == "imagenet":
-        return _with_imagenet_weights(spec, constructor, kwargs)
+        return _named(_with_imagenet_weights(spec, constructor, kwargs))
     try:
-        backbone = constructor(weights=None, **kwargs)
+        backbone = _named(constructor(weights=None, **kwargs))
     except TypeError as exc:
         raise ConfigError(f"Config key 'model.backbone_options' does not fit backbone {spec.name!r}: {exc}.") from None
     except ValueError as exc:
@@ -48,6 +46,13 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
     if weights != "none":
         load_backbone_weights(backbone, spec, weights)
     return backbone
+
+
+def _named(backbone):
+    # Rewrap instead of passing name=: EfficientNetV2 uses its `name` argument to pick its block layout.
+    import keras
+
+    return keras.Model(backbone.input, backbone.output, name=BACKBONE_LAYER_NAME)
 
 
 def load_backbone_weights(backbone, spec: BackboneSpec, path: str) -> None:

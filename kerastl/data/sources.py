@@ -208,7 +208,7 @@ def from_dataframe(
 
 def encode_labels(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     """Class names (numeric order for numbers, else alphabetical) and each value's class index."""
-    as_text = np.array([_label_text(v) for v in values])
+    as_text = [_label_text(v) for v in values]
     unique = sorted(set(as_text), key=_label_sort_key)
     index = {name: i for i, name in enumerate(unique)}
     return tuple(unique), np.array([index[v] for v in as_text], dtype=np.int64)

@@ -1,0 +1,54 @@
+import keras
+import numpy as np
+import pytest
+
+from kerastl.backbones import create_backbone
+from kerastl.errors import ConfigError, WeightsError
+from kerastl.registry import backbone_names, get_backbone
+
+
+@pytest.mark.parametrize("name", backbone_names())
+def test_every_backbone_builds_with_its_registered_features_and_size(name):
+    spec = get_backbone(name)
+    backbone = create_backbone(spec, "none", spec.min_size)
+    assert backbone.name == "backbone"
+    assert backbone.output_shape[-1] == spec.feature_dim
+    assert backbone.count_params() == spec.params
+    features = backbone(np.zeros((1, spec.min_size, spec.min_size, 3), "float32"))
+    assert features.shape[-1] == spec.feature_dim
+
+
+def test_imagenet_failure_names_the_cache_file_and_the_alternatives(monkeypatch, tmp_path):
+    from keras.src.utils import file_utils
+
+    url = "https://storage.example/keras-applications/mobilenet_v2/mobilenet_v2_weights_x_0.35_96_no_top.h5"
+
+    def offline(*args, **kwargs):
+        raise Exception(f"URL fetch failure on {url}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    with pytest.raises(WeightsError) as info:
+        create_backbone(get_backbone("mobilenet_v2"), "imagenet", 96, {"alpha": 0.35})
+    message = str(info.value)
+    assert str(tmp_path / "keras" / "models" / "mobilenet_v2_weights_x_0.35_96_no_top.h5") in message
+    assert "weights file path or to none" in message
+
+
+def test_weights_file_round_trip_and_mismatch(tmp_path):
+    spec = get_backbone("mobilenet_v2")
+    source = create_backbone(spec, "none", 32, {"alpha": 0.35})
+    path = tmp_path / "b.weights.h5"
+    source.save_weights(path)
+    loaded = create_backbone(spec, str(path), 32, {"alpha": 0.35})
+    for a, b in zip(source.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(WeightsError, match=r"does not fit backbone 'mobilenet_v3_small'"):
+        create_backbone(get_backbone("mobilenet_v3_small"), str(path), 32)
+    with pytest.raises(WeightsError, match=r"Weights file '.*missing\.h5' not found"):
+        create_backbone(spec, str(tmp_path / "missing.h5"), 32)
+
+
+def test_unknown_backbone_option_is_a_config_error():
+    with pytest.raises(ConfigError, match="model.backbone_options"):
+        create_backbone(get_backbone("resnet50"), "none", 32, {"alpha": 0.5})

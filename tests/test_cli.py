@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kerastl.cli import cli
+from tests.conftest import TINY
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def sets(overrides):
+    return [part for item in overrides for part in ("--set", item)]
+
+
+def test_help_lists_every_command_with_an_example():
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("train", "evaluate", "predict", "backbones", "pretrain"):
+        assert command in result.output
+    assert "Example: kerastl train --config" in result.output
+    for command in ("train", "evaluate", "predict", "backbones", "pretrain"):
+        assert run(command, "--help").exit_code == 0
+
+
+def test_backbones_table():
+    result = run("backbones", "mobilenet*")
+    assert result.exit_code == 0
+    assert "mobilenet_v2" in result.output and "2,257,984" in result.output and "resnet50" not in result.output
+
+
+def test_train_evaluate_predict_end_to_end(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: cli\n")
+    run_dir = tmp_path / "run"
+    result = run("train", "--config", config, "--output-dir", run_dir, "--quiet", *sets(TINY))
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(run_dir)
+    assert (run_dir / "model.keras").is_file()
+
+    evaluated = run("evaluate", run_dir)
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
+    assert f"accuracy: {report['accuracy']:.4f}" in evaluated.output
+
+    from kerastl.data.sources import read_source
+
+    digits = read_source("builtin:digits")
+    rows = pd.DataFrame(digits.images[:3].reshape(3, -1), columns=[f"pixel{i}" for i in range(64)])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    Image.fromarray(digits.images[0, ..., 0]).save(tmp_path / "zero.png")
+    predicted = run("predict", run_dir, tmp_path / "rows.csv", tmp_path / "zero.png")
+    assert predicted.exit_code == 0, predicted.output
+    lines = [line.split("\t") for line in predicted.stdout.strip().splitlines()]
+    assert [line[0] for line in lines] == [f"{tmp_path / 'rows.csv'}:row {i}" for i in (1, 2, 3)] + [str(tmp_path / "zero.png")]
+    assert all(line[1] in {"0", "1", "2"} and 0 < float(line[2]) <= 1 for line in lines)
+    assert lines[0][1:] == lines[3][1:]  # the same digit as a CSV row and as a PNG gives the same answer
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--config", "{missing}"], "Error: Cannot read config file"),
+        (["train", "--config", "{config}", "--set", "model.backbone=mobilnet_v2"], "Did you mean 'mobilenet_v2'?"),
+        (["train", "--config", "{config}", "--set", "data.batch_size=x"], "'data.batch_size' must be an integer"),
+        (["train", "--config", "{config}", "--set", "data.source=csv:{missing}"], "no such file"),
+        (["evaluate", "{missing}"], "Error: No model at"),
+        (["predict", "{missing}", "x.png"], "Error: No model at"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\nmodel: {weights: none}\n")
+    args = [a.format(missing=tmp_path / "missing", config=config) for a in args]
+    result = run(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert result.stderr.startswith("Error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "kerastl", "backbones", "vgg*"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "vgg16" in done.stdout

@@ -1,0 +1,104 @@
+import keras
+import numpy as np
+import pytest
+
+from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, PhaseConfig
+from kerastl.data.pipeline import make_dataset
+from kerastl.data.sources import read_source
+from kerastl.model import build_model, load_model
+from kerastl.phases import make_optimizer, set_trainable
+
+TINY_MODEL = ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35})
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return read_source("builtin:digits").select(["0", "1", "2"], max_per_class=40, seed=0)
+
+
+def fit_one_epoch(model, source, phase):
+    set_trainable(model, phase)
+    model.compile(optimizer=make_optimizer(phase, 4), loss="categorical_crossentropy")
+    model.fit(make_dataset(source, 32, shuffle=True, seed=0), epochs=1, verbose=0)
+
+
+def snapshot(layer):
+    return [w.numpy().copy() for w in layer.weights]
+
+
+def test_model_takes_raw_uint8_pixels_and_outputs_probabilities(digits):
+    model = build_model(TINY_MODEL, 3, digits.image_shape)
+    assert model.input.dtype == "uint8" and tuple(model.input.shape) == (None, 8, 8, 1)
+    probs = model.predict(digits.images[:5], verbose=0)
+    assert probs.shape == (5, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+    assert model.get_layer("backbone").trainable is False
+
+
+@pytest.mark.parametrize("pooling", ["avg", "max", "flatten"])
+def test_head_options(pooling):
+    model = build_model(ModelConfig(weights="none", input_size=32, head=HeadConfig(pooling=pooling, hidden=(16,))), 4, (8, 8, 1))
+    assert model.get_layer("hidden_0").units == 16 and model.output.shape == (None, 4)
+
+
+def test_augmentation_is_active_in_training_only(digits):
+    model = build_model(TINY_MODEL, 3, digits.image_shape, augment=AugmentConfig(preset="strong"), seed=1)
+    augment = model.get_layer("augment")
+    x = keras.ops.convert_to_tensor(np.repeat(digits.images[:4], 4, axis=1).astype("float32"))
+    assert np.array_equal(augment(x, training=False), x)
+    assert not np.array_equal(augment(x, training=True), x)
+    np.testing.assert_array_equal(model.predict(digits.images[:4], verbose=0), model.predict(digits.images[:4], verbose=0))
+
+
+def test_head_phase_leaves_every_backbone_weight_bit_identical(digits):
+    model = build_model(TINY_MODEL, 3, digits.image_shape)
+    backbone, head = model.get_layer("backbone"), model.get_layer("probabilities")
+    before, head_before = snapshot(backbone), snapshot(head)
+    fit_one_epoch(model, digits, PhaseConfig(name="head", learning_rate=0.01))
+    for a, b in zip(before, snapshot(backbone)):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(head_before[0], snapshot(head)[0])
+
+
+def test_finetune_changes_only_unfrozen_layers_and_never_batchnorm_statistics(digits):
+    model = build_model(TINY_MODEL, 3, digits.image_shape)
+    backbone = model.get_layer("backbone")
+    phase = PhaseConfig(name="finetune", learning_rate=0.01, unfreeze=20)
+    trainable = set(set_trainable(model, phase))
+    before = {layer.name: snapshot(layer) for layer in backbone.layers if layer.weights}
+    fit_one_epoch(model, digits, phase)
+    changed = {
+        layer.name
+        for layer in backbone.layers
+        if layer.weights and any(not np.array_equal(a, b) for a, b in zip(before[layer.name], snapshot(layer)))
+    }
+    batchnorm = {layer.name for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert trainable and not trainable & batchnorm
+    assert changed and changed <= trainable
+    assert not changed & batchnorm, "BatchNorm weights or moving statistics moved"
+    assert all(name in {l.name for l in backbone.layers[-20:]} for name in trainable)
+
+
+def test_unfreeze_all_and_from_named_layer(digits):
+    model = build_model(TINY_MODEL, 3, digits.image_shape)
+    every = set_trainable(model, PhaseConfig(name="all", unfreeze="all"))
+    named = set_trainable(model, PhaseConfig(name="from", unfreeze_from="block_16_expand"))
+    assert len(every) > len(named) and named[0] == "block_16_expand"
+    from kerastl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unfreeze_from 'block_99' is no layer of the backbone"):
+        set_trainable(model, PhaseConfig(name="x", unfreeze_from="block_99"))
+
+
+def test_cosine_schedule_with_warmup():
+    optimizer = make_optimizer(PhaseConfig(name="p", epochs=10, learning_rate=0.1, schedule="cosine", warmup_epochs=1), 10)
+    schedule = optimizer.learning_rate if callable(optimizer.learning_rate) else optimizer._learning_rate
+    assert float(schedule(0)) == pytest.approx(0.0)
+    assert float(schedule(10)) == pytest.approx(0.1)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_saved_model_reloads_and_predicts_the_same(tmp_path, digits):
+    model = build_model(TINY_MODEL, 3, digits.image_shape, augment=AugmentConfig(preset="light"))
+    model.save(tmp_path / "m.keras")
+    reloaded = load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(reloaded.predict(digits.images[:8], verbose=0), model.predict(digits.images[:8], verbose=0), atol=1e-6)

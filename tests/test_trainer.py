@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kerastl.config import load_config
+from kerastl.errors import RunDirError
+from kerastl.model import load_model
+from kerastl.trainer import train
+from tests.conftest import TINY
+
+
+def test_run_directory_holds_every_artifact(trained_run):
+    run_dir = trained_run.run_dir
+    for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "labels.txt").read_text().split() == ["0", "1", "2"]
+    assert load_config(run_dir / "config.yaml") == load_config(None, TINY)
+
+
+def test_history_has_one_row_per_epoch_over_both_phases(trained_run):
+    history = pd.read_csv(trained_run.run_dir / "history.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    assert history["phase"].tolist() == ["head", "finetune"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
+
+
+def test_metrics_json(trained_run):
+    metrics = json.loads((trained_run.run_dir / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "val_accuracy", "num_classes", "class_names"):
+        assert key in metrics
+    assert metrics["num_classes"] == 3 and metrics["class_names"] == ["0", "1", "2"]
+    assert metrics["phases"]["head"]["epochs"] == 1 and metrics["phases"]["finetune"]["seconds"] > 0
+    assert 0 <= metrics["test_accuracy"] <= 1
+    assert metrics == trained_run.metrics
+
+
+def test_saved_model_predicts_like_the_trained_one(trained_run):
+    from kerastl.data.sources import read_source
+
+    images = read_source("builtin:digits").images[:16]
+    reloaded = load_model(trained_run.run_dir)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), trained_run.model.predict(images, verbose=0), atol=1e-6)
+
+
+def test_existing_run_is_not_overwritten_without_permission(trained_run):
+    before = (trained_run.run_dir / "metrics.json").read_bytes()
+    with pytest.raises(RunDirError, match="already holds a run; pass --overwrite"):
+        train(load_config(None, TINY), output_dir=trained_run.run_dir, verbose=0)
+    assert (trained_run.run_dir / "metrics.json").read_bytes() == before
+
+
+def test_bad_data_writes_nothing(tmp_path):
+    cfg = load_config(None, TINY + [f"data.source=csv:{tmp_path / 'missing.csv'}"])
+    from kerastl.errors import DataError
+
+    with pytest.raises(DataError, match="no such file"):
+        train(cfg, output_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_stage_feeds_the_backbone(tmp_path):
+    cfg = load_config(None, TINY + [
+        "model.weights=pretrain",
+        "pretrain={source: 'builtin:digits', classes: [5, 6], epochs: 1, validation: 0.2}",
+        "phases=[{name: head, epochs: 1}]",
+    ])
+    result = train(cfg, output_dir=tmp_path / "run", verbose=0)
+    weights_file = tmp_path / "run" / "pretrained_backbone.weights.h5"
+    assert weights_file.is_file()
+    assert result.metrics["pretrain"]["classes"] == ["5", "6"] and "val_accuracy" in result.metrics["pretrain"]
+    from kerastl.backbones import create_backbone
+    from kerastl.registry import get_backbone
+
+    pretrained = create_backbone(get_backbone("mobilenet_v2"), str(weights_file), 32, {"alpha": 0.35})
+    trained = result.model.get_layer("backbone")
+    for a, b in zip(pretrained.weights, trained.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
