@@ -102,7 +102,7 @@ def pretrain(config_path, output, overrides, quiet):
 def evaluate(run_dir, data):
     """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
     _import_tensorflow_quietly()
-    from kerastl.evaluate import evaluate as run_evaluation
+    from kerastl.evaluation import evaluate as run_evaluation
 
     report = run_evaluation(run_dir, data)
     click.echo(f"data:     {report['data']}")
@@ -120,7 +120,7 @@ def evaluate(run_dir, data):
 def predict(model, inputs):
     """Predict image files or CSV/Parquet pixel rows; prints input, label and probability per line."""
     _import_tensorflow_quietly()
-    from kerastl.predict import predict as run_prediction
+    from kerastl.prediction import predict as run_prediction
 
     for prediction in run_prediction(model, inputs):
         click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")

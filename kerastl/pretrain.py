@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
-from kerastl.backbones import create_backbone
+from kerastl.backbones import BACKBONE_LAYER_NAME, create_backbone
 from kerastl.config import Config
-from kerastl.data.pipeline import read_data_source, make_dataset, stratified_split
+from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
+from kerastl.data.sources import ImageSource
 from kerastl.errors import ConfigError
 from kerastl.model import input_size
 from kerastl.registry import get_backbone
@@ -36,49 +38,22 @@ def pretrain_backbone(cfg: Config, output: str | Path, verbose: int | str = "aut
     Raises:
         ConfigError: the config has no `pretrain` section. DataError: the source cannot be read.
     """
-    import keras
-
-    from kerastl.layers import Normalize, Preprocess
-
     if cfg.pretrain is None:
         raise ConfigError("The config has no 'pretrain' section to pretrain from.")
     settings = cfg.pretrain
     output = Path(output)
     if not output.name.endswith(".weights.h5"):
         raise ConfigError(f"Pretrained weights file {str(output)!r} must end with .weights.h5.")
-    spec, size = get_backbone(cfg.model.backbone), input_size(cfg.model)
-    source = read_data_source(settings.source, cfg.data, size).select(settings.classes, None, cfg.seed)
+    source = read_data_source(settings.source, cfg.data, input_size(cfg.model)).select(settings.classes, None, cfg.seed)
     fractions = {"validation": settings.validation} if settings.validation > 0 else {}
     train_part, held_out = stratified_split(source, fractions, cfg.seed)
-
-    keras.utils.set_random_seed(cfg.seed)
-    backbone = create_backbone(spec, "none", size, cfg.model.backbone_options)
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = settings.bn_momentum
-    inputs = keras.Input(shape=train_part.image_shape, dtype="uint8")
-    x = Preprocess(size, channels=3, crop=cfg.model.center_crop)(inputs)
-    x = Normalize(spec.preprocess)(x)
-    x = keras.layers.GlobalAveragePooling2D()(backbone(x))
-    outputs = keras.layers.Dense(len(source.class_names), activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
     validation = held_out.get("validation")
+
     started = time.perf_counter()
-    model.fit(
-        make_dataset(train_part, settings.batch_size, shuffle=True, seed=cfg.seed),
-        validation_data=make_dataset(validation, settings.batch_size) if validation is not None else None,
-        epochs=settings.epochs,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=verbose,
-    )
+    model = fit_from_scratch(cfg, train_part, validation, verbose=verbose)
     seconds = time.perf_counter() - started
     with atomic_path(output) as temp:
-        backbone.save_weights(temp)
+        model.get_layer(BACKBONE_LAYER_NAME).save_weights(temp)
     result = {
         "source": settings.source,
         "classes": list(source.class_names),
@@ -90,3 +65,41 @@ def pretrain_backbone(cfg: Config, output: str | Path, verbose: int | str = "aut
         _, accuracy = model.evaluate(make_dataset(validation, settings.batch_size), verbose=0)
         result["val_accuracy"] = round(float(accuracy), 6)
     return result
+
+
+def fit_from_scratch(cfg: Config, train: ImageSource, validation: Optional[ImageSource], verbose: int | str = "auto"):
+    """A classifier on `cfg.model.backbone` with random weights, trained whole as `cfg.pretrain` says.
+
+    Unlike `build_model`, the backbone's BatchNorm layers train (training mode, momentum
+    `cfg.pretrain.bn_momentum`). Returns the compiled, trained model; its backbone is layer "backbone".
+    """
+    import keras
+
+    from kerastl.layers import Normalize, Preprocess
+
+    settings = cfg.pretrain
+    spec, size = get_backbone(cfg.model.backbone), input_size(cfg.model)
+    keras.utils.set_random_seed(cfg.seed)
+    backbone = create_backbone(spec, "none", size, cfg.model.backbone_options)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = settings.bn_momentum
+    inputs = keras.Input(shape=train.image_shape, dtype="uint8")
+    x = Preprocess(size, channels=3, crop=cfg.model.center_crop)(inputs)
+    x = Normalize(spec.preprocess)(x)
+    x = keras.layers.GlobalAveragePooling2D()(backbone(x))
+    outputs = keras.layers.Dense(len(train.class_names), activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile(
+        optimizer=keras.optimizers.Adam(settings.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+    model.fit(
+        make_dataset(train, settings.batch_size, shuffle=True, seed=cfg.seed),
+        validation_data=make_dataset(validation, settings.batch_size) if validation is not None else None,
+        epochs=settings.epochs,
+        shuffle=False,  # the dataset shuffles itself, seeded
+        verbose=verbose,
+    )
+    return model

@@ -93,3 +93,34 @@ def test_python_dash_m_entry_point():
 
     done = subprocess.run([sys.executable, "-m", "kerastl", "backbones", "vgg*"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "vgg16" in done.stdout
+
+
+def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):
+    from kerastl.data.sources import read_source
+
+    digits = read_source("builtin:digits").select(["7"], None, seed=0)
+    frame = pd.DataFrame(digits.images[:4].reshape(4, -1), columns=[f"p{i}" for i in range(64)])
+    frame.insert(0, "label", 7)
+    frame.to_csv(tmp_path / "sevens.csv", index=False)
+    before = sorted(p.name for p in trained_run.run_dir.rglob("*"))
+    result = run("evaluate", trained_run.run_dir, "--data", f"csv:{tmp_path / 'sevens.csv'}")
+    assert result.exit_code == 2
+    assert "label(s) '7' are not classes of the model; expected one of: 0, 1, 2" in result.stderr
+    assert sorted(p.name for p in trained_run.run_dir.rglob("*")) == before
+
+
+def test_predict_rejects_rows_of_another_shape(trained_run, tmp_path):
+    pd.DataFrame(np.zeros((2, 784), "uint8")).to_csv(tmp_path / "mnist.csv", index=False)
+    result = run("predict", trained_run.run_dir, tmp_path / "mnist.csv")
+    assert result.exit_code == 2 and "rows hold (28, 28, 1) images, the model takes (8, 8, 1)" in result.stderr
+
+
+def test_pretrain_command_writes_a_reusable_weights_file(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("pretrain: {source: 'builtin:digits', classes: [0, 1], epochs: 1}\n")
+    out = tmp_path / "b.weights.h5"
+    result = run("pretrain", "--config", config, "--output", out, "--quiet", *sets(TINY))
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and result.stdout.strip() == str(out)
+    bad = run("pretrain", "--config", config, "--output", tmp_path / "b.h5", *sets(TINY))
+    assert bad.exit_code == 2 and "must end with .weights.h5" in bad.stderr

@@ -16,7 +16,7 @@ import numpy as np
 from kerastl.data.pipeline import read_data_source
 from kerastl.data.sources import IMAGE_SUFFIXES, load_image
 from kerastl.errors import DataError
-from kerastl.evaluate import model_input_shape, run_config
+from kerastl.evaluation import model_input_shape, run_config
 from kerastl.model import load_model
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
