@@ -77,3 +77,21 @@ def test_pretrain_stage_feeds_the_backbone(tmp_path):
     trained = result.model.get_layer("backbone")
     for a, b in zip(pretrained.weights, trained.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_balanced_class_weight_is_inverse_frequency():
+    from kerastl.data.pipeline import Splits
+    from kerastl.data.sources import from_arrays
+    from kerastl.trainer import _class_weight
+
+    source = from_arrays(np.zeros((8, 4, 4), "uint8"), [0] * 6 + [1] * 2)
+    weights = _class_weight(Splits(source, None, None))
+    assert weights[1] == pytest.approx(3 * weights[0]) and weights[0] == pytest.approx(8 / (2 * 6))
+
+
+def test_early_stopping_restores_and_stops(tmp_path):
+    # A learning rate this large diverges, so validation loss stops improving and training stops early.
+    cfg = load_config(None, TINY + ["phases=[{name: head, epochs: 6, learning_rate: 50.0, early_stopping: 1}]"])
+    result = train(cfg, output_dir=tmp_path / "run", verbose=0)
+    assert len(result.history) < 6
+    assert result.metrics["phases"]["head"]["epochs"] == len(result.history)

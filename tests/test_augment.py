@@ -1,0 +1,45 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kerastl.augment import PRESETS, augmentation_layers
+from kerastl.config import AugmentConfig, ModelConfig
+from kerastl.model import build_model
+
+
+def images(n=8, size=32):
+    return np.random.default_rng(0).integers(0, 256, (n, size, size, 3)).astype("float32")
+
+
+@pytest.mark.parametrize("preset", PRESETS.names())
+def test_preset_runs_inside_tf_data(preset):
+    layers = augmentation_layers(AugmentConfig(preset=preset), seed=3)
+    pipeline = keras.Sequential(layers) if layers else (lambda x, training=True: x)
+    ds = tf.data.Dataset.from_tensor_slices(images()).batch(4).map(lambda x: pipeline(x, training=True))
+    out = next(iter(ds)).numpy()
+    assert out.shape == (4, 32, 32, 3) and out.min() >= 0 and out.max() <= 255.5
+
+
+@pytest.mark.parametrize("preset", PRESETS.names())
+def test_preset_trains_inside_the_model(preset):
+    model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), 2, (16, 16, 1),
+                        augment=AugmentConfig(preset=preset), seed=0)
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    x = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 1)).astype("uint8")
+    y = np.eye(2)[[0, 1] * 4].astype("float32")
+    history = model.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_flip_can_be_switched_off():
+    with_flip = [type(layer).__name__ for layer in augmentation_layers(AugmentConfig(preset="strong"), seed=0)]
+    without = [type(layer).__name__ for layer in augmentation_layers(AugmentConfig(preset="strong", flip=False), seed=0)]
+    assert with_flip[0] == "RandomFlip" and "RandomFlip" not in without and "RandAugment" in without
+
+
+def test_light_augmentation_changes_training_images_only():
+    layers = keras.Sequential(augmentation_layers(AugmentConfig(preset="light"), seed=0))
+    x = images()
+    assert not np.allclose(layers(x, training=True), x)
+    np.testing.assert_array_equal(layers(x, training=False), x)
