@@ -38,6 +38,7 @@ _LAZY = {
     "load_model": "kerastl.model",
     "evaluate": "kerastl.evaluation",
     "predict": "kerastl.prediction",
+    "export": "kerastl.exporting",
     "pretrain_backbone": "kerastl.pretrain",
     "read_source": "kerastl.data.sources",
     "from_arrays": "kerastl.data.sources",

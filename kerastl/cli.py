@@ -39,15 +39,10 @@ def _verbosity(quiet: bool):
 
 def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with its C++ start-up chatter (CUDA probes, absl notices) kept off stderr."""
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    from kerastl.quiet import native_stderr_silenced
+
+    with native_stderr_silenced():
         import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @click.group(
@@ -124,6 +119,29 @@ def predict(model, inputs):
 
     for prediction in run_prediction(model, inputs):
         click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite", "keras"]), default="savedmodel", show_default=True, help="Export format.")
+@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="none", show_default=True, help="TFLite quantization.")
+@click.option("--output", required=True, type=click.Path(), help="Directory to create for the export.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing export.")
+@reports_errors
+def export(run_dir, export_format, quantize, output, overwrite):
+    """Export a run's model (raw uint8 pixels in), checked against the Keras model; prints the output directory."""
+    _import_tensorflow_quietly()
+    from kerastl.exporting import export as run_export
+
+    info = run_export(run_dir, export_format, output, quantize=quantize, overwrite=overwrite)
+    parity = info["parity"]
+    click.echo(
+        f"parity on {parity['samples']} held-out images: max |dprob| {parity['max_abs_diff']:.2e}, "
+        f"top-1 agreement {parity['top1_agreement']:.2%}, accuracy {parity['export_accuracy']:.4f} "
+        f"(Keras {parity['keras_accuracy']:.4f})",
+        err=True,
+    )
+    click.echo(output)
 
 
 @cli.command()

@@ -1,4 +1,7 @@
-"""Predict labels for image files or pixel-table rows with a trained model.
+"""Predict labels for image files or pixel-table rows with a trained or exported model.
+
+`MODEL` may be a run directory, a `.keras` file, a SavedModel directory, a `.tflite` file, or a
+directory written by `kerastl export`.
 
 Example:
     >>> for p in predict("runs/quickstart", ["digits.csv"]):
@@ -7,17 +10,20 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
+from kerastl.config import DataConfig, config_from_dict
 from kerastl.data.pipeline import read_data_source
 from kerastl.data.sources import IMAGE_SUFFIXES, load_image
-from kerastl.errors import DataError
+from kerastl.errors import DataError, ExportError
 from kerastl.evaluation import model_input_shape, run_config
 from kerastl.model import load_model
+from kerastl.quiet import native_stderr_silenced
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -32,11 +38,43 @@ class Prediction:
     probabilities: np.ndarray
 
 
-def predict(model_path: str | Path, inputs: Sequence[str | Path], batch_size: int = 64) -> list[Prediction]:
+@dataclass(frozen=True)
+class Predictor:
+    """A loaded model of any supported format: `probabilities(uint8 images [N, H, W, C])`."""
+
+    probabilities: Callable[[np.ndarray], np.ndarray]
+    input_shape: tuple[int, int, int]
+    class_names: list[str]
+    data: DataConfig
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """Load a run directory, `.keras` file, SavedModel directory, `.tflite` file or export directory.
+
+    Raises:
+        ExportError: nothing loadable at `path`.
+    """
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    export_info = _export_info(folder)
+    data = config_from_dict({"data": export_info["data"]}).data if export_info else run_config(folder).data
+    if (path / "saved_model.pb").is_file():
+        return _savedmodel_predictor(path, data)
+    tflite = path if path.suffix == ".tflite" else path / "model.tflite"
+    if tflite.is_file():
+        run = tflite_predictor(tflite)
+        shape = tuple(int(d) for d in _tflite_input(tflite)["shape_signature"][1:])
+        return Predictor(run, shape, _labels(folder, None), data)
+    model = load_model(path)
+    labels = _labels(folder, model.output_shape[-1])
+    return Predictor(lambda images: model.predict(images, verbose=0), model_input_shape(model), labels, data)
+
+
+def predict(model_path: str | Path, inputs: Sequence[str | Path]) -> list[Prediction]:
     """Predict each image file, and each row of each pixel table (CSV/Parquet), in `inputs`.
 
     Args:
-        model_path: a run directory or a `.keras` file (class names come from `labels.txt` beside it).
+        model_path: a run directory, `.keras`, SavedModel directory, `.tflite` file or export directory.
         inputs: image files (jpg, png, bmp, gif) and pixel tables; a table's label column, if any, is ignored.
 
     Returns:
@@ -44,12 +82,10 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], batch_size: in
 
     Raises:
         DataError: an input is missing, unreadable, of another type, or of another shape than the model takes.
+        ExportError: no loadable model at `model_path`.
     """
-    model = load_model(model_path)
-    run_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-    labels_file = run_dir / "labels.txt"
-    shape = model_input_shape(model)
-    class_names = labels_file.read_text().splitlines() if labels_file.is_file() else None
+    predictor = load_predictor(model_path)
+    shape = predictor.input_shape
     names, images = [], []
     for item in map(Path, inputs):
         suffix = item.suffix.lower()
@@ -59,7 +95,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], batch_size: in
             names.append(str(item))
             images.append(load_image(item, shape[:2], shape[2])[None])
         elif suffix in TABLE_SUFFIXES:
-            table = read_data_source(str(item), run_config(run_dir).data, image_size=None, require_labels=False)
+            table = read_data_source(str(item), predictor.data, image_size=None, require_labels=False)
             if table.image_shape != shape:
                 raise DataError(f"{item}: rows hold {table.image_shape} images, the model takes {shape}.")
             names += [f"{item}:row {i + 1}" for i in range(len(table))]
@@ -69,9 +105,71 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], batch_size: in
             raise DataError(f"{item}: cannot predict on {suffix or 'a file without suffix'!r} files; expected one of: {allowed}.")
     if not names:
         raise DataError("No inputs to predict.")
-    probabilities = model.predict(np.concatenate(images), batch_size=batch_size, verbose=0)
-    class_names = class_names or [str(k) for k in range(probabilities.shape[1])]
+    probabilities = predictor.probabilities(np.concatenate(images))
     best = probabilities.argmax(axis=1)
     return [
-        Prediction(name, class_names[k], float(p[k]), p) for name, k, p in zip(names, best, probabilities)
+        Prediction(name, predictor.class_names[k], float(p[k]), p) for name, k, p in zip(names, best, probabilities)
     ]
+
+
+def tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running a `.tflite` model on a batch of uint8 images."""
+    interpreter = _tflite_interpreter(path)
+    input_index = interpreter.get_input_details()[0]["index"]
+    output_index = interpreter.get_output_details()[0]["index"]
+
+    def run(images: np.ndarray) -> np.ndarray:
+        interpreter.resize_tensor_input(input_index, images.shape)
+        with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate" notices
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(input_index, images.astype(np.uint8))
+            interpreter.invoke()
+        return interpreter.get_tensor(output_index).copy()
+
+    return run
+
+
+def _tflite_interpreter(path: Path):
+    import warnings
+
+    import tensorflow as tf
+
+    with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai_edge_litert
+        warnings.simplefilter("ignore")
+        try:
+            return tf.lite.Interpreter(model_path=str(path))
+        except ValueError as exc:
+            raise ExportError(f"{path}: not a loadable TFLite model ({exc}).") from None
+
+
+def _tflite_input(path: Path) -> dict:
+    return _tflite_interpreter(path).get_input_details()[0]
+
+
+def _savedmodel_predictor(path: Path, data: DataConfig) -> Predictor:
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(path)).signatures.get("serving_default")
+    if serve is None or "images" not in serve.structured_input_signature[1]:
+        raise ExportError(f"{path}: the SavedModel has no serving_default signature taking images.")
+    shape = tuple(int(d) for d in serve.structured_input_signature[1]["images"].shape[1:])
+    num_classes = int(serve.structured_outputs["probabilities"].shape[-1])
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return serve(images=tf.constant(images, tf.uint8))["probabilities"].numpy()
+
+    return Predictor(run, shape, _labels(path / "assets", num_classes), data)
+
+
+def _labels(folder: Path, num_classes) -> list[str]:
+    file = folder / "labels.txt"
+    if file.is_file():
+        return file.read_text().splitlines()
+    if num_classes is None:
+        raise ExportError(f"{folder}: labels.txt is missing beside the model.")
+    return [str(k) for k in range(num_classes)]
+
+
+def _export_info(folder: Path):
+    file = folder / "export.json"
+    return json.loads(file.read_text()) if file.is_file() else None

@@ -1,0 +1,146 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kerastl import exporting
+from kerastl.cli import cli
+from kerastl.data.sources import read_source
+from kerastl.errors import ExportError
+from kerastl.exporting import export
+from kerastl.prediction import load_predictor, predict
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return read_source("builtin:digits").select(["0", "1", "2"], None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def savedmodel(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "sm"
+    return out, export(trained_run.run_dir, "savedmodel", out)
+
+
+def test_savedmodel_layout_and_export_json(savedmodel):
+    out, info = savedmodel
+    assert (out / "saved_model.pb").is_file() and (out / "assets" / "labels.txt").read_text().split() == ["0", "1", "2"]
+    on_disk = json.loads((out / "export.json").read_text())
+    assert on_disk == info
+    assert info["input_shape"] == [8, 8, 1] and info["class_names"] == ["0", "1", "2"]
+    assert info["backbone"] == "mobilenet_v2" and set(info["versions"]) == {"kerastl", "tensorflow", "keras"}
+    assert info["signatures"] == ["serving_default", "serve_pixels"]
+    assert info["parity"]["max_abs_diff"] <= 1e-5 and info["parity"]["samples"] > 0
+
+
+def test_savedmodel_serves_raw_pixels_without_kerastl(savedmodel, trained_run, digits, tmp_path):
+    out, _ = savedmodel
+    images = digits.images[:12]
+    np.save(tmp_path / "images.npy", images)
+    np.save(tmp_path / "expected.npy", trained_run.model.predict(images, verbose=0))
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        model = tf.saved_model.load({str(out)!r})
+        images = np.load({str(tmp_path / 'images.npy')!r})
+        expected = np.load({str(tmp_path / 'expected.npy')!r})
+        out = model.signatures["serving_default"](images=tf.constant(images))
+        rows = model.signatures["serve_pixels"](pixels=tf.constant(images.reshape(len(images), -1)))
+        assert out["probabilities"].dtype == tf.float32 and out["label"].dtype == tf.string
+        assert np.abs(out["probabilities"].numpy() - expected).max() <= 1e-5
+        assert np.array_equal(rows["probabilities"].numpy(), out["probabilities"].numpy())
+        labels = [b.decode() for b in out["label"].numpy()]
+        assert labels == [str(k) for k in expected.argmax(1)], labels
+        assert out["class_id"].numpy().tolist() == expected.argmax(1).tolist()
+        assert "kerastl" not in sys.modules
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
+def test_tflite_exports_meet_their_parity_bounds(trained_run, tmp_path, quantize, digits):
+    info = export(trained_run.run_dir, "tflite", tmp_path / quantize, quantize=quantize)
+    assert (tmp_path / quantize / "model.tflite").is_file()
+    parity = info["parity"]
+    if quantize == "none":
+        assert parity["max_abs_diff"] <= 1e-3
+    else:
+        assert parity["top1_agreement"] >= 0.98
+    predictor = load_predictor(tmp_path / quantize / "model.tflite")
+    assert predictor.input_shape == (8, 8, 1) and predictor.class_names == ["0", "1", "2"]
+    probabilities = predictor.probabilities(digits.images[:5])
+    assert probabilities.shape == (5, 3) and probabilities.dtype == np.float32
+
+
+def test_keras_export_reloads(trained_run, tmp_path):
+    info = export(trained_run.run_dir, "keras", tmp_path / "k")
+    assert (tmp_path / "k" / "model.keras").is_file() and info["parity"]["max_abs_diff"] <= 1e-5
+
+
+def test_predict_gives_the_same_labels_from_every_format(trained_run, savedmodel, tmp_path, digits):
+    from PIL import Image
+
+    files = []
+    for i in range(3):
+        Image.fromarray(digits.images[i, ..., 0]).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    export(trained_run.run_dir, "tflite", tmp_path / "lite")
+    reference = [p.label for p in predict(trained_run.run_dir, files)]
+    assert [p.label for p in predict(savedmodel[0], files)] == reference
+    assert [p.label for p in predict(tmp_path / "lite", files)] == reference
+    assert [p.label for p in predict(tmp_path / "lite" / "model.tflite", files)] == reference
+
+
+def test_existing_target_needs_overwrite_and_is_replaced_whole(trained_run, tmp_path):
+    target = tmp_path / "k"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="already exists; pass --overwrite"):
+        export(trained_run.run_dir, "keras", target)
+    assert (target / "keep.txt").read_text() == "mine"
+    export(trained_run.run_dir, "keras", target, overwrite=True)
+    assert (target / "model.keras").is_file() and not (target / "keep.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]
+
+
+def test_failed_parity_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(exporting.MAX_ABS_DIFF, ("keras", "none"), -1.0)
+    with pytest.raises(ExportError, match="differs from the Keras model .* nothing was written"):
+        export(trained_run.run_dir, "keras", tmp_path / "k")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_export_keeps_the_previous_one(trained_run, tmp_path, monkeypatch):
+    export(trained_run.run_dir, "keras", tmp_path / "k")
+    before = (tmp_path / "k" / "export.json").read_bytes()
+    monkeypatch.setitem(exporting.MAX_ABS_DIFF, ("keras", "none"), -1.0)
+    with pytest.raises(ExportError):
+        export(trained_run.run_dir, "keras", tmp_path / "k", overwrite=True)
+    assert (tmp_path / "k" / "export.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "keras", "--quantize", "int8"], "applies to --format tflite only"),
+        (["--format", "onnx"], "Invalid value for '--format'"),
+    ],
+)
+def test_cli_export_errors(trained_run, tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["export", str(trained_run.run_dir), "--output", str(tmp_path / "x"), *args])
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_export_prints_parity_and_output(trained_run, tmp_path):
+    result = CliRunner().invoke(cli, ["export", str(trained_run.run_dir), "--format", "tflite", "--output", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(tmp_path / "t") and "top-1 agreement" in result.stderr
