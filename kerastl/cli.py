@@ -123,7 +123,7 @@ def predict(model, inputs):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite", "keras"]), default="savedmodel", show_default=True, help="Export format.")
+@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite", "keras", "onnx"]), default="savedmodel", show_default=True, help="Export format.")
 @click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="none", show_default=True, help="TFLite quantization.")
 @click.option("--output", required=True, type=click.Path(), help="Directory to create for the export.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export.")

@@ -28,12 +28,12 @@ from kerastl.model import load_model
 from kerastl.quiet import native_stderr_silenced
 from kerastl.rundir import read_labels
 
-FORMATS = ("savedmodel", "tflite", "keras")
+FORMATS = ("savedmodel", "tflite", "keras", "onnx")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
 # Largest allowed |probability difference| against the Keras model, or None where top-1 agreement is checked.
 # float16 is checked by agreement: rounding the weights to float16 moved the quickstart model's
 # probabilities by up to 5.6e-3 while every top-1 answer stayed the same.
-MAX_ABS_DIFF = {("savedmodel", "none"): 1e-5, ("keras", "none"): 1e-5, ("tflite", "none"): 1e-3}
+MAX_ABS_DIFF = {("savedmodel", "none"): 1e-5, ("keras", "none"): 1e-5, ("tflite", "none"): 1e-3, ("onnx", "none"): 1e-4}
 MIN_TOP1_AGREEMENT = 0.98
 PARITY_SAMPLES = 256
 REPRESENTATIVE_SAMPLES = 200
@@ -51,9 +51,9 @@ def export(
 
     Args:
         run: a kerastl run directory.
-        format: "savedmodel", "tflite" or "keras".
+        format: "savedmodel", "tflite", "keras" or "onnx" (needs the `onnx` extra).
         output: the directory to create. It holds the SavedModel (plus `export.json`), or
-            `model.tflite` / `model.keras` with `labels.txt` and `export.json`.
+            `model.tflite` / `model.keras` / `model.onnx` with `labels.txt` and `export.json`.
         quantize: TFLite only: "none" (float32), "float16", "dynamic" (int8 weights) or "int8"
             (full integer, calibrated on training images).
         overwrite: replace an existing `output`.
@@ -174,7 +174,28 @@ def _write_keras(model, class_names, cfg, staging: Path, quantize, train: ImageS
     return lambda images: reloaded.predict(images, verbose=0)
 
 
-_WRITERS = {"savedmodel": _write_savedmodel, "tflite": _write_tflite, "keras": _write_keras}
+def _write_onnx(model, class_names, cfg, staging: Path, quantize, train: ImageSource):
+    import tensorflow as tf
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ExportError("ONNX export needs the onnx extra: pip install -e \".[onnx]\" (tf2onnx, onnxruntime).") from None
+    signature = (tf.TensorSpec([None, *model_input_shape(model)], tf.uint8, name="images"),)
+
+    @tf.function(input_signature=signature)
+    def serve(images):
+        return {"probabilities": model(images, training=False)}
+
+    with native_stderr_silenced():
+        tf2onnx.convert.from_function(serve, input_signature=signature, opset=17, output_path=str(staging / "model.onnx"))
+    (staging / "labels.txt").write_text("\n".join(class_names) + "\n")
+    from kerastl.prediction import onnx_predictor
+
+    return onnx_predictor(staging / "model.onnx")[0]
+
+
+_WRITERS = {"savedmodel": _write_savedmodel, "tflite": _write_tflite, "keras": _write_keras, "onnx": _write_onnx}
 
 
 def _archive(model, class_names, with_labels: bool, pixel_layout: Optional[str]):

@@ -60,6 +60,10 @@ def load_predictor(path: str | Path) -> Predictor:
     data = config_from_dict({"data": export_info["data"]}).data if export_info else run_config(folder).data
     if (path / "saved_model.pb").is_file():
         return _savedmodel_predictor(path, data)
+    onnx = path if path.suffix == ".onnx" else path / "model.onnx"
+    if onnx.is_file():
+        run, shape = onnx_predictor(onnx)
+        return Predictor(run, shape, _labels(folder, None), data)
     tflite = path if path.suffix == ".tflite" else path / "model.tflite"
     if tflite.is_file():
         run = tflite_predictor(tflite)
@@ -127,6 +131,17 @@ def tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
         return interpreter.get_tensor(output_index).copy()
 
     return run
+
+
+def onnx_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int]]:
+    """A function running a `.onnx` model (from `kerastl export --format onnx`) with onnxruntime, and its input (H, W, C)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ExportError("Running ONNX models needs the onnx extra: pip install -e \".[onnx]\".") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shape = tuple(int(d) for d in session.get_inputs()[0].shape[1:])
+    return (lambda images: session.run(None, {"images": images.astype(np.uint8)})[0]), shape
 
 
 def _tflite_interpreter(path: Path):

@@ -64,10 +64,19 @@ def test_savedmodel_serves_raw_pixels_without_kerastl(savedmodel, trained_run, d
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+@pytest.fixture(scope="module")
+def tflite_float32(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("exports") / "none"
+    return out, export(trained_run.run_dir, "tflite", out)
+
+
 @pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
-def test_tflite_exports_meet_their_parity_bounds(trained_run, tmp_path, quantize, digits):
-    info = export(trained_run.run_dir, "tflite", tmp_path / quantize, quantize=quantize)
-    assert (tmp_path / quantize / "model.tflite").is_file()
+def test_tflite_exports_meet_their_parity_bounds(trained_run, tflite_float32, tmp_path, quantize, digits):
+    if quantize == "none":
+        tmp_path, info = tflite_float32[0].parent, tflite_float32[1]
+    else:
+        info = export(trained_run.run_dir, "tflite", tmp_path / quantize, quantize=quantize)
+    assert (tmp_path / quantize / "model.tflite").is_file() and info["quantize"] == quantize
     parity = info["parity"]
     if quantize == "none":
         assert parity["max_abs_diff"] <= 1e-3
@@ -84,18 +93,26 @@ def test_keras_export_reloads(trained_run, tmp_path):
     assert (tmp_path / "k" / "model.keras").is_file() and info["parity"]["max_abs_diff"] <= 1e-5
 
 
-def test_predict_gives_the_same_labels_from_every_format(trained_run, savedmodel, tmp_path, digits):
+def test_onnx_export_matches_and_predicts(trained_run, tmp_path, digits):
+    pytest.importorskip("tf2onnx")
+    info = export(trained_run.run_dir, "onnx", tmp_path / "o")
+    assert (tmp_path / "o" / "model.onnx").is_file() and info["parity"]["max_abs_diff"] <= 1e-4
+    predictor = load_predictor(tmp_path / "o")
+    expected = trained_run.model.predict(digits.images[:4], verbose=0)
+    np.testing.assert_allclose(predictor.probabilities(digits.images[:4]), expected, atol=1e-4)
+
+
+def test_predict_gives_the_same_labels_from_every_format(trained_run, savedmodel, tflite_float32, tmp_path, digits):
     from PIL import Image
 
     files = []
     for i in range(3):
         Image.fromarray(digits.images[i, ..., 0]).save(tmp_path / f"{i}.png")
         files.append(tmp_path / f"{i}.png")
-    export(trained_run.run_dir, "tflite", tmp_path / "lite")
     reference = [p.label for p in predict(trained_run.run_dir, files)]
     assert [p.label for p in predict(savedmodel[0], files)] == reference
-    assert [p.label for p in predict(tmp_path / "lite", files)] == reference
-    assert [p.label for p in predict(tmp_path / "lite" / "model.tflite", files)] == reference
+    assert [p.label for p in predict(tflite_float32[0], files)] == reference
+    assert [p.label for p in predict(tflite_float32[0] / "model.tflite", files)] == reference
 
 
 def test_existing_target_needs_overwrite_and_is_replaced_whole(trained_run, tmp_path):
@@ -131,7 +148,7 @@ def test_failed_export_keeps_the_previous_one(trained_run, tmp_path, monkeypatch
     "args, message",
     [
         (["--format", "keras", "--quantize", "int8"], "applies to --format tflite only"),
-        (["--format", "onnx"], "Invalid value for '--format'"),
+        (["--format", "pytorch"], "Invalid value for '--format'"),
     ],
 )
 def test_cli_export_errors(trained_run, tmp_path, args, message):
@@ -141,6 +158,6 @@ def test_cli_export_errors(trained_run, tmp_path, args, message):
 
 
 def test_cli_export_prints_parity_and_output(trained_run, tmp_path):
-    result = CliRunner().invoke(cli, ["export", str(trained_run.run_dir), "--format", "tflite", "--output", str(tmp_path / "t")])
+    result = CliRunner().invoke(cli, ["export", str(trained_run.run_dir), "--format", "keras", "--output", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "t") and "top-1 agreement" in result.stderr
