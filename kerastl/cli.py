@@ -100,12 +100,7 @@ def evaluate(run_dir, data):
     from kerastl.evaluation import evaluate as run_evaluation
 
     report = run_evaluation(run_dir, data)
-    click.echo(f"data:     {report['data']}")
-    click.echo(f"images:   {report['num_images']}")
-    click.echo(f"accuracy: {report['accuracy']:.4f}")
-    click.echo(f"loss:     {report['loss']:.4f}")
-    for name, accuracy in report["per_class_accuracy"].items():
-        click.echo(f"  {name:<20} {accuracy:.4f}")
+    click.echo(format_report(report))
 
 
 @cli.command()
@@ -156,6 +151,25 @@ def backbones(pattern):
         click.echo(
             f"{name:<20} {spec.default_size:>7} {spec.min_size:>4} {spec.feature_dim:>8} {spec.params:>11,}  {spec.preprocess}"
         )
+
+
+def format_report(report: dict) -> str:
+    """The evaluation metrics as a readable table."""
+    top_k = next(key for key in report if key.startswith("top_"))
+    lines = [
+        f"data:     {report['data']}",
+        f"images:   {report['num_images']}",
+        f"accuracy: {report['accuracy']:.4f}   {top_k}: {report[top_k]:.4f}   loss: {report['loss']:.4f}   "
+        f"ECE: {report['expected_calibration_error']:.4f}",
+        "",
+        f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}",
+    ]
+    rows = [(name, values) for name, values in report["per_class"].items()]
+    rows += [("macro avg", report["macro_avg"]), ("weighted avg", report["weighted_avg"])]
+    for name, values in rows:
+        support = f"{values['support']:>8}" if "support" in values else ""
+        lines.append(f"{name:<20} {values['precision']:>9.4f} {values['recall']:>9.4f} {values['f1']:>9.4f} {support}")
+    return "\n".join(lines)
 
 
 def main(argv=None):

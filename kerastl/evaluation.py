@@ -17,11 +17,12 @@ from kerastl.data.pipeline import load_splits, read_data_source
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
 from kerastl.model import load_model
-from kerastl.rundir import read_labels, write_json
+from kerastl.report import write_report
+from kerastl.rundir import atomic_path, read_labels, write_json
 
 
 def evaluate(run: str | Path, data: Optional[str] = None, verbose: int | str = 0) -> dict:
-    """Accuracy, loss and per-class accuracy of a run's model; written to `RUN/evaluation/metrics.json`.
+    """Evaluate a run's model and write `RUN/evaluation/`: metrics.json, confusion_matrix.csv/.png, errors.png.
 
     Args:
         run: a run directory (or its `model.keras`).
@@ -30,38 +31,37 @@ def evaluate(run: str | Path, data: Optional[str] = None, verbose: int | str = 0
         verbose: Keras `predict` verbosity.
 
     Returns:
-        A dict with `accuracy`, `loss`, `num_images`, `per_class_accuracy` and `data`.
+        The metrics: accuracy, top-k accuracy, loss, expected calibration error, per-class
+        precision/recall/F1/support with macro and weighted averages, and `data`.
 
     Raises:
         RunDirError / ExportError: no run or model there. DataError: the data does not fit the model.
+
+    Example:
+        >>> evaluate("runs/quickstart")["per_class"]["5"]["recall"]
     """
+    import pandas as pd
+
+    from kerastl.metrics import classification_metrics, confusion_matrix
+    from kerastl.plots import plot_confusion_matrix, plot_errors
+
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
     model = load_model(run_dir)
     cfg = run_config(run_dir)
     class_names = read_labels(run_dir)
     source, described = _evaluation_source(cfg, data, model, class_names)
     probabilities = model.predict(source.images, batch_size=cfg.data.batch_size, verbose=verbose)
-    report = score(probabilities, source.labels, class_names)
-    report["data"] = described
-    write_json(run_dir / "evaluation" / "metrics.json", report)
+    report = {"data": described, **classification_metrics(probabilities, source.labels, class_names)}
+    folder = run_dir / "evaluation"
+    matrix = confusion_matrix(source.labels, probabilities.argmax(axis=1), len(class_names))
+    with atomic_path(folder / "confusion_matrix.csv") as temp:
+        pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(temp)
+    plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png")
+    plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png")
+    write_json(folder / "metrics.json", report)
+    if (run_dir / "metrics.json").is_file():
+        write_report(run_dir)
     return report
-
-
-def score(probabilities: np.ndarray, labels: np.ndarray, class_names) -> dict:
-    """Accuracy, mean cross-entropy and per-class accuracy of predicted `probabilities` against integer `labels`."""
-    predicted = probabilities.argmax(axis=1)
-    picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    per_class = {
-        name: round(float((predicted[labels == k] == k).mean()), 6)
-        for k, name in enumerate(class_names)
-        if (labels == k).any()
-    }
-    return {
-        "accuracy": round(float((predicted == labels).mean()), 6),
-        "loss": round(float(-np.log(picked).mean()), 6),
-        "num_images": int(len(labels)),
-        "per_class_accuracy": per_class,
-    }
 
 
 def run_config(run_dir: Path) -> Config:

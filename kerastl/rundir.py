@@ -3,7 +3,8 @@
 Layout:
     config.yaml   resolved config          history.csv  one row per epoch, with a `phase` column
     metrics.json  headline numbers         model.keras  the trained model (raw pixels in)
-    labels.txt    one class name per line  evaluation/  written by `kerastl evaluate`
+    labels.txt    one class name per line  report.md    headline numbers and links to everything
+    plots/        curves.png               evaluation/  written by `kerastl evaluate`
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Iterator
 
 from kerastl.errors import RunDirError
 
-RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt")
+RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md")
 
 
 @contextmanager
@@ -67,7 +68,7 @@ def clear_run_files(path: Path) -> None:
     """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    for folder in ("evaluation", "checkpoints"):
+    for folder in ("evaluation", "plots"):
         shutil.rmtree(path / folder, ignore_errors=True)
 
 

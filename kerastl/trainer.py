@@ -18,6 +18,8 @@ from kerastl.config import Config, PhaseConfig, dump_config, load_config
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.model import build_model, input_size
 from kerastl.phases import make_optimizer, set_trainable
+from kerastl.plots import plot_curves
+from kerastl.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_json, write_text
 
 
@@ -95,6 +97,8 @@ def train(
     with atomic_path(run_dir / "model.keras") as temp:
         model.save(temp)
     write_json(run_dir / "metrics.json", metrics)
+    plot_curves(history, run_dir / "plots" / "curves.png")
+    write_report(run_dir)
     return TrainResult(model, history, metrics, run_dir)
 
 

@@ -49,7 +49,15 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
     report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
-    assert f"accuracy: {report['accuracy']:.4f}" in evaluated.output
+    assert report["loss"] == pytest.approx(metrics["test_loss"], abs=1e-4)
+    assert f"accuracy: {report['accuracy']:.4f}" in evaluated.output and "macro avg" in evaluated.output
+    matrix = pd.read_csv(run_dir / "evaluation" / "confusion_matrix.csv", index_col=0)
+    assert list(matrix.columns) == ["0", "1", "2"] and matrix.to_numpy().sum() == report["num_images"]
+    assert np.trace(matrix.to_numpy()) == round(report["accuracy"] * report["num_images"])
+    for picture in ("confusion_matrix.png", "errors.png"):
+        with Image.open(run_dir / "evaluation" / picture) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+    assert "![Confusion matrix](evaluation/confusion_matrix.png)" in (run_dir / "report.md").read_text()
 
     from kerastl.data.sources import read_source
 
@@ -117,7 +125,7 @@ def test_predict_rejects_rows_of_another_shape(trained_run, tmp_path):
 
 def test_pretrain_command_writes_a_reusable_weights_file(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("pretrain: {source: 'builtin:digits', classes: [0, 1], epochs: 1}\n")
+    config.write_text("pretrain: {source: 'builtin:digits', classes: [0, 1], epochs: 0}\n")  # wiring only: no training
     out = tmp_path / "b.weights.h5"
     result = run("pretrain", "--config", config, "--output", out, "--quiet", *sets(TINY))
     assert result.exit_code == 0, result.output

@@ -95,3 +95,16 @@ def test_early_stopping_restores_and_stops(tmp_path):
     result = train(cfg, output_dir=tmp_path / "run", verbose=0)
     assert len(result.history) < 6
     assert result.metrics["phases"]["head"]["epochs"] == len(result.history)
+
+
+def test_training_curves_and_report(trained_run):
+    from PIL import Image
+
+    curves = trained_run.run_dir / "plots" / "curves.png"
+    with Image.open(curves) as picture:
+        assert picture.format == "PNG" and picture.width > 600 and picture.height > 250
+    report = (trained_run.run_dir / "report.md").read_text()
+    assert "![Training curves](plots/curves.png)" in report
+    assert f"| test accuracy | {trained_run.metrics['test_accuracy']:.4f} |" in report
+    for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt"):
+        assert f"[{name}]({name})" in report

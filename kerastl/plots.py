@@ -1,0 +1,90 @@
+"""Pictures of a run: training curves, confusion matrix, most confidently wrong images (matplotlib, Agg).
+
+Example:
+    >>> plot_curves(pd.read_csv("runs/quickstart/history.csv"), "runs/quickstart/plots/curves.png")
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kerastl.rundir import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, target: Path) -> None:
+    with atomic_path(Path(target)) as temp:
+        figure.savefig(temp, dpi=110, bbox_inches="tight", format="png")
+    _pyplot().close(figure)
+
+
+def plot_curves(history, target: Path) -> None:
+    """Loss and accuracy per epoch, train and validation, with each phase boundary marked."""
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        for column, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+            if column in history:
+                axis.plot(history["epoch"], history[column], style, markersize=3, label=column)
+        starts = history.groupby("phase", sort=False)["epoch"].min()
+        for phase, first in starts.items():
+            axis.axvline(first - 0.5, color="grey", linewidth=0.8, linestyle=":")
+            axis.text(first - 0.4, 1.0, phase, transform=axis.get_xaxis_transform(), va="top", fontsize=8, color="grey")
+        axis.set_xlabel("epoch")
+        axis.set_title(metric)
+        axis.grid(alpha=0.3)
+        axis.legend(loc="best", fontsize=8)
+    _save(figure, target)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target: Path) -> None:
+    """Counts in each cell, shading by the row-normalised fraction (recall per true class)."""
+    plt = _pyplot()
+    size = max(4.0, 0.5 * len(class_names) + 2)
+    figure, axis = plt.subplots(figsize=(size, size))
+    rows = matrix.sum(axis=1, keepdims=True)
+    fraction = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    axis.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        axis.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if fraction[i, j] > 0.5 else "black")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(class_names)), class_names)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title("confusion matrix (shading: fraction of the true class)")
+    _save(figure, target)
+
+
+def plot_errors(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+                target: Path, count: int = 16) -> int:
+    """A grid of the most confidently wrong images with true and predicted label; returns how many it shows."""
+    plt = _pyplot()
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    columns = 4
+    rows = max(1, -(-len(wrong) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, index in zip(axes.ravel(), wrong):
+        image = images[index]
+        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
+                    vmin=0, vmax=255)
+        p = probabilities[index, predicted[index]]
+        axis.set_title(f"true {class_names[labels[index]]}\npred {class_names[predicted[index]]} ({p:.2f})", fontsize=8)
+    if not len(wrong):
+        axes[0, 0].text(0.5, 0.5, "no errors", ha="center", va="center")
+    _save(figure, target)
+    return len(wrong)
