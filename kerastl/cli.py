@@ -59,13 +59,15 @@ def cli():
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<name>].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. phases.0.epochs=1.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in the output directory.")
+@click.option("--tensorboard", is_flag=True, help="Write TensorBoard logs to RUN_DIR/tensorboard.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @reports_errors
-def train(config_path, output_dir, overrides, overwrite, quiet):
+def train(config_path, output_dir, overrides, overwrite, tensorboard, quiet):
     """Train a model as the config says and print the run directory."""
     _import_tensorflow_quietly()
     from kerastl.trainer import train as run_training
 
+    overrides = (*overrides, "tensorboard=true") if tensorboard else overrides
     result = run_training(config_path, output_dir=output_dir, overwrite=overwrite, overrides=overrides, verbose=_verbosity(quiet))
     summary = ", ".join(f"{k}={result.metrics[k]:.4f}" for k in ("val_accuracy", "test_accuracy") if k in result.metrics)
     click.echo(f"{summary}" if summary else "trained", err=True)
@@ -93,26 +95,28 @@ def pretrain(config_path, output, overrides, quiet):
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", help="Labelled source to evaluate on, e.g. csv:test.csv [default: the run's test split].")
+@click.option("--tta", default=1, show_default=True, help="Test-time augmentation passes, averaged (1 = none).")
 @reports_errors
-def evaluate(run_dir, data):
+def evaluate(run_dir, data, tta):
     """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
     _import_tensorflow_quietly()
     from kerastl.evaluation import evaluate as run_evaluation
 
-    report = run_evaluation(run_dir, data)
+    report = run_evaluation(run_dir, data, tta=tta)
     click.echo(format_report(report))
 
 
 @cli.command()
 @click.argument("model", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--tta", default=1, show_default=True, help="Test-time augmentation passes, averaged (1 = none).")
 @reports_errors
-def predict(model, inputs):
+def predict(model, inputs, tta):
     """Predict image files or CSV/Parquet pixel rows; prints input, label and probability per line."""
     _import_tensorflow_quietly()
     from kerastl.prediction import predict as run_prediction
 
-    for prediction in run_prediction(model, inputs):
+    for prediction in run_prediction(model, inputs, tta=tta):
         click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")
 
 
@@ -137,6 +141,50 @@ def export(run_dir, export_format, quantize, output, overwrite):
         err=True,
     )
     click.echo(output)
+
+
+@cli.group()
+def data():
+    """Look at the configured data before training."""
+
+
+@data.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@reports_errors
+def stats(config_path, overrides):
+    """Print images per split and class, image shape, pixel range."""
+    from kerastl.config import load_config
+    from kerastl.datainfo import data_stats
+
+    result = data_stats(load_config(config_path, overrides))
+    click.echo(f"image shape: {tuple(result['image_shape'])} {result['dtype']}, {len(result['class_names'])} classes")
+    for split, values in result["splits"].items():
+        click.echo(
+            f"{split:<11} {values['images']:>7} images, pixels {values['pixel_min']}..{values['pixel_max']} "
+            f"(mean {values['pixel_mean']:.1f}); per class: "
+            + ", ".join(f"{name} {count}" for name, count in values["per_class"].items())
+        )
+    for warning in result["warnings"]:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+@data.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--output", default="preview", show_default=True, type=click.Path(file_okay=False), help="Directory for the pictures.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@reports_errors
+def preview(config_path, output, overrides):
+    """Write samples.png, augmented.png and class_counts.png; prints their paths."""
+    _import_tensorflow_quietly()
+    from kerastl.config import load_config
+    from kerastl.datainfo import data_preview
+
+    result = data_preview(load_config(config_path, overrides), output)
+    for path in result["files"]:
+        click.echo(str(path))
+    for warning in result["warnings"]:
+        click.echo(f"Warning: {warning}", err=True)
 
 
 @cli.command()

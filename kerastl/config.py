@@ -131,6 +131,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
     pretrain: Optional[PretrainConfig] = None
+    tensorboard: bool = False
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

@@ -18,16 +18,18 @@ from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
 from kerastl.model import load_model
 from kerastl.report import write_report
+from kerastl.tta import tta_probabilities
 from kerastl.rundir import atomic_path, read_labels, write_json
 
 
-def evaluate(run: str | Path, data: Optional[str] = None, verbose: int | str = 0) -> dict:
+def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose: int | str = 0) -> dict:
     """Evaluate a run's model and write `RUN/evaluation/`: metrics.json, confusion_matrix.csv/.png, errors.png.
 
     Args:
         run: a run directory (or its `model.keras`).
         data: a labelled source (`csv:PATH`, `folder:PATH`, ...) read with the run's data options;
             None re-creates the run's test split (same seed), or its validation split if it has no test split.
+        tta: test-time augmentation passes (1 = none), averaged.
         verbose: Keras `predict` verbosity.
 
     Returns:
@@ -50,8 +52,11 @@ def evaluate(run: str | Path, data: Optional[str] = None, verbose: int | str = 0
     cfg = run_config(run_dir)
     class_names = read_labels(run_dir)
     source, described = _evaluation_source(cfg, data, model, class_names)
-    probabilities = model.predict(source.images, batch_size=cfg.data.batch_size, verbose=verbose)
-    report = {"data": described, **classification_metrics(probabilities, source.labels, class_names)}
+    probabilities = tta_probabilities(
+        lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
+        source.images, cfg.augment, tta, seed=cfg.seed,
+    )
+    report = {"data": described, "tta": tta, **classification_metrics(probabilities, source.labels, class_names)}
     folder = run_dir / "evaluation"
     matrix = confusion_matrix(source.labels, probabilities.argmax(axis=1), len(class_names))
     with atomic_path(folder / "confusion_matrix.csv") as temp:

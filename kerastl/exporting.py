@@ -260,6 +260,7 @@ def _describe(cfg, model, class_names, format, quantize, parity) -> dict:
         "class_names": list(class_names),
         "signatures": ["serving_default"] + (["serve_pixels"] if format == "savedmodel" and _pixel_layout(cfg) else []),
         "data": config_to_dict(cfg)["data"],
+        "augment": config_to_dict(cfg)["augment"],
         "versions": {"kerastl": kerastl.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},
         "parity": parity,
     }

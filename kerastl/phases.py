@@ -57,6 +57,17 @@ def _first_unfrozen(layers: list, phase: PhaseConfig) -> int:
     return max(0, len(layers) - phase.unfreeze)
 
 
+def compile_classifier(model, optimizer) -> None:
+    """Compile for one-hot labels: categorical cross-entropy loss and an "accuracy" metric."""
+    import keras
+
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+
+
 def make_optimizer(phase: PhaseConfig, steps_per_epoch: int):
     """The phase's Keras optimizer; warmup and cosine decay come from `keras.optimizers.schedules.CosineDecay`."""
     import keras

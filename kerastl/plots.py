@@ -88,3 +88,31 @@ def plot_errors(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarra
         axes[0, 0].text(0.5, 0.5, "no errors", ha="center", va="center")
     _save(figure, target)
     return len(wrong)
+
+
+def plot_image_grid(rows: Sequence[np.ndarray], row_names: Sequence[str], target: Path, title: str) -> None:
+    """One row of images per class, labelled with the class name."""
+    plt = _pyplot()
+    columns = max(len(r) for r in rows)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for row, (images, name) in enumerate(zip(rows, row_names)):
+        axes[row, 0].set_title(name, fontsize=8, loc="left")
+        for column, image in enumerate(images):
+            gray = image.shape[-1] == 1
+            axes[row, column].imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    _save(figure, target)
+
+
+def plot_class_counts(class_names: Sequence[str], counts: np.ndarray, target: Path, warning: str | None = None) -> None:
+    """A bar per class: training images; an imbalance warning in red under the title."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(max(4.0, 0.45 * len(class_names) + 2), 3.2))
+    axis.bar(range(len(class_names)), counts, color="tab:blue")
+    axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    axis.set_ylabel("training images")
+    axis.set_title("class counts" + (f"\n{warning}" if warning else ""), fontsize=9, color="tab:red" if warning else "black")
+    _save(figure, target)

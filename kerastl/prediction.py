@@ -17,13 +17,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from kerastl.config import DataConfig, config_from_dict
+from kerastl.config import AugmentConfig, DataConfig, config_from_dict
 from kerastl.data.pipeline import read_data_source
 from kerastl.data.sources import IMAGE_SUFFIXES, load_image
 from kerastl.errors import DataError, ExportError
 from kerastl.evaluation import model_input_shape, run_config
 from kerastl.model import load_model
 from kerastl.quiet import native_stderr_silenced
+from kerastl.tta import tta_probabilities
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -46,6 +47,7 @@ class Predictor:
     input_shape: tuple[int, int, int]
     class_names: list[str]
     data: DataConfig
+    augment: AugmentConfig
 
 
 def load_predictor(path: str | Path) -> Predictor:
@@ -57,29 +59,34 @@ def load_predictor(path: str | Path) -> Predictor:
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     export_info = _export_info(folder)
-    data = config_from_dict({"data": export_info["data"]}).data if export_info else run_config(folder).data
+    if export_info:
+        cfg = config_from_dict({"data": export_info["data"], "augment": export_info.get("augment", {"preset": "none"})})
+    else:
+        cfg = run_config(folder)
+    data, augment = cfg.data, cfg.augment
     if (path / "saved_model.pb").is_file():
-        return _savedmodel_predictor(path, data)
+        return _savedmodel_predictor(path, data, augment)
     onnx = path if path.suffix == ".onnx" else path / "model.onnx"
     if onnx.is_file():
         run, shape = onnx_predictor(onnx)
-        return Predictor(run, shape, _labels(folder, None), data)
+        return Predictor(run, shape, _labels(folder, None), data, augment)
     tflite = path if path.suffix == ".tflite" else path / "model.tflite"
     if tflite.is_file():
         run = tflite_predictor(tflite)
         shape = tuple(int(d) for d in _tflite_input(tflite)["shape_signature"][1:])
-        return Predictor(run, shape, _labels(folder, None), data)
+        return Predictor(run, shape, _labels(folder, None), data, augment)
     model = load_model(path)
     labels = _labels(folder, model.output_shape[-1])
-    return Predictor(lambda images: model.predict(images, verbose=0), model_input_shape(model), labels, data)
+    return Predictor(lambda images: model.predict(images, verbose=0), model_input_shape(model), labels, data, augment)
 
 
-def predict(model_path: str | Path, inputs: Sequence[str | Path]) -> list[Prediction]:
+def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) -> list[Prediction]:
     """Predict each image file, and each row of each pixel table (CSV/Parquet), in `inputs`.
 
     Args:
         model_path: a run directory, `.keras`, SavedModel directory, `.tflite` file or export directory.
         inputs: image files (jpg, png, bmp, gif) and pixel tables; a table's label column, if any, is ignored.
+        tta: test-time augmentation passes (1 = none), averaged; uses the run's augmentation.
 
     Returns:
         One `Prediction` per image or table row, in input order.
@@ -109,7 +116,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path]) -> list[Predic
             raise DataError(f"{item}: cannot predict on {suffix or 'a file without suffix'!r} files; expected one of: {allowed}.")
     if not names:
         raise DataError("No inputs to predict.")
-    probabilities = predictor.probabilities(np.concatenate(images))
+    probabilities = tta_probabilities(predictor.probabilities, np.concatenate(images), predictor.augment, tta)
     best = probabilities.argmax(axis=1)
     return [
         Prediction(name, predictor.class_names[k], float(p[k]), p) for name, k, p in zip(names, best, probabilities)
@@ -161,7 +168,7 @@ def _tflite_input(path: Path) -> dict:
     return _tflite_interpreter(path).get_input_details()[0]
 
 
-def _savedmodel_predictor(path: Path, data: DataConfig) -> Predictor:
+def _savedmodel_predictor(path: Path, data: DataConfig, augment: AugmentConfig) -> Predictor:
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(path)).signatures.get("serving_default")
@@ -173,7 +180,7 @@ def _savedmodel_predictor(path: Path, data: DataConfig) -> Predictor:
     def run(images: np.ndarray) -> np.ndarray:
         return serve(images=tf.constant(images, tf.uint8))["probabilities"].numpy()
 
-    return Predictor(run, shape, _labels(path / "assets", num_classes), data)
+    return Predictor(run, shape, _labels(path / "assets", num_classes), data, augment)
 
 
 def _labels(folder: Path, num_classes) -> list[str]:

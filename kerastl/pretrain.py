@@ -21,6 +21,7 @@ from kerastl.data.pipeline import make_dataset, read_data_source, stratified_spl
 from kerastl.data.sources import ImageSource
 from kerastl.errors import ConfigError
 from kerastl.model import input_size
+from kerastl.phases import compile_classifier
 from kerastl.registry import get_backbone
 from kerastl.rundir import atomic_path
 
@@ -90,11 +91,7 @@ def fit_from_scratch(cfg: Config, train: ImageSource, validation: Optional[Image
     x = keras.layers.GlobalAveragePooling2D()(backbone(x))
     outputs = keras.layers.Dense(len(train.class_names), activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    compile_classifier(model, keras.optimizers.Adam(settings.learning_rate))
     model.fit(
         make_dataset(train, settings.batch_size, shuffle=True, seed=cfg.seed),
         validation_data=make_dataset(validation, settings.batch_size) if validation is not None else None,

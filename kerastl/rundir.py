@@ -68,7 +68,7 @@ def clear_run_files(path: Path) -> None:
     """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    for folder in ("evaluation", "plots"):
+    for folder in ("evaluation", "plots", "tensorboard"):
         shutil.rmtree(path / folder, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from kerastl.config import Config, PhaseConfig, dump_config, load_config
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.model import build_model, input_size
-from kerastl.phases import make_optimizer, set_trainable
+from kerastl.phases import compile_classifier, make_optimizer, set_trainable
 from kerastl.plots import plot_curves
 from kerastl.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_json, write_text
@@ -84,7 +84,7 @@ def train(
     history_rows, phase_metrics = [], {}
     for phase in cfg.phases:
         started = time.perf_counter()
-        rows = _run_phase(model, phase, cfg, splits, first_epoch=len(history_rows), verbose=verbose)
+        rows = _run_phase(model, phase, cfg, splits, first_epoch=len(history_rows), run_dir=run_dir, verbose=verbose)
         history_rows += rows
         phase_metrics[phase.name] = {"epochs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
     history = pd.DataFrame(history_rows)
@@ -102,7 +102,7 @@ def train(
     return TrainResult(model, history, metrics, run_dir)
 
 
-def _run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, first_epoch: int, verbose) -> list[dict]:
+def _run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, first_epoch: int, run_dir: Path, verbose) -> list[dict]:
     import keras
 
     if phase.epochs == 0:
@@ -110,14 +110,10 @@ def _run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, first_epo
     set_trainable(model, phase)
     batch_size = cfg.data.batch_size
     steps_per_epoch = -(-len(splits.train) // batch_size)
-    model.compile(
-        optimizer=make_optimizer(phase, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    compile_classifier(model, make_optimizer(phase, steps_per_epoch))
     train_data = make_dataset(splits.train, batch_size, shuffle=True, seed=cfg.seed + first_epoch, augment=cfg.augment)
     validation_data = make_dataset(splits.validation, batch_size) if splits.validation is not None else None
-    callbacks = []
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))] if cfg.tensorboard else []
     if phase.early_stopping:
         callbacks.append(
             keras.callbacks.EarlyStopping(

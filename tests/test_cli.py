@@ -132,3 +132,21 @@ def test_pretrain_command_writes_a_reusable_weights_file(tmp_path):
     assert out.is_file() and result.stdout.strip() == str(out)
     bad = run("pretrain", "--config", config, "--output", tmp_path / "b.h5", *sets(TINY))
     assert bad.exit_code == 2 and "must end with .weights.h5" in bad.stderr
+
+
+def test_test_time_augmentation_is_wired_into_evaluate_and_predict(trained_run, tmp_path):
+    from kerastl.evaluation import evaluate
+    from kerastl.prediction import predict
+
+    plain = evaluate(trained_run.run_dir)
+    averaged = evaluate(trained_run.run_dir, tta=4)
+    assert averaged["tta"] == 4 and plain["tta"] == 1
+    assert averaged["num_images"] == plain["num_images"] and 0 <= averaged["accuracy"] <= 1
+    from kerastl.data.sources import read_source
+
+    Image.fromarray(read_source("builtin:digits").images[0, ..., 0]).save(tmp_path / "zero.png")
+    once = predict(trained_run.run_dir, [tmp_path / "zero.png"])[0]
+    again = predict(trained_run.run_dir, [tmp_path / "zero.png"], tta=3)[0]
+    assert np.isclose(again.probabilities.sum(), 1, atol=1e-5) and once.input == again.input
+    bad = run("predict", trained_run.run_dir, tmp_path / "zero.png", "--tta", "0")
+    assert bad.exit_code == 2 and "at least 1" in bad.stderr

@@ -17,6 +17,7 @@ def test_run_directory_holds_every_artifact(trained_run):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "labels.txt").read_text().split() == ["0", "1", "2"]
     assert load_config(run_dir / "config.yaml") == load_config(None, TINY)
+    assert not (run_dir / "tensorboard").exists()
 
 
 def test_history_has_one_row_per_epoch_over_both_phases(trained_run):
@@ -89,12 +90,14 @@ def test_balanced_class_weight_is_inverse_frequency():
     assert weights[1] == pytest.approx(3 * weights[0]) and weights[0] == pytest.approx(8 / (2 * 6))
 
 
-def test_early_stopping_restores_and_stops(tmp_path):
+def test_early_stopping_and_tensorboard_logs(tmp_path):
     # A learning rate this large diverges, so validation loss stops improving and training stops early.
-    cfg = load_config(None, TINY + ["phases=[{name: head, epochs: 6, learning_rate: 50.0, early_stopping: 1}]"])
+    cfg = load_config(None, TINY + ["phases=[{name: head, epochs: 6, learning_rate: 50.0, early_stopping: 1}]",
+                                    "tensorboard=true"])
     result = train(cfg, output_dir=tmp_path / "run", verbose=0)
     assert len(result.history) < 6
     assert result.metrics["phases"]["head"]["epochs"] == len(result.history)
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_training_curves_and_report(trained_run):

@@ -1,0 +1,87 @@
+"""Look at the data before training: counts, shapes and pixel ranges; sample grids before and after augmentation.
+
+Example:
+    >>> stats = data_stats(load_config("configs/quickstart.yaml"))
+    >>> stats["splits"]["train"]["images"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kerastl.config import Config
+from kerastl.data.pipeline import Splits, load_splits
+from kerastl.model import input_size
+
+IMBALANCE_RATIO = 3.0
+
+
+def data_stats(cfg: Config) -> dict:
+    """Images per split and class, image shape and dtype, pixel range and mean, and an imbalance warning."""
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
+    result = {"image_shape": list(splits.train.image_shape), "dtype": str(splits.train.images.dtype),
+              "class_names": list(splits.class_names), "splits": {}}
+    for name, source in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
+        if source is None:
+            continue
+        counts = np.bincount(source.labels, minlength=len(splits.class_names))
+        result["splits"][name] = {
+            "images": int(len(source)),
+            "per_class": {c: int(n) for c, n in zip(splits.class_names, counts)},
+            "pixel_min": int(source.images.min()),
+            "pixel_max": int(source.images.max()),
+            "pixel_mean": round(float(source.images.mean()), 3),
+        }
+    result["warnings"] = imbalance_warnings(splits)
+    return result
+
+
+def imbalance_warnings(splits: Splits) -> list[str]:
+    """A warning when the largest training class has more than `IMBALANCE_RATIO` times the images of the smallest."""
+    counts = np.bincount(splits.train.labels, minlength=len(splits.class_names))
+    largest, smallest = int(counts.argmax()), int(counts.argmin())
+    if counts[smallest] == 0 or counts[largest] / counts[smallest] > IMBALANCE_RATIO:
+        return [
+            f"class imbalance: {splits.class_names[largest]!r} has {counts[largest]} training images, "
+            f"{splits.class_names[smallest]!r} {counts[smallest]}; consider data.class_weight: balanced."
+        ]
+    return []
+
+
+def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_classes: int = 10) -> dict:
+    """Write samples.png, augmented.png (the same images as the model sees them in training) and class_counts.png.
+
+    Returns:
+        `{"files": [paths written], "warnings": [class-imbalance warnings]}`.
+    """
+    import keras
+
+    from kerastl.augment import augmentation_layers
+    from kerastl.layers import Preprocess
+    from kerastl.plots import plot_class_counts, plot_image_grid
+
+    output_dir = Path(output_dir)
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
+    rng = np.random.default_rng(cfg.seed)
+    classes = list(range(min(len(splits.class_names), max_classes)))
+    picks = [rng.permutation(np.flatnonzero(splits.train.labels == k))[:per_class] for k in classes]
+    images = [splits.train.images[p] for p in picks]
+    preprocess = Preprocess(input_size(cfg.model), channels=3, crop=cfg.model.center_crop)
+    augment = keras.Sequential(augmentation_layers(cfg.augment, cfg.seed)) if cfg.augment.preset != "none" else None
+
+    def as_model_sees(batch):
+        x = preprocess(batch)
+        x = augment(x, training=True) if augment is not None else x
+        return np.clip(keras.ops.convert_to_numpy(x), 0, 255).astype(np.uint8)
+
+    names = [splits.class_names[k] for k in classes]
+    written = [output_dir / "samples.png", output_dir / "augmented.png", output_dir / "class_counts.png"]
+    plot_image_grid(images, names, written[0], "samples (native size)")
+    plot_image_grid([as_model_sees(batch) for batch in images], names, written[1],
+                    f"as the model sees them in training (augment: {cfg.augment.preset})")
+    counts = np.bincount(splits.train.labels, minlength=len(splits.class_names))
+    warnings = imbalance_warnings(splits)
+    plot_class_counts(splits.class_names, counts, written[2], warning=warnings[0] if warnings else None)
+    return {"files": written, "warnings": warnings}
