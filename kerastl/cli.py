@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -185,6 +186,28 @@ def preview(config_path, output, overrides):
         click.echo(str(path))
     for warning in result["warnings"]:
         click.echo(f"Warning: {warning}", err=True)
+
+
+@cli.command("lr-find")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--output", default="lr-find", show_default=True, type=click.Path(file_okay=False), help="Directory for lr_find.png/.json.")
+@click.option("--steps", default=100, show_default=True, help="Training steps per phase.")
+@click.option("--min-lr", default=1e-7, show_default=True, help="Learning rate of the first step.")
+@click.option("--max-lr", default=1.0, show_default=True, help="Learning rate of the last step.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@reports_errors
+def lr_find(config_path, output, steps, min_lr, max_lr, overrides):
+    """Learning-rate range test: suggests a learning rate for each phase."""
+    _import_tensorflow_quietly()
+    from kerastl.config import load_config
+    from kerastl.lrfind import lr_find as run_lr_find
+
+    result = run_lr_find(load_config(config_path, overrides), output, steps=steps, min_lr=min_lr, max_lr=max_lr)
+    click.echo(f"{'phase':<16} {'configured':>11} {'suggested':>11} {'min-loss/10':>11}")
+    for phase, values in result["phases"].items():
+        cells = [values[k] for k in ("configured_learning_rate", "suggested_learning_rate", "min_loss_learning_rate")]
+        click.echo(f"{phase:<16} " + " ".join(f"{c:>11.2e}" if c is not None else f"{'-':>11}" for c in cells))
+    click.echo(str(Path(output) / "lr_find.png"))
 
 
 @cli.command()

@@ -116,3 +116,23 @@ def plot_class_counts(class_names: Sequence[str], counts: np.ndarray, target: Pa
     axis.set_ylabel("training images")
     axis.set_title("class counts" + (f"\n{warning}" if warning else ""), fontsize=9, color="tab:red" if warning else "black")
     _save(figure, target)
+
+
+def plot_lr_find(results: dict, target: Path) -> None:
+    """Smoothed loss against learning rate (log scale), one curve per phase, suggestion marked."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for phase, values in results.items():
+        line, = axis.plot(values["learning_rates"], values["smoothed_losses"], label=phase)
+        rate = values["suggested_learning_rate"]
+        if rate is not None:
+            loss = values["smoothed_losses"][values["learning_rates"].index(rate)]
+            axis.plot([rate], [loss], "o", color=line.get_color())
+            axis.annotate(f"{rate:.1e}", (rate, loss), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate")
+    axis.set_ylabel("training loss (smoothed)")
+    axis.set_title("learning-rate range test (dot: steepest descent)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8)
+    _save(figure, target)

@@ -84,7 +84,7 @@ def train(
     history_rows, phase_metrics = [], {}
     for phase in cfg.phases:
         started = time.perf_counter()
-        rows = _run_phase(model, phase, cfg, splits, first_epoch=len(history_rows), run_dir=run_dir, verbose=verbose)
+        rows = run_phase(model, phase, cfg, splits, first_epoch=len(history_rows), run_dir=run_dir, verbose=verbose)
         history_rows += rows
         phase_metrics[phase.name] = {"epochs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
     history = pd.DataFrame(history_rows)
@@ -102,7 +102,8 @@ def train(
     return TrainResult(model, history, metrics, run_dir)
 
 
-def _run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, first_epoch: int, run_dir: Path, verbose) -> list[dict]:
+def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, first_epoch: int, run_dir: Path, verbose) -> list[dict]:
+    """Train `model` for one phase (freeze policy, fresh optimizer, callbacks); returns one history row per epoch."""
     import keras
 
     if phase.epochs == 0:
