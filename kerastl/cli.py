@@ -70,6 +70,9 @@ def train(config_path, output_dir, overrides, overwrite, tensorboard, quiet):
 
     overrides = (*overrides, "tensorboard=true") if tensorboard else overrides
     result = run_training(config_path, output_dir=output_dir, overwrite=overwrite, overrides=overrides, verbose=_verbosity(quiet))
+    skipped = result.metrics.get("skipped_files", [])
+    if skipped:
+        click.echo(f"Warning: skipped {len(skipped)} unreadable or non-image file(s), e.g. {skipped[0]} (see metrics.json).", err=True)
     summary = ", ".join(f"{k}={result.metrics[k]:.4f}" for k in ("val_accuracy", "test_accuracy") if k in result.metrics)
     click.echo(f"{summary}" if summary else "trained", err=True)
     click.echo(str(result.run_dir))
@@ -97,13 +100,14 @@ def pretrain(config_path, output, overrides, quiet):
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", help="Labelled source to evaluate on, e.g. csv:test.csv [default: the run's test split].")
 @click.option("--tta", default=1, show_default=True, help="Test-time augmentation passes, averaged (1 = none).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
-def evaluate(run_dir, data, tta):
+def evaluate(run_dir, data, tta, quiet):
     """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
     _import_tensorflow_quietly()
     from kerastl.evaluation import evaluate as run_evaluation
 
-    report = run_evaluation(run_dir, data, tta=tta)
+    report = run_evaluation(run_dir, data, tta=tta, verbose=_verbosity(quiet))
     click.echo(format_report(report))
 
 

@@ -132,6 +132,7 @@ class Config:
     phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
     pretrain: Optional[PretrainConfig] = None
     tensorboard: bool = False
+    deterministic: bool = False
 
 
 def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:

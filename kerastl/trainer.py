@@ -68,6 +68,10 @@ def train(
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
 
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     weights, pretrain_metrics = cfg.model.weights, None
     if weights == "pretrain":
         from kerastl.pretrain import pretrain_backbone
@@ -91,6 +95,8 @@ def train(
     metrics = _final_metrics(model, cfg, splits, phase_metrics)
     if pretrain_metrics is not None:
         metrics["pretrain"] = pretrain_metrics
+    if splits.train.skipped:
+        metrics["skipped_files"] = list(splits.train.skipped)
 
     with atomic_path(run_dir / "history.csv") as temp:
         history.to_csv(temp, index=False)

@@ -35,12 +35,14 @@ class ImageSource:
         labels: int array [N] indexing `class_names`, or None for unlabelled data.
         class_names: the label of each class index, as strings.
         origin: where the images came from, for messages.
+        skipped: files left out because they were not readable images (`bad_images: skip`).
     """
 
     images: np.ndarray
     labels: Optional[np.ndarray]
     class_names: tuple[str, ...]
     origin: str
+    skipped: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -369,11 +371,12 @@ def _read_folder(location: str, *, image_size: Optional[int], channels: int, bad
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{root}: no class sub-folders; expected one folder per class holding images.")
-    files, labels = [], []
+    files, labels, skipped = [], [], []
     for index, folder in enumerate(class_dirs):
         found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
         images = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
         others = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
+        skipped += [str(p) for p in others]
         if others and bad_images == "error":
             raise DataError(
                 f"{others[0]}: not an image file ({', '.join(IMAGE_SUFFIXES)}); "
@@ -389,8 +392,10 @@ def _read_folder(location: str, *, image_size: Optional[int], channels: int, bad
     keep = [i for i, image in enumerate(decoded) if image is not None]
     if not keep:
         raise DataError(f"{root}: none of the {len(files)} image files could be read.")
+    skipped += [str(files[i]) for i, image in enumerate(decoded) if image is None]
     images = np.stack([decoded[i] for i in keep])
-    return ImageSource(images, np.array(labels, dtype=np.int64)[keep], tuple(p.name for p in class_dirs), str(root))
+    labels = np.array(labels, dtype=np.int64)[keep]
+    return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped))
 
 
 def load_image(path: Path | str, size: int | tuple[int, int], channels: int, raise_errors: bool = True):

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -112,6 +114,7 @@ def test_folder_bad_files_error_or_skip(tmp_path):
         read_source(f"folder:{tmp_path}", image_size=16)
     skipped = read_source(f"folder:{tmp_path}", image_size=16, bad_images="skip")
     assert len(skipped) == 8
+    assert sorted(Path(p).name for p in skipped.skipped) == ["broken.jpg", "notes.txt"]
     (tmp_path / "dogs" / "notes.txt").unlink()
     with pytest.raises(DataError, match=r"broken\.jpg: corrupt or unreadable image"):
         read_source(f"folder:{tmp_path}", image_size=16)
