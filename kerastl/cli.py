@@ -56,20 +56,30 @@ def cli():
 
 
 @cli.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file (optional with --resume).")
 @click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<name>].")
+@click.option("--resume", "resume_dir", type=click.Path(file_okay=False), help="Continue the interrupted run in this directory.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. phases.0.epochs=1.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in the output directory.")
 @click.option("--tensorboard", is_flag=True, help="Write TensorBoard logs to RUN_DIR/tensorboard.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @reports_errors
-def train(config_path, output_dir, overrides, overwrite, tensorboard, quiet):
-    """Train a model as the config says and print the run directory."""
+def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard, quiet):
+    """Train a model as the config says and print the run directory; --resume continues a killed run."""
+    if config_path is None and resume_dir is None:
+        raise click.UsageError("Give --config FILE, or --resume RUN_DIR to continue an interrupted run.")
     _import_tensorflow_quietly()
     from kerastl.trainer import train as run_training
 
     overrides = (*overrides, "tensorboard=true") if tensorboard else overrides
-    result = run_training(config_path, output_dir=output_dir, overwrite=overwrite, overrides=overrides, verbose=_verbosity(quiet))
+    result = run_training(
+        config_path,
+        output_dir=resume_dir or output_dir,
+        overwrite=overwrite,
+        overrides=overrides,
+        verbose=_verbosity(quiet),
+        resume=resume_dir is not None,
+    )
     skipped = result.metrics.get("skipped_files", [])
     if skipped:
         click.echo(f"Warning: skipped {len(skipped)} unreadable or non-image file(s), e.g. {skipped[0]} (see metrics.json).", err=True)

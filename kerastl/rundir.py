@@ -57,7 +57,10 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     if path.exists() and not path.is_dir():
         raise RunDirError(f"Output directory {str(path)!r} is a file.")
     if (path / "config.yaml").exists() and not overwrite:
-        raise RunDirError(f"Output directory {str(path)!r} already holds a run; pass --overwrite to replace it.")
+        raise RunDirError(
+            f"Output directory {str(path)!r} already holds a run; pass --overwrite to replace it "
+            "(or --resume to continue it)."
+        )
     probe = path if path.exists() else next(p for p in path.parents if p.exists())
     if not os.access(probe, os.W_OK | os.X_OK):
         raise RunDirError(f"Output directory {str(path)!r} is not writable.")
@@ -68,7 +71,7 @@ def clear_run_files(path: Path) -> None:
     """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    for folder in ("evaluation", "plots", "tensorboard"):
+    for folder in ("evaluation", "plots", "tensorboard", "checkpoints"):
         shutil.rmtree(path / folder, ignore_errors=True)
 
 

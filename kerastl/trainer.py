@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kerastl.config import Config, PhaseConfig, dump_config, load_config
+from kerastl.checkpoints import CHECKPOINTS, Progress, backup_dir, history_recorder, load_phase_weights, save_phase_weights
+from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
+from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.model import build_model, input_size
 from kerastl.phases import compile_classifier, make_optimizer, set_trainable
@@ -34,35 +37,46 @@ class TrainResult:
 
 
 def train(
-    config: Config | str | Path,
+    config: Config | str | Path | None,
     output_dir: Optional[str | Path] = None,
     overwrite: bool = False,
     overrides: Sequence[str] = (),
     verbose: int | str = "auto",
+    resume: bool = False,
 ) -> TrainResult:
     """Train a model as `config` says: optional pretraining, then each phase in turn, then test.
 
+    Every finished epoch is checkpointed under `RUN_DIR/checkpoints/`, so a run killed at any moment
+    continues with `resume=True` from its last finished epoch, in the right phase.
+
     Args:
-        config: a `Config` or the path of a YAML config.
+        config: a `Config` or the path of a YAML config; with `resume`, None takes the run's own config.
         output_dir: the run directory; default `config.output_dir` or `runs/<name>`.
         overwrite: replace a run already in `output_dir`.
         overrides: `key.sub=value` strings applied to a config read from a path.
         verbose: Keras `fit` verbosity (0 silences progress bars).
+        resume: continue the interrupted run in `output_dir`.
 
     Returns:
         A `TrainResult` with `.model`, `.history` (pandas DataFrame), `.metrics` and `.run_dir`.
 
     Raises:
-        KerastlError: bad config, data or weights, or a run directory that would be overwritten.
-            Nothing is written before the data and model are known to be good.
+        KerastlError: bad config, data or weights, a run directory that would be overwritten, or
+            a resume whose config differs from the run's. Nothing is written before the data and
+            model are known to be good.
 
     Example:
         >>> result = train("configs/quickstart.yaml", output_dir="runs/try", overwrite=True)
+        >>> result = train(None, output_dir="runs/try", resume=True)   # after a crash
     """
     import pandas as pd
 
-    cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    run_dir = prepare_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name), overwrite)
+    if resume:
+        run_dir = Path(output_dir or "")
+        cfg = resumable_config(run_dir, config, overrides)
+    else:
+        cfg = config if isinstance(config, Config) else load_config(config, overrides)
+        run_dir = prepare_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name), overwrite)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
 
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
@@ -72,29 +86,38 @@ def train(
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    weights, pretrain_metrics = cfg.model.weights, None
+    progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
+    weights = cfg.model.weights
     if weights == "pretrain":
-        from kerastl.pretrain import pretrain_backbone
-
         weights = str(run_dir / "pretrained_backbone.weights.h5")
-        pretrain_metrics = pretrain_backbone(cfg, weights, verbose=verbose)
+        if progress.pretrain is None or not Path(weights).is_file():
+            from kerastl.pretrain import pretrain_backbone
+
+            progress.pretrain = pretrain_backbone(cfg, weights, verbose=verbose)
     model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    clear_run_files(run_dir)
-    write_text(run_dir / "config.yaml", dump_config(cfg))
-    write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clear_run_files(run_dir)
+        write_text(run_dir / "config.yaml", dump_config(cfg))
+        write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+    progress.save()
 
-    history_rows, phase_metrics = [], {}
+    if progress.completed:
+        load_phase_weights(model, run_dir, progress.completed[-1])
     for phase in cfg.phases:
+        if phase.name in progress.completed:
+            continue
         started = time.perf_counter()
-        rows = run_phase(model, phase, cfg, splits, first_epoch=len(history_rows), run_dir=run_dir, verbose=verbose)
-        history_rows += rows
-        phase_metrics[phase.name] = {"epochs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
-    history = pd.DataFrame(history_rows)
-    metrics = _final_metrics(model, cfg, splits, phase_metrics)
-    if pretrain_metrics is not None:
-        metrics["pretrain"] = pretrain_metrics
+        rows = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
+        progress.phases[phase.name] = {"epochs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
+        save_phase_weights(model, run_dir, phase.name)
+        progress.completed.append(phase.name)
+        progress.save()
+    history = pd.DataFrame(progress.rows)
+    metrics = _final_metrics(model, cfg, splits, progress.phases)
+    if progress.pretrain is not None:
+        metrics["pretrain"] = progress.pretrain
     if splits.train.skipped:
         metrics["skipped_files"] = list(splits.train.skipped)
 
@@ -105,44 +128,82 @@ def train(
     write_json(run_dir / "metrics.json", metrics)
     plot_curves(history, run_dir / "plots" / "curves.png")
     write_report(run_dir)
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     return TrainResult(model, history, metrics, run_dir)
 
 
-def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, first_epoch: int, run_dir: Path, verbose) -> list[dict]:
-    """Train `model` for one phase (freeze policy, fresh optimizer, callbacks); returns one history row per epoch."""
+def resumable_config(run_dir: Path, config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
+    """The config of an interrupted run; a given config must equal it."""
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.is_file():
+        raise RunDirError(f"Cannot resume {str(run_dir)!r}: it holds no kerastl run (no config.yaml).")
+    if (run_dir / "model.keras").is_file() and not (run_dir / CHECKPOINTS).is_dir():
+        raise RunDirError(f"Cannot resume {str(run_dir)!r}: the run is complete.")
+    saved = load_config(saved_file)
+    if config is None and not overrides:
+        return saved
+    given = config if isinstance(config, Config) else load_config(config if config is not None else saved_file, overrides)
+    differences = _differences(config_to_dict(saved), config_to_dict(given))
+    if differences:
+        raise RunDirError(
+            f"Cannot resume {str(run_dir)!r}: the config no longer matches the checkpoint at "
+            + "; ".join(differences[:3]) + ". Resume without --config, or start a new run."
+        )
+    return saved
+
+
+def _differences(saved, given, where: str = "") -> list[str]:
+    if isinstance(saved, dict) and isinstance(given, dict):
+        return [d for key in saved for d in _differences(saved[key], given.get(key), f"{where}.{key}" if where else key)]
+    if isinstance(saved, list) and isinstance(given, list) and len(saved) == len(given):
+        return [d for i, (a, b) in enumerate(zip(saved, given)) for d in _differences(a, b, f"{where}.{i}")]
+    return [] if saved == given else [f"{where} ({saved!r} in the run, {given!r} now)"]
+
+
+def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, verbose) -> list[dict]:
+    """Train `model` for one phase, continuing from its backup if one exists; returns the phase's history rows.
+
+    Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
+    in `progress` and backed up (Keras `BackupAndRestore`) before the next begins.
+    """
     import keras
 
-    if phase.epochs == 0:
-        return []
-    set_trainable(model, phase)
-    batch_size = cfg.data.batch_size
-    steps_per_epoch = -(-len(splits.train) // batch_size)
-    compile_classifier(model, make_optimizer(phase, steps_per_epoch))
-    train_data = make_dataset(splits.train, batch_size, shuffle=True, seed=cfg.seed + first_epoch, augment=cfg.augment)
-    validation_data = make_dataset(splits.validation, batch_size) if splits.validation is not None else None
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))] if cfg.tensorboard else []
-    if phase.early_stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss" if validation_data is not None else "loss",
-                patience=phase.early_stopping,
-                restore_best_weights=True,
+    backup = backup_dir(run_dir, phase.name)
+    progress.rows_for_resume(phase.name, backup)
+    first_epoch = sum(1 for row in progress.rows if row["phase"] in progress.completed)
+    if phase.epochs > 0:
+        set_trainable(model, phase)
+        batch_size = cfg.data.batch_size
+        steps_per_epoch = -(-len(splits.train) // batch_size)
+        compile_classifier(model, make_optimizer(phase, steps_per_epoch))
+        train_data = make_dataset(splits.train, batch_size, shuffle=True, seed=cfg.seed + first_epoch, augment=cfg.augment)
+        validation_data = make_dataset(splits.validation, batch_size) if splits.validation is not None else None
+        callbacks = [
+            history_recorder(progress, phase.name),  # before the backup: see kerastl.checkpoints
+            keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+        ]
+        if cfg.tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+        if phase.early_stopping:
+            callbacks.append(
+                keras.callbacks.EarlyStopping(
+                    monitor="val_loss" if validation_data is not None else "loss",
+                    patience=phase.early_stopping,
+                    restore_best_weights=True,
+                )
             )
+        model.fit(
+            train_data,
+            validation_data=validation_data,
+            initial_epoch=first_epoch,
+            epochs=first_epoch + phase.epochs,
+            class_weight=_class_weight(splits) if cfg.data.class_weight == "balanced" else None,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=verbose,
         )
-    fitted = model.fit(
-        train_data,
-        validation_data=validation_data,
-        initial_epoch=first_epoch,
-        epochs=first_epoch + phase.epochs,
-        class_weight=_class_weight(splits) if cfg.data.class_weight == "balanced" else None,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=verbose,
-    )
-    return [
-        {"epoch": epoch + 1, "phase": phase.name, **{key: float(values[i]) for key, values in fitted.history.items()}}
-        for i, epoch in enumerate(fitted.epoch)
-    ]
+        model._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
+    return [row for row in progress.rows if row["phase"] == phase.name]
 
 
 def _class_weight(splits: Splits) -> dict[int, float]:

@@ -1,0 +1,81 @@
+"""Kill-safe training state under `RUN_DIR/checkpoints/`, so `kerastl train --resume` can continue.
+
+- `progress.json`: the phases completed and one history row per finished epoch, rewritten
+  atomically at every epoch end;
+- `phase_<name>/`: Keras `BackupAndRestore` files of the phase in progress (model and optimizer
+  state, including the learning-rate schedule's step, and the epoch);
+- `after_<name>.npz`: the model weights when a phase ended (NumPy arrays, no pickle).
+
+A history row is written before the backup of the same epoch, so a kill between the two leaves
+one row too many, which resuming drops (`Progress.rows_for_resume`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kerastl.rundir import atomic_path, write_json
+
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class Progress:
+    """What is finished: phase names, and history rows of every finished epoch."""
+
+    path: Path
+    completed: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
+    phases: dict = field(default_factory=dict)
+    pretrain: dict | None = None
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "Progress":
+        path = Path(run_dir) / CHECKPOINTS / "progress.json"
+        if not path.is_file():
+            return cls(path)
+        saved = json.loads(path.read_text())
+        return cls(path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"])
+
+    def save(self) -> None:
+        write_json(self.path, {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain})
+
+    def rows_for_resume(self, phase: str, backup_dir: Path) -> None:
+        """Drop rows of `phase` for epochs its backup does not hold (a kill between row and backup)."""
+        metadata = backup_dir / "training_metadata.json"
+        done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else None
+        self.rows = [
+            row for row in self.rows
+            if row["phase"] != phase or (done is not None and row["epoch"] <= done)
+        ]
+
+
+def backup_dir(run_dir: Path, phase: str) -> Path:
+    return Path(run_dir) / CHECKPOINTS / f"phase_{phase}"
+
+
+def save_phase_weights(model, run_dir: Path, phase: str) -> None:
+    with atomic_path(Path(run_dir) / CHECKPOINTS / f"after_{phase}.npz") as temp:
+        with open(temp, "wb") as handle:
+            np.savez(handle, *model.get_weights())
+
+
+def load_phase_weights(model, run_dir: Path, phase: str) -> None:
+    with np.load(Path(run_dir) / CHECKPOINTS / f"after_{phase}.npz", allow_pickle=False) as saved:
+        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+
+
+def history_recorder(progress: Progress, phase: str):
+    """A Keras callback appending each finished epoch's logs to `progress` and saving it."""
+    import keras
+
+    class HistoryRecorder(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            progress.rows.append({"epoch": epoch + 1, "phase": phase, **{k: float(v) for k, v in (logs or {}).items()}})
+            progress.save()
+
+    return HistoryRecorder()

@@ -1,0 +1,98 @@
+"""Kill a real training process with SIGKILL and resume it: no epoch lost or repeated, model complete."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from kerastl.config import config_to_dict, load_config
+from kerastl.errors import RunDirError
+from kerastl.model import load_model
+from kerastl.trainer import train
+from tests.conftest import TINY
+
+EPOCHS = {"head": 3, "finetune": 2}
+
+
+def write_config(tmp_path):
+    cfg = load_config(None, TINY + ["phases.0.epochs=3", "phases.1.epochs=2"])
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config_to_dict(cfg)))
+    return path
+
+
+def start_training(config, run_dir):
+    command = [sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(run_dir), "--quiet"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def kill_when(process, condition, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"training ended before the kill point: {process.stderr.read().decode()[-1500:]}")
+        if condition():
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            return
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail("kill point not reached")
+
+
+def progress_rows(run_dir):
+    try:
+        return json.loads((run_dir / "checkpoints" / "progress.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def assert_complete(run_dir):
+    history = pd.read_csv(run_dir / "history.csv")
+    assert history["epoch"].tolist() == list(range(1, 6))
+    assert history["phase"].tolist() == ["head"] * 3 + ["finetune"] * 2
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert {name: values["epochs"] for name, values in metrics["phases"].items()} == EPOCHS
+    assert load_model(run_dir).output_shape == (None, 3)
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_killed_during_the_head_phase_resumes_in_python(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(write_config(tmp_path), run_dir)
+    kill_when(process, lambda: len(progress_rows(run_dir)) >= 1)
+    assert not (run_dir / "model.keras").exists()
+    result = train(None, output_dir=run_dir, resume=True, verbose=0)
+    assert_complete(run_dir)
+    assert len(result.history) == 5
+
+
+def test_killed_between_phases_resumes_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "run"
+    process = start_training(write_config(tmp_path), run_dir)
+    kill_when(process, lambda: (run_dir / "checkpoints" / "after_head.npz").exists())
+    done = subprocess.run([sys.executable, "-m", "kerastl", "train", "--resume", str(run_dir), "--quiet"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == str(run_dir)
+    assert_complete(run_dir)
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run(tmp_path, trained_run):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    config = write_config(tmp_path)
+    (run_dir / "config.yaml").write_text(config.read_text())
+    changed = load_config(config, ["phases.1.epochs=4"])
+    with pytest.raises(RunDirError, match=r"config no longer matches the checkpoint at phases.1.epochs \(2 in the run, 4 now\)"):
+        train(changed, output_dir=run_dir, resume=True, verbose=0)
+    with pytest.raises(RunDirError, match="the run is complete"):
+        train(None, output_dir=trained_run.run_dir, resume=True, verbose=0)
+    with pytest.raises(RunDirError, match="holds no kerastl run"):
+        train(None, output_dir=tmp_path / "empty", resume=True, verbose=0)
