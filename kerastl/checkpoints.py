@@ -13,6 +13,7 @@ one row too many, which resuming drops (`Progress.rows_for_resume`).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +57,35 @@ class Progress:
 
 def backup_dir(run_dir: Path, phase: str) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"phase_{phase}"
+
+
+def repair_backup(backup: Path) -> None:
+    """Leave a phase backup that Keras can load, or none.
+
+    `BackupAndRestore` writes the weights, then the epoch metadata, without atomic renames, and
+    keeps the previous pair as `.bkp` copies. A kill during the first save leaves no metadata (the
+    backup holds nothing finished: removed); a kill while the metadata is written leaves it
+    unreadable (the previous pair is restored, or the backup removed when there is none). A
+    truncated weights file beside readable metadata Keras itself replaces with its `.bkp` copy.
+    """
+    metadata, weights = backup / "training_metadata.json", backup / "latest.weights.h5"
+    if not backup.is_dir():
+        return
+    try:
+        json.loads(metadata.read_text())
+        return
+    except (OSError, ValueError):
+        pass
+    previous_metadata, previous_weights = Path(f"{metadata}.bkp"), Path(f"{weights}.bkp")
+    if metadata.exists() and previous_metadata.is_file() and previous_weights.is_file():
+        try:
+            json.loads(previous_metadata.read_text())
+            shutil.copyfile(previous_weights, weights)
+            shutil.copyfile(previous_metadata, metadata)
+            return
+        except (OSError, ValueError):
+            pass
+    shutil.rmtree(backup)
 
 
 def save_phase_weights(model, run_dir: Path, phase: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 
 from kerastl.config import Config, load_config
 from kerastl.data.pipeline import load_splits, read_data_source
@@ -51,7 +50,7 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     model = load_model(run_dir)
     cfg = run_config(run_dir)
     class_names = read_labels(run_dir)
-    source, described = _evaluation_source(cfg, data, model, class_names)
+    source, described = _evaluation_source(cfg, data, model, class_names, progress=verbose != 0)
     probabilities = tta_probabilities(
         lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
         source.images, cfg.augment, tta, seed=cfg.seed,
@@ -80,13 +79,13 @@ def model_input_shape(model) -> tuple[int, int, int]:
     return tuple(int(d) for d in model.input_shape[1:])
 
 
-def _evaluation_source(cfg: Config, data: Optional[str], model, class_names) -> tuple[ImageSource, str]:
+def _evaluation_source(cfg: Config, data: Optional[str], model, class_names, progress: bool) -> tuple[ImageSource, str]:
     height, _, _ = model_input_shape(model)
     if data is not None:
-        source = read_data_source(data, cfg.data, image_size=height).with_classes(class_names)
+        source = read_data_source(data, cfg.data, image_size=height, progress=progress).with_classes(class_names)
         described = data
     else:
-        splits = load_splits(cfg.data, cfg.seed, image_size=height)
+        splits = load_splits(cfg.data, cfg.seed, image_size=height, progress=progress)
         source = splits.test if splits.test is not None else splits.validation
         if source is None:
             raise DataError(f"Run {cfg.name!r} has no test or validation split; pass --data SOURCE.")

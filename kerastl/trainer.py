@@ -15,7 +15,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kerastl.checkpoints import CHECKPOINTS, Progress, backup_dir, history_recorder, load_phase_weights, save_phase_weights
+from kerastl.checkpoints import (
+    CHECKPOINTS,
+    Progress,
+    backup_dir,
+    history_recorder,
+    load_phase_weights,
+    repair_backup,
+    save_phase_weights,
+)
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
 from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
@@ -77,7 +85,7 @@ def train(
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = prepare_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name), overwrite)
-    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
 
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
 
@@ -169,6 +177,7 @@ def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: P
     import keras
 
     backup = backup_dir(run_dir, phase.name)
+    repair_backup(backup)
     progress.rows_for_resume(phase.name, backup)
     first_epoch = sum(1 for row in progress.rows if row["phase"] in progress.completed)
     if phase.epochs > 0:

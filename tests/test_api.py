@@ -1,8 +1,6 @@
 import subprocess
 import sys
 
-import kerastl
-
 
 def test_import_is_cheap_and_does_not_load_tensorflow():
     code = "import sys, kerastl; kerastl.load_config(None); print('tensorflow' in sys.modules, 'keras' in sys.modules)"

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 
@@ -41,7 +40,7 @@ def test_weights_file_round_trip_and_mismatch(tmp_path):
     path = tmp_path / "b.weights.h5"
     source.save_weights(path)
     loaded = create_backbone(spec, str(path), 32, {"alpha": 0.35})
-    for a, b in zip(source.weights, loaded.weights):
+    for a, b in zip(source.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(WeightsError, match=r"does not fit backbone 'mobilenet_v3_small'"):
         create_backbone(get_backbone("mobilenet_v3_small"), str(path), 32)

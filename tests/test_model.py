@@ -54,7 +54,7 @@ def test_head_phase_leaves_every_backbone_weight_bit_identical(digits):
     backbone, head = model.get_layer("backbone"), model.get_layer("probabilities")
     before, head_before = snapshot(backbone), snapshot(head)
     fit_one_epoch(model, digits, PhaseConfig(name="head", learning_rate=0.01))
-    for a, b in zip(before, snapshot(backbone)):
+    for a, b in zip(before, snapshot(backbone), strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(head_before[0], snapshot(head)[0])
 
@@ -69,7 +69,7 @@ def test_finetune_changes_only_unfrozen_layers_and_never_batchnorm_statistics(di
     changed = {
         layer.name
         for layer in backbone.layers
-        if layer.weights and any(not np.array_equal(a, b) for a, b in zip(before[layer.name], snapshot(layer)))
+        if layer.weights and any(not np.array_equal(a, b) for a, b in zip(before[layer.name], snapshot(layer), strict=True))
     }
     batchnorm = {layer.name for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)}
     assert trainable and not trainable & batchnorm

@@ -96,3 +96,41 @@ def test_resume_refuses_a_changed_config_and_a_finished_run(tmp_path, trained_ru
         train(None, output_dir=trained_run.run_dir, resume=True, verbose=0)
     with pytest.raises(RunDirError, match="holds no kerastl run"):
         train(None, output_dir=tmp_path / "empty", resume=True, verbose=0)
+
+
+def write_backup(folder, weights=b"", metadata=None, previous=None):
+    folder.mkdir(parents=True)
+    (folder / "latest.weights.h5").write_bytes(weights)
+    if metadata is not None:
+        (folder / "training_metadata.json").write_text(metadata)
+    if previous is not None:
+        (folder / "latest.weights.h5.bkp").write_bytes(previous[0])
+        (folder / "training_metadata.json.bkp").write_text(previous[1])
+
+
+def test_backup_killed_during_its_first_save_is_removed(tmp_path):
+    from kerastl.checkpoints import repair_backup
+
+    write_backup(tmp_path / "b", weights=b"\x89HDF half")
+    repair_backup(tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_backup_killed_while_writing_metadata_falls_back_to_the_previous_pair(tmp_path):
+    from kerastl.checkpoints import repair_backup
+
+    write_backup(tmp_path / "b", weights=b"epoch 3", metadata='{"epoch": ', previous=(b"epoch 2", '{"epoch": 2, "batch": 0}'))
+    repair_backup(tmp_path / "b")
+    assert (tmp_path / "b" / "latest.weights.h5").read_bytes() == b"epoch 2"
+    assert json.loads((tmp_path / "b" / "training_metadata.json").read_text())["epoch"] == 2
+    write_backup(tmp_path / "c", weights=b"epoch 1", metadata='{"ep')
+    repair_backup(tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
+def test_complete_backup_is_left_alone(tmp_path):
+    from kerastl.checkpoints import repair_backup
+
+    write_backup(tmp_path / "b", weights=b"epoch 4", metadata='{"epoch": 4, "batch": 0}')
+    repair_backup(tmp_path / "b")
+    assert (tmp_path / "b" / "latest.weights.h5").read_bytes() == b"epoch 4"

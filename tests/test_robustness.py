@@ -50,7 +50,7 @@ def test_deterministic_runs_are_bit_identical(tmp_path):
     cfg = load_config(None, TINY + ["deterministic=true", "augment.preset=light", "augment.flip=false"])
     first = train(cfg, output_dir=tmp_path / "a", verbose=0)
     second = train(cfg, output_dir=tmp_path / "b", verbose=0)
-    for a, b in zip(first.model.weights, second.model.weights):
+    for a, b in zip(first.model.weights, second.model.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert first.history.equals(second.history)
     assert {k: v for k, v in first.metrics.items() if k != "phases"} == {k: v for k, v in second.metrics.items() if k != "phases"}

@@ -76,7 +76,7 @@ def test_pretrain_stage_feeds_the_backbone(tmp_path):
 
     pretrained = create_backbone(get_backbone("mobilenet_v2"), str(weights_file), 32, {"alpha": 0.35})
     trained = result.model.get_layer("backbone")
-    for a, b in zip(pretrained.weights, trained.weights):
+    for a, b in zip(pretrained.weights, trained.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 

@@ -36,8 +36,10 @@ class Splits:
         return self.train.class_names
 
 
-def read_data_source(spec: str, data: DataConfig, image_size: Optional[int], require_labels: bool = True) -> ImageSource:
-    """Read `spec` with the reading options of a `DataConfig`."""
+def read_data_source(
+    spec: str, data: DataConfig, image_size: Optional[int], require_labels: bool = True, progress: bool = False
+) -> ImageSource:
+    """Read `spec` with the reading options of a `DataConfig` (`progress`: a bar on stderr for tables)."""
     return read_source(
         spec,
         label_column=data.label_column,
@@ -49,10 +51,11 @@ def read_data_source(spec: str, data: DataConfig, image_size: Optional[int], req
         image_size=image_size,
         channels=data.channels,
         bad_images=data.bad_images,
+        progress=progress,
     )
 
 
-def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None) -> Splits:
+def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None, progress: bool = False) -> Splits:
     """Read the configured sources and split them, stratified by class and seeded.
 
     Separate `data.validation` / `data.test` sources replace the corresponding fraction.
@@ -60,7 +63,7 @@ def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None) -
     Raises:
         DataError: unreadable data, a single class, or a class too small for the split.
     """
-    source = read_data_source(data.source, data, image_size).select(data.classes, data.max_per_class, seed)
+    source = read_data_source(data.source, data, image_size, progress=progress).select(data.classes, data.max_per_class, seed)
     if len(source.class_names) < 2:
         raise DataError(f"{source.origin}: needs at least 2 classes to train a classifier, found {len(source.class_names)}.")
     held_out = {}
@@ -68,7 +71,7 @@ def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None) -
     for name in ("validation", "test"):
         spec = getattr(data, name)
         if spec:
-            other = read_data_source(spec, data, image_size)
+            other = read_data_source(spec, data, image_size, progress=progress)
             if other.image_shape != source.image_shape:
                 raise DataError(f"{other.origin}: images are {other.image_shape}, the training images {source.image_shape}.")
             held_out[name] = other.with_classes(source.class_names)

@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -109,6 +111,7 @@ def read_source(
     image_size: Optional[int] = None,
     channels: int = 3,
     bad_images: str = "error",
+    progress: bool = False,
 ) -> ImageSource:
     """Read the source named by `scheme:location`, e.g. `csv:train.csv`, `folder:photos/`, `builtin:digits`.
 
@@ -125,6 +128,7 @@ def read_source(
         image_size: side length image-folder pictures are resized to (square).
         channels: 1 or 3, the channels image-folder pictures are converted to.
         bad_images: "error" or "skip" for unreadable files in image folders.
+        progress: draw a progress bar on stderr while reading a table.
 
     Returns:
         The `ImageSource`.
@@ -149,6 +153,7 @@ def read_source(
         image_size=image_size,
         channels=channels,
         bad_images=bad_images,
+        progress=progress,
     )
 
 
@@ -318,26 +323,29 @@ def _to_images(pixels: np.ndarray, shape: tuple, pixel_layout: str) -> np.ndarra
     return pixels.reshape(-1, h, w, c)
 
 
-def _read_csv(location: str, *, chunk_size: int, **options) -> ImageSource:
+def _read_csv(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:
     path = _existing_file(location)
     try:
         columns = list(pd.read_csv(path, nrows=0).columns)
-        chunks = pd.read_csv(path, chunksize=chunk_size, skipinitialspace=True)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()}).") from None
-    return _read_table(_guard_ragged(chunks, path), columns, str(path), **options)
+    with open(path, "rb") as handle, _progress_bar(path, path.stat().st_size, progress) as advance:
+        chunks = pd.read_csv(handle, chunksize=chunk_size, skipinitialspace=True)
+        return _read_table(_guard_ragged(chunks, path, lambda chunk: advance(handle.tell())), columns, str(path), **options)
 
 
-def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path) -> Iterator[pd.DataFrame]:
+def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path, after_chunk) -> Iterator[pd.DataFrame]:
     try:
-        yield from chunks
+        for chunk in chunks:
+            yield chunk
+            after_chunk(chunk)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: ragged rows: {str(exc).strip()}") from None
 
 
-def _read_parquet(location: str, *, chunk_size: int, **options) -> ImageSource:
+def _read_parquet(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:
     import pyarrow.parquet as pq
 
     path = _existing_file(location)
@@ -346,8 +354,30 @@ def _read_parquet(location: str, *, chunk_size: int, **options) -> ImageSource:
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
     columns = list(table_file.schema_arrow.names)
-    batches = (batch.to_pandas() for batch in table_file.iter_batches(batch_size=chunk_size))
-    return _read_table(batches, columns, str(path), **options)
+    with _progress_bar(path, table_file.metadata.num_rows, progress) as advance:
+        batches = (batch.to_pandas() for batch in table_file.iter_batches(batch_size=chunk_size))
+        rows_read = 0
+
+        def counted(frames):
+            nonlocal rows_read
+            for frame in frames:
+                yield frame
+                rows_read += len(frame)
+                advance(rows_read)
+
+        return _read_table(counted(batches), columns, str(path), **options)
+
+
+@contextmanager
+def _progress_bar(path: Path, total: int, enabled: bool):
+    """Yield `advance(done)`; draws a click progress bar on stderr when `enabled`."""
+    if not enabled:
+        yield lambda done: None
+        return
+    import click
+
+    with click.progressbar(length=total, label=f"reading {path.name}", file=sys.stderr) as bar:
+        yield lambda done: bar.update(done - bar.pos)
 
 
 def _read_table(chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, **_):

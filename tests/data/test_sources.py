@@ -182,8 +182,28 @@ def test_image_shape_that_contradicts_the_pixel_count(tmp_path):
         read_source(spec, image_shape=[3, 3])
 
 
+def test_truncated_image_is_an_error(tmp_path):
+    write_folder(tmp_path)
+    whole = (tmp_path / "cats" / "a.jpg").read_bytes()
+    (tmp_path / "cats" / "a.jpg").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"a\.jpg: corrupt or unreadable image"):
+        read_source(f"folder:{tmp_path}", image_size=8)
+
+
 def test_empty_class_folder(tmp_path):
     write_folder(tmp_path)
     (tmp_path / "birds").mkdir()
     with pytest.raises(DataError, match=r"birds: class folder holds no images"):
         read_source(f"folder:{tmp_path}", image_size=8)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_progress_bar_only_when_asked(tmp_path, capsys, suffix):
+    frame = pixel_table(30, 64)
+    path = tmp_path / f"t.{suffix}"
+    frame.to_csv(path, index=False) if suffix == "csv" else frame.to_parquet(path)
+    quiet = read_source(str(path), chunk_size=7)
+    assert capsys.readouterr().err == ""
+    loud = read_source(str(path), chunk_size=7, progress=True)
+    assert f"reading t.{suffix}" in capsys.readouterr().err
+    np.testing.assert_array_equal(quiet.images, loud.images)
