@@ -33,6 +33,7 @@ class Progress:
     rows: list[dict] = field(default_factory=list)
     phases: dict = field(default_factory=dict)
     pretrain: dict | None = None
+    rng: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, run_dir: Path) -> "Progress":
@@ -40,15 +41,15 @@ class Progress:
         if not path.is_file():
             return cls(path)
         saved = json.loads(path.read_text())
-        return cls(path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"])
+        return cls(path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"], saved["rng"])
 
     def save(self) -> None:
-        write_json(self.path, {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain})
+        fields = {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain}
+        write_json(self.path, {**fields, "rng": self.rng})
 
     def rows_for_resume(self, phase: str, backup_dir: Path) -> None:
         """Drop rows of `phase` for epochs its backup does not hold (a kill between row and backup)."""
-        metadata = backup_dir / "training_metadata.json"
-        done = json.loads(metadata.read_text())["epoch"] if metadata.is_file() else None
+        done = backed_up_epochs(backup_dir)
         self.rows = [
             row for row in self.rows
             if row["phase"] != phase or (done is not None and row["epoch"] <= done)
@@ -57,6 +58,12 @@ class Progress:
 
 def backup_dir(run_dir: Path, phase: str) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"phase_{phase}"
+
+
+def backed_up_epochs(backup: Path) -> int | None:
+    """Epochs finished (counted over all phases) according to a phase backup, or None without one."""
+    metadata = backup / "training_metadata.json"
+    return json.loads(metadata.read_text())["epoch"] if metadata.is_file() else None
 
 
 def repair_backup(backup: Path) -> None:
@@ -99,13 +106,35 @@ def load_phase_weights(model, run_dir: Path, phase: str) -> None:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
 
 
+def seed_states(model) -> list:
+    """The model's random-seed state variables (dropout, augmentation): in `variables`, not in `weights`,
+    so `BackupAndRestore` does not keep them."""
+    weights = {id(w) for w in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
 def history_recorder(progress: Progress, phase: str):
-    """A Keras callback appending each finished epoch's logs to `progress` and saving it."""
+    """A Keras callback appending each finished epoch's logs (and seed states) to `progress` and saving it."""
     import keras
 
     class HistoryRecorder(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             progress.rows.append({"epoch": epoch + 1, "phase": phase, **{k: float(v) for k, v in (logs or {}).items()}})
+            progress.rng[str(epoch + 1)] = [np.asarray(v.numpy()).tolist() for v in seed_states(self.model)]
             progress.save()
 
     return HistoryRecorder()
+
+
+def rng_restorer(progress: Progress, backup: Path):
+    """A Keras callback that, after `BackupAndRestore` restored epoch N, restores the seed states of epoch N."""
+    import keras
+
+    class RngRestorer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            states = progress.rng.get(str(backed_up_epochs(backup)))
+            if states is not None:
+                for variable, value in zip(seed_states(self.model), states, strict=True):
+                    variable.assign(np.asarray(value, dtype=variable.dtype))
+
+    return RngRestorer()

@@ -18,10 +18,12 @@ import numpy as np
 from kerastl.checkpoints import (
     CHECKPOINTS,
     Progress,
+    backed_up_epochs,
     backup_dir,
     history_recorder,
     load_phase_weights,
     repair_backup,
+    rng_restorer,
     save_phase_weights,
 )
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
@@ -185,11 +187,17 @@ def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: P
         batch_size = cfg.data.batch_size
         steps_per_epoch = -(-len(splits.train) // batch_size)
         compile_classifier(model, make_optimizer(phase, steps_per_epoch))
-        train_data = make_dataset(splits.train, batch_size, shuffle=True, seed=cfg.seed + first_epoch, augment=cfg.augment)
+        last_epoch = first_epoch + phase.epochs
+        # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
+        start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
+        train_data = make_dataset(
+            splits.train, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch)
+        )
         validation_data = make_dataset(splits.validation, batch_size) if splits.validation is not None else None
         callbacks = [
             history_recorder(progress, phase.name),  # before the backup: see kerastl.checkpoints
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+            rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
         ]
         if cfg.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
@@ -205,7 +213,8 @@ def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: P
             train_data,
             validation_data=validation_data,
             initial_epoch=first_epoch,
-            epochs=first_epoch + phase.epochs,
+            epochs=last_epoch,
+            steps_per_epoch=steps_per_epoch,
             class_weight=_class_weight(splits) if cfg.data.class_weight == "balanced" else None,
             callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded

@@ -134,3 +134,39 @@ def test_complete_backup_is_left_alone(tmp_path):
     write_backup(tmp_path / "b", weights=b"epoch 4", metadata='{"epoch": 4, "batch": 0}')
     repair_backup(tmp_path / "b")
     assert (tmp_path / "b" / "latest.weights.h5").read_bytes() == b"epoch 4"
+
+
+def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """Crash after the first epoch, resume, and get the very weights of an uninterrupted run (data order, dropout and
+    augmentation seeds included)."""
+    import numpy as np
+
+    cfg = load_config(None, TINY + ["deterministic=true", "augment.preset=light", "augment.flip=false",
+                                    "phases=[{name: head, epochs: 2, learning_rate: 0.01}]"])
+    whole = train(cfg, output_dir=tmp_path / "whole", verbose=0)
+
+    class Crash(Exception):
+        pass
+
+    import keras
+
+    class CrashAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise Crash()
+
+    original_fit = keras.Model.fit
+
+    def crashing_fit(self, *args, callbacks=(), **kwargs):
+        return original_fit(self, *args, callbacks=[*callbacks, CrashAfterFirstEpoch()], **kwargs)
+
+    keras.Model.fit = crashing_fit
+    try:
+        with pytest.raises(Crash):
+            train(cfg, output_dir=tmp_path / "resumed", verbose=0)
+    finally:
+        keras.Model.fit = original_fit
+    resumed = train(None, output_dir=tmp_path / "resumed", resume=True, verbose=0)
+    assert resumed.history["epoch"].tolist() == [1, 2]
+    for a, b in zip(whole.model.weights, resumed.model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

@@ -117,18 +117,33 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     augment: Optional[AugmentConfig] = None,
+    epoch_range: Optional[tuple[int, int]] = None,
 ):
     """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches.
 
     Unlabelled sources give image batches only. MixUp/CutMix (from `augment`) mix whole batches.
+    With `shuffle` and `epoch_range=(start, stop)` the dataset holds the batches of those epochs
+    back to back, each epoch in an order that depends only on `seed` and its number (stateless
+    `index_shuffle`), so a resumed run sees the same order as an uninterrupted one; fit it with
+    `steps_per_epoch`. Without `epoch_range` it reshuffles on every pass.
     """
     import tensorflow as tf
 
     images = tf.constant(source.images)
-    indices = tf.data.Dataset.range(len(source))
-    if shuffle:
-        indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
-    indices = indices.batch(batch_size)
+    count = len(source)
+    if shuffle and epoch_range is not None:
+
+        def one_epoch(epoch):
+            seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order = tf.random.experimental.index_shuffle(tf.range(count, dtype=tf.int64), seeds, max_index=count - 1)
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        indices = tf.data.Dataset.range(*epoch_range).flat_map(one_epoch)
+    else:
+        indices = tf.data.Dataset.range(count)
+        if shuffle:
+            indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+        indices = indices.batch(batch_size)
     if source.labels is None:
         return indices.map(lambda idx: tf.gather(images, idx)).prefetch(tf.data.AUTOTUNE)
     depth = num_classes or len(source.class_names)

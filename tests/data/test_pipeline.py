@@ -72,3 +72,18 @@ def test_mixup_and_cutmix_keep_uint8_images_and_mix_labels(mix):
     assert images.dtype.name == "uint8"
     labels = labels.numpy()
     assert np.allclose(labels.sum(axis=1), 1, atol=1e-5) and (labels.max(axis=1) < 0.999).any()
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch_number():
+    src = read_source("builtin:digits")
+
+    def batches(start, stop):
+        ds = make_dataset(src, batch_size=500, shuffle=True, seed=7, epoch_range=(start, stop))
+        return [labels.numpy().argmax(1).tolist() for _, labels in ds]
+
+    from_zero, from_two = batches(0, 4), batches(2, 4)
+    per_epoch = 4  # ceil(1797 / 500)
+    assert len(from_zero) == 4 * per_epoch and from_zero[2 * per_epoch:] == from_two
+    assert from_zero[:per_epoch] != from_zero[per_epoch: 2 * per_epoch]
+    images = np.concatenate([x.numpy() for x, _ in make_dataset(src, 500, shuffle=True, seed=7, epoch_range=(3, 4))])
+    assert sorted(map(bytes, images)) == sorted(map(bytes, src.images))
