@@ -132,8 +132,7 @@ def _write_savedmodel(model, class_names, cfg, staging: Path, quantize, train: I
 
     archive = _archive(model, class_names, with_labels=True, pixel_layout=_pixel_layout(cfg))
     archive.write_out(str(staging), verbose=False)
-    (staging / "assets").mkdir(exist_ok=True)
-    (staging / "assets" / "labels.txt").write_text("\n".join(class_names) + "\n")
+    _write_labels(staging / "assets", class_names)
     serve = tf.saved_model.load(str(staging)).signatures["serving_default"]
     return lambda images: serve(images=tf.constant(images))["probabilities"].numpy()
 
@@ -161,15 +160,15 @@ def _write_tflite(model, class_names, cfg, staging: Path, quantize, train: Image
     finally:
         shutil.rmtree(plain, ignore_errors=True)
     (staging / "model.tflite").write_bytes(flatbuffer)
-    (staging / "labels.txt").write_text("\n".join(class_names) + "\n")
+    _write_labels(staging, class_names)
     from kerastl.prediction import tflite_predictor
 
-    return tflite_predictor(staging / "model.tflite")
+    return tflite_predictor(staging / "model.tflite")[0]
 
 
 def _write_keras(model, class_names, cfg, staging: Path, quantize, train: ImageSource):
     model.save(staging / "model.keras")
-    (staging / "labels.txt").write_text("\n".join(class_names) + "\n")
+    _write_labels(staging, class_names)
     reloaded = load_model(staging / "model.keras")
     return lambda images: reloaded.predict(images, verbose=0)
 
@@ -189,10 +188,15 @@ def _write_onnx(model, class_names, cfg, staging: Path, quantize, train: ImageSo
 
     with native_stderr_silenced():
         tf2onnx.convert.from_function(serve, input_signature=signature, opset=17, output_path=str(staging / "model.onnx"))
-    (staging / "labels.txt").write_text("\n".join(class_names) + "\n")
+    _write_labels(staging, class_names)
     from kerastl.prediction import onnx_predictor
 
     return onnx_predictor(staging / "model.onnx")[0]
+
+
+def _write_labels(folder: Path, class_names) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
 
 
 _WRITERS = {"savedmodel": _write_savedmodel, "tflite": _write_tflite, "keras": _write_keras, "onnx": _write_onnx}

@@ -60,7 +60,7 @@ def load_predictor(path: str | Path) -> Predictor:
     folder = path if path.is_dir() else path.parent
     export_info = _export_info(folder)
     if export_info:
-        cfg = config_from_dict({"data": export_info["data"], "augment": export_info.get("augment", {"preset": "none"})})
+        cfg = config_from_dict({"data": export_info["data"], "augment": export_info["augment"]})
     else:
         cfg = run_config(folder)
     data, augment = cfg.data, cfg.augment
@@ -72,8 +72,7 @@ def load_predictor(path: str | Path) -> Predictor:
         return Predictor(run, shape, _labels(folder, None), data, augment)
     tflite = path if path.suffix == ".tflite" else path / "model.tflite"
     if tflite.is_file():
-        run = tflite_predictor(tflite)
-        shape = tuple(int(d) for d in _tflite_input(tflite)["shape_signature"][1:])
+        run, shape = tflite_predictor(tflite)
         return Predictor(run, shape, _labels(folder, None), data, augment)
     model = load_model(path)
     labels = _labels(folder, model.output_shape[-1])
@@ -123,11 +122,13 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
     ]
 
 
-def tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """A function running a `.tflite` model on a batch of uint8 images."""
+def tflite_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int]]:
+    """A function running a `.tflite` model on a batch of uint8 images, and its input (H, W, C)."""
     interpreter = _tflite_interpreter(path)
-    input_index = interpreter.get_input_details()[0]["index"]
+    input_details = interpreter.get_input_details()[0]
+    input_index = input_details["index"]
     output_index = interpreter.get_output_details()[0]["index"]
+    shape = tuple(int(d) for d in input_details["shape_signature"][1:])
 
     def run(images: np.ndarray) -> np.ndarray:
         interpreter.resize_tensor_input(input_index, images.shape)
@@ -137,7 +138,7 @@ def tflite_predictor(path: Path) -> Callable[[np.ndarray], np.ndarray]:
             interpreter.invoke()
         return interpreter.get_tensor(output_index).copy()
 
-    return run
+    return run, shape
 
 
 def onnx_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int]]:
@@ -162,10 +163,6 @@ def _tflite_interpreter(path: Path):
             return tf.lite.Interpreter(model_path=str(path))
         except ValueError as exc:
             raise ExportError(f"{path}: not a loadable TFLite model ({exc}).") from None
-
-
-def _tflite_input(path: Path) -> dict:
-    return _tflite_interpreter(path).get_input_details()[0]
 
 
 def _savedmodel_predictor(path: Path, data: DataConfig, augment: AugmentConfig) -> Predictor:
