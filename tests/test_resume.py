@@ -73,10 +73,17 @@ def test_killed_during_the_head_phase_resumes_in_python(tmp_path):
     assert len(result.history) == 5
 
 
-def test_killed_between_phases_resumes_from_the_command_line(tmp_path):
+KILL_POINTS = {
+    "between phases": lambda run_dir: (run_dir / "checkpoints" / "after_head.npz").exists(),
+    "during finetune": lambda run_dir: any(row["phase"] == "finetune" for row in progress_rows(run_dir)),
+}
+
+
+@pytest.mark.parametrize("kill_point", list(KILL_POINTS))
+def test_killed_in_later_phases_resumes_from_the_command_line(tmp_path, kill_point):
     run_dir = tmp_path / "run"
     process = start_training(write_config(tmp_path), run_dir)
-    kill_when(process, lambda: (run_dir / "checkpoints" / "after_head.npz").exists())
+    kill_when(process, lambda: KILL_POINTS[kill_point](run_dir))
     done = subprocess.run([sys.executable, "-m", "kerastl", "train", "--resume", str(run_dir), "--quiet"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
