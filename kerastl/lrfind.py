@@ -21,6 +21,7 @@ from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.errors import ConfigError
 from kerastl.model import build_model, input_size
 from kerastl.phases import OPTIMIZERS, compile_classifier, set_trainable
+from kerastl.pretrain import resolve_weights
 from kerastl.rundir import write_json
 
 SMOOTHING = 0.98
@@ -51,12 +52,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     output_dir = Path(output_dir)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     keras.utils.set_random_seed(cfg.seed)
-    weights = cfg.model.weights
-    if weights == "pretrain":
-        from kerastl.pretrain import pretrain_backbone
-
-        weights = str(output_dir / "pretrained_backbone.weights.h5")
-        pretrain_backbone(cfg, weights, verbose=verbose)
+    weights, _ = resolve_weights(cfg, output_dir, verbose)
     model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights)
     batches = iter(make_dataset(splits.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment).repeat())
     results, epoch = {}, 0

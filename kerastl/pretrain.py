@@ -26,6 +26,27 @@ from kerastl.registry import get_backbone
 from kerastl.rundir import atomic_path
 
 
+PRETRAINED_FILE = "pretrained_backbone.weights.h5"
+
+
+def resolve_weights(cfg: Config, folder: Path, verbose: int | str = "auto", done: Optional[dict] = None):
+    """The weights to build `cfg`'s model with, and the pretraining metrics.
+
+    `model.weights` as configured, except "pretrain": then the backbone is pretrained into
+    `folder/pretrained_backbone.weights.h5`, unless `done` (the metrics of an earlier pretraining)
+    says that file is already complete.
+
+    Returns:
+        `(weights, pretrain_metrics)`; the metrics are None without a pretraining stage.
+    """
+    if cfg.model.weights != "pretrain":
+        return cfg.model.weights, None
+    path = Path(folder) / PRETRAINED_FILE
+    if done is None or not path.is_file():
+        done = pretrain_backbone(cfg, path, verbose=verbose)
+    return str(path), done
+
+
 def pretrain_backbone(cfg: Config, output: str | Path, verbose: int | str = "auto") -> dict:
     """Train `cfg.model.backbone` from scratch on `cfg.pretrain.source` and save its weights to `output`.
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kerastl.pretrain import PRETRAINED_FILE
 from kerastl.rundir import write_text
 
 ARTIFACTS = (
@@ -19,7 +20,7 @@ ARTIFACTS = (
     ("metrics.json", "headline metrics"),
     ("model.keras", "trained model (takes raw uint8 pixels)"),
     ("labels.txt", "class names"),
-    ("pretrained_backbone.weights.h5", "backbone weights from the pretraining stage"),
+    (PRETRAINED_FILE, "backbone weights from the pretraining stage"),
     ("plots/curves.png", "training curves"),
     ("evaluation/metrics.json", "evaluation metrics"),
     ("evaluation/confusion_matrix.csv", "confusion matrix (counts)"),

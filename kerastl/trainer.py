@@ -32,6 +32,7 @@ from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.model import build_model, input_size
 from kerastl.phases import compile_classifier, make_optimizer, set_trainable
 from kerastl.plots import plot_curves
+from kerastl.pretrain import resolve_weights
 from kerastl.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_json, write_text
 
@@ -97,13 +98,7 @@ def train(
 
         tf.config.experimental.enable_op_determinism()
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
-    weights = cfg.model.weights
-    if weights == "pretrain":
-        weights = str(run_dir / "pretrained_backbone.weights.h5")
-        if progress.pretrain is None or not Path(weights).is_file():
-            from kerastl.pretrain import pretrain_backbone
-
-            progress.pretrain = pretrain_backbone(cfg, weights, verbose=verbose)
+    weights, progress.pretrain = resolve_weights(cfg, run_dir, verbose, done=progress.pretrain)
     model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights)
 
     if not resume:
