@@ -355,17 +355,16 @@ def _read_parquet(location: str, *, chunk_size: int, progress: bool, **options) 
         raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
     columns = list(table_file.schema_arrow.names)
     with _progress_bar(path, table_file.metadata.num_rows, progress) as advance:
-        batches = (batch.to_pandas() for batch in table_file.iter_batches(batch_size=chunk_size))
-        rows_read = 0
 
-        def counted(frames):
-            nonlocal rows_read
-            for frame in frames:
+        def batches():
+            rows_read = 0
+            for batch in table_file.iter_batches(batch_size=chunk_size):
+                frame = batch.to_pandas()
                 yield frame
                 rows_read += len(frame)
                 advance(rows_read)
 
-        return _read_table(counted(batches), columns, str(path), **options)
+        return _read_table(batches(), columns, str(path), **options)
 
 
 @contextmanager
