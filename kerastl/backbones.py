@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from pathlib import Path
@@ -31,11 +32,14 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
         WeightsError: ImageNet weights cannot be fetched, or the file does not fit this backbone.
         ConfigError: `options` holds an argument the constructor does not take.
     """
-    import keras
-
-    constructor = getattr(keras.applications, spec.constructor)
+    constructor = _constructor(spec)
     kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
     if weights == "imagenet":
+        if ":" in spec.constructor:
+            raise WeightsError(
+                f"Backbone {spec.name!r} has no ImageNet weights in Keras; set model.weights to none (train from "
+                "scratch), pretrain, or a weights file path."
+            )
         return _named(_with_imagenet_weights(spec, constructor, kwargs))
     try:
         backbone = _named(constructor(weights=None, **kwargs))
@@ -46,6 +50,15 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
     if weights != "none":
         load_backbone_weights(backbone, spec, weights)
     return backbone
+
+
+def _constructor(spec: BackboneSpec):
+    import keras
+
+    if ":" in spec.constructor:  # a backbone kerastl builds itself, e.g. "kerastl.alexnet:AlexNet"
+        module, _, function = spec.constructor.partition(":")
+        return getattr(importlib.import_module(module), function)
+    return getattr(keras.applications, spec.constructor)
 
 
 def _named(backbone):

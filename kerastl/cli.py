@@ -202,6 +202,17 @@ def preview(config_path, output, overrides):
         click.echo(f"Warning: {warning}", err=True)
 
 
+@cli.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. strategy=auto.")
+@reports_errors
+def advise(config_path, overrides):
+    """Print the fine-tuning plan the config would train, and why (strategy: auto reads the data)."""
+    from kerastl.strategies import advise as plan_for, describe_plan
+
+    click.echo(describe_plan(plan_for(config_path, overrides)))
+
+
 @cli.command("lr-find")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--output", default="lr-find", show_default=True, type=click.Path(file_okay=False), help="Directory for lr_find.png/.json.")

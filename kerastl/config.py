@@ -86,7 +86,14 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class PhaseConfig:
-    """One training phase. `unfreeze` is None (head only), a number of top backbone layers, or "all"."""
+    """One training phase.
+
+    `unfreeze` is the backbone's trainable scope: "head" (or null: backbone frozen), "top:N" (or
+    just N: the top N layers), "blocks:K" (the backbone's last K blocks, e.g. EfficientNet `block7`),
+    "from:LAYER" (that layer and all above it) or "all". `lr_decay` multiplies the learning rate by
+    its value once per block deeper; `bn` keeps BatchNorm in inference mode ("frozen") or lets its
+    statistics update ("train"); `ema` keeps an exponential moving average of the weights.
+    """
 
     name: str
     epochs: int = 5
@@ -94,9 +101,27 @@ class PhaseConfig:
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: int = 0
-    unfreeze: Union[int, Literal["all"], None] = None
-    unfreeze_from: Optional[str] = None
+    unfreeze: Union[int, str, None] = None
+    lr_decay: Optional[float] = None
+    bn: Literal["frozen", "train"] = "frozen"
+    ema: Optional[float] = None
+    label_smoothing: float = 0.0
     early_stopping: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Phases from a preset instead of a `phases` list; `kerastl advise` explains the choice.
+
+    `similarity` hints how close the images are to the backbone's source data (ImageNet); `epochs`
+    and `learning_rate` are those of the head phase, later phases scale them (see kerastl.strategies).
+    """
+
+    preset: Literal["auto", "head", "guide", "top", "gradual", "deep"] = "auto"
+    similarity: Optional[Literal["high", "low"]] = None
+    epochs: int = 5
+    learning_rate: float = 1e-3
+    blocks: int = 3
 
 
 @dataclass(frozen=True)
@@ -130,6 +155,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
+    strategy: Optional[StrategyConfig] = None
     pretrain: Optional[PretrainConfig] = None
     tensorboard: bool = False
     deterministic: bool = False
@@ -178,6 +204,9 @@ def config_from_dict(raw: dict) -> Config:
         >>> config_from_dict({"seed": 1}).seed
         1
     """
+    raw = _expand_strategy(raw)
+    if raw.get("strategy") is not None and "phases" not in raw:
+        raw = {**raw, "phases": []}
     cfg = _build(Config, raw, "")
     _check_consistency(cfg)
     return cfg
@@ -203,6 +232,9 @@ def apply_override(raw: dict, override: str) -> None:
     except yaml.YAMLError:
         value = text
     parts = key.split(".")
+    if parts[0] == "strategy":  # a strategy set from outside replaces the file's phases list
+        raw.pop("phases", None)
+        raw.update(_expand_strategy(raw))
     node: Any = raw
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
@@ -222,6 +254,13 @@ def apply_override(raw: dict, override: str) -> None:
                 node = node.setdefault(part, {} if not _is_phases(parts, depth) else _default_phase_dicts())
         else:
             raise ConfigError(f"Override {key!r}: {'.'.join(parts[:depth])!r} holds a value, not keys.")
+
+
+def _expand_strategy(raw: dict) -> dict:
+    """`strategy: auto` is short for `strategy: {preset: auto}`."""
+    if isinstance(raw.get("strategy"), str):
+        return {**raw, "strategy": {"preset": raw["strategy"]}}
+    return raw
 
 
 def _is_phases(parts: list[str], depth: int) -> bool:
@@ -262,6 +301,9 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
+        others = [option for option in options if option is not type(None)]
+        if len(others) == 1:  # Optional[X]: X's own error is the precise one
+            return _coerce(value, others[0], path)
         for option in options:
             if option is type(None):
                 continue
@@ -345,8 +387,10 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"Config key 'model.head.dropout' must be in [0, 1), got {cfg.model.head.dropout}.")
     if cfg.model.weights == "pretrain" and cfg.pretrain is None:
         raise ConfigError("Config key 'model.weights' is 'pretrain' but the config has no 'pretrain' section.")
-    if not cfg.phases:
-        raise ConfigError("Config key 'phases' must list at least one phase.")
+    if cfg.strategy is not None:
+        _check_strategy(cfg)
+    elif not cfg.phases:
+        raise ConfigError("Config key 'phases' must list at least one phase (or set 'strategy').")
     names = [p.name for p in cfg.phases]
     if len(set(names)) != len(names):
         raise ConfigError(f"Config key 'phases' has repeated phase names: {names}.")
@@ -355,10 +399,54 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'phases.{i}.epochs' must be 0 or more, got {phase.epochs}.")
         if phase.learning_rate <= 0:
             raise ConfigError(f"Config key 'phases.{i}.learning_rate' must be positive, got {phase.learning_rate}.")
-        if isinstance(phase.unfreeze, int) and phase.unfreeze < 0:
-            raise ConfigError(f"Config key 'phases.{i}.unfreeze' must be 0 or more, got {phase.unfreeze}.")
-        if phase.unfreeze is not None and phase.unfreeze_from is not None:
-            raise ConfigError(f"Config keys 'phases.{i}.unfreeze' and 'phases.{i}.unfreeze_from' exclude each other.")
+        parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
+        if phase.lr_decay is not None and not 0 < phase.lr_decay <= 1:
+            raise ConfigError(f"Config key 'phases.{i}.lr_decay' must be in (0, 1], got {phase.lr_decay}.")
+        if phase.ema is not None and not 0 < phase.ema < 1:
+            raise ConfigError(f"Config key 'phases.{i}.ema' must be in (0, 1), e.g. 0.999; got {phase.ema}.")
+        if not 0 <= phase.label_smoothing < 1:
+            raise ConfigError(f"Config key 'phases.{i}.label_smoothing' must be in [0, 1), got {phase.label_smoothing}.")
+
+
+def _check_strategy(cfg: Config) -> None:
+    strategy = cfg.strategy
+    if cfg.phases:
+        raise ConfigError("Config keys 'strategy' and 'phases' exclude each other: the strategy preset plans the phases.")
+    if strategy.epochs < 1:
+        raise ConfigError(f"Config key 'strategy.epochs' must be at least 1, got {strategy.epochs}.")
+    if strategy.learning_rate <= 0:
+        raise ConfigError(f"Config key 'strategy.learning_rate' must be positive, got {strategy.learning_rate}.")
+    if strategy.blocks < 1:
+        raise ConfigError(f"Config key 'strategy.blocks' must be at least 1, got {strategy.blocks}.")
+
+
+UNFREEZE_FORMS = "head, top:N (or N), blocks:K, from:LAYER_NAME, all"
+
+
+def parse_unfreeze(value: Union[int, str, None], key: str = "unfreeze") -> tuple[str, Union[int, str, None]]:
+    """Split an `unfreeze` value into (kind, argument); kind is head, top, blocks, from or all.
+
+    Example:
+        >>> parse_unfreeze("blocks:2")
+        ('blocks', 2)
+        >>> parse_unfreeze(30)
+        ('top', 30)
+    """
+    if value is None or value == "head":
+        return "head", None
+    if value == "all":
+        return "all", None
+    if isinstance(value, int) and not isinstance(value, bool):
+        kind, argument = "top", str(value)
+    elif isinstance(value, str) and ":" in value:
+        kind, _, argument = value.partition(":")
+    else:
+        raise ConfigError(f"Config key {key!r} must be one of {UNFREEZE_FORMS}; got {value!r}.")
+    if kind == "from" and argument:
+        return kind, argument
+    if kind in ("top", "blocks") and argument.isdigit():
+        return kind, int(argument)
+    raise ConfigError(f"Config key {key!r} must be one of {UNFREEZE_FORMS}; got {value!r}.")
 
 
 def _plain(value: Any) -> Any:

@@ -12,10 +12,12 @@ Example:
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from kerastl.checkpoints import CHECKPOINTS, Progress
 from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.errors import ConfigError
@@ -23,6 +25,7 @@ from kerastl.model import build_model, input_size
 from kerastl.phases import OPTIMIZERS, compile_classifier, set_trainable
 from kerastl.pretrain import resolve_weights
 from kerastl.rundir import write_json
+from kerastl.strategies import plan_phases
 
 SMOOTHING = 0.98
 DIVERGENCE = 4.0
@@ -55,12 +58,15 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     weights, _ = resolve_weights(cfg, output_dir, verbose)
     model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights)
     batches = iter(make_dataset(splits.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment).repeat())
-    results, epoch = {}, 0
-    for index, phase in enumerate(cfg.phases):
+    phases = plan_phases(cfg, splits.train.labels, len(splits.class_names)).phases
+    results = {}
+    scratch = tempfile.TemporaryDirectory(prefix="kerastl-lr-find-")  # checkpoints of the phases trained in between
+    progress = Progress(Path(scratch.name) / CHECKPOINTS / "progress.json")
+    for index, phase in enumerate(phases):
         set_trainable(model, phase)
         saved = model.get_weights()
         class_name, arguments = OPTIMIZERS.get(phase.optimizer)
-        compile_classifier(model, getattr(keras.optimizers, class_name)(learning_rate=min_lr, **arguments))
+        compile_classifier(model, getattr(keras.optimizers, class_name)(learning_rate=min_lr, **arguments), phase.label_smoothing)
         rates, losses = _range_test(model, batches, steps, min_lr, max_lr)
         model.set_weights(saved)
         results[phase.name] = {
@@ -69,8 +75,10 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
             "learning_rates": rates,
             "smoothed_losses": losses,
         }
-        if index < len(cfg.phases) - 1:
-            epoch += len(run_phase(model, phase, cfg, splits, epoch, output_dir, verbose))
+        if index < len(phases) - 1:
+            run_phase(model, phase, cfg, splits, Path(scratch.name), progress, verbose)
+            progress.completed.append(phase.name)
+    scratch.cleanup()
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_lr_find(results, output_dir / "lr_find.png")
     result = {"steps": steps, "min_lr": min_lr, "max_lr": max_lr, "phases": results}

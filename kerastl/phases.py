@@ -1,18 +1,23 @@
-"""Per-phase policies: which backbone layers train, and the optimizer with its learning-rate schedule.
+"""Per-phase policies: which backbone layers train, BatchNorm's mode, and the optimizer with its
+learning-rate schedule, layer-wise rates and weight EMA.
 
 Example:
-    >>> set_trainable(model, PhaseConfig(name="finetune", unfreeze=30))   # top 30 layers, BatchNorm stays frozen
+    >>> set_trainable(model, PhaseConfig(name="finetune", unfreeze="blocks:2"))   # BatchNorm stays frozen
     >>> optimizer = make_optimizer(PhaseConfig(name="head", schedule="cosine", warmup_epochs=1), steps_per_epoch=50)
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import dataclass
+
+import numpy as np
 
 from kerastl.backbones import BACKBONE_LAYER_NAME
-from kerastl.config import PhaseConfig
-from kerastl.errors import ConfigError
-from kerastl.registry import Registry
+from kerastl.config import PhaseConfig, parse_unfreeze
+from kerastl.errors import ConfigError, KerastlError
+from kerastl.registry import BackboneSpec, Registry, get_backbone
 
 # name -> (keras.optimizers class, its arguments besides the learning rate)
 OPTIMIZERS: Registry[tuple[str, dict]] = Registry("optimizer")
@@ -22,55 +27,113 @@ OPTIMIZERS.register("sgd", ("SGD", {"momentum": 0.9}))
 OPTIMIZERS.register("rmsprop", ("RMSprop", {}))
 
 
+@dataclass(frozen=True)
+class Block:
+    """One of the backbone's own blocks (stages): its name and the index of its first layer."""
+
+    name: str
+    start: int
+
+
+def backbone_spec(model) -> BackboneSpec:
+    """The registered spec of a kerastl model's backbone (models are named `kerastl_<backbone>`)."""
+    return get_backbone(model.name.removeprefix("kerastl_"))
+
+
+def backbone_blocks(layers: list, spec: BackboneSpec) -> list[Block]:
+    """The blocks of `layers` in order, found with `spec.blocks`; layers after a block's last match stay in it.
+
+    Example:
+        >>> [b.name for b in backbone_blocks(model.get_layer("backbone").layers, get_backbone("vgg16"))]
+        ['block1', 'block2', 'block3', 'block4', 'block5']
+    """
+    blocks: list[Block] = []
+    for index, layer in enumerate(layers):
+        match = re.search(spec.blocks, layer.name)
+        if match and (not blocks or blocks[-1].name != match.group(1)):
+            blocks.append(Block(match.group(1), index))
+    return blocks
+
+
 def set_trainable(model, phase: PhaseConfig) -> list[str]:
-    """Freeze the backbone, then unfreeze what `phase` asks for; BatchNorm layers always stay frozen.
+    """Freeze the backbone, then unfreeze the scope `phase.unfreeze` names; BatchNorm layers in the
+    scope train only with `bn: train` (otherwise they stay in inference mode, statistics unchanged).
 
     Returns:
-        Names of the backbone layers that train in this phase.
+        Names of the backbone layers with weights that train in this phase.
 
     Raises:
-        ConfigError: `unfreeze_from` names no layer of the backbone.
+        ConfigError: `from:LAYER` names no layer, or `blocks:K` asks for more blocks than the backbone has.
     """
     import keras
 
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
     layers = backbone.layers
-    start = _first_unfrozen(layers, phase)
+    start = first_unfrozen(layers, backbone_spec(model), phase)
     backbone.trainable = start < len(layers)
     for index, layer in enumerate(layers):
-        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= start and (not is_bn or phase.bn == "train")
     return [layer.name for layer in layers if layer.trainable and layer.weights]
 
 
-def _first_unfrozen(layers: list, phase: PhaseConfig) -> int:
-    if phase.unfreeze_from is not None:
-        names = [layer.name for layer in layers]
-        if phase.unfreeze_from not in names:
-            close = difflib.get_close_matches(phase.unfreeze_from, names, n=3)
-            hint = f" Close names: {', '.join(close)}." if close else ""
-            raise ConfigError(f"Phase {phase.name!r}: unfreeze_from {phase.unfreeze_from!r} is no layer of the backbone.{hint}")
-        return names.index(phase.unfreeze_from)
-    if phase.unfreeze == "all":
-        return 0
-    if phase.unfreeze is None:
+def first_unfrozen(layers: list, spec: BackboneSpec, phase: PhaseConfig) -> int:
+    """Index of the first backbone layer `phase` trains (len(layers) for a head-only phase)."""
+    kind, argument = parse_unfreeze(phase.unfreeze, f"phase {phase.name!r} unfreeze")
+    if kind == "head":
         return len(layers)
-    return max(0, len(layers) - phase.unfreeze)
+    if kind == "all":
+        return 0
+    if kind == "top":
+        return max(0, len(layers) - argument)
+    if kind == "blocks":
+        blocks = backbone_blocks(layers, spec)
+        if argument > len(blocks):
+            raise ConfigError(
+                f"Phase {phase.name!r}: unfreeze 'blocks:{argument}' but backbone {spec.name!r} has {len(blocks)} blocks "
+                f"({', '.join(b.name for b in blocks)})."
+            )
+        return blocks[-argument].start if argument else len(layers)
+    names = [layer.name for layer in layers]
+    if argument not in names:
+        close = difflib.get_close_matches(argument, names, n=3)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise ConfigError(f"Phase {phase.name!r}: unfreeze 'from:{argument}' names no layer of the backbone.{hint}")
+    return names.index(argument)
 
 
-def compile_classifier(model, optimizer) -> None:
-    """Compile for one-hot labels: categorical cross-entropy loss and an "accuracy" metric."""
+def lr_multipliers(model, decay: float) -> dict[str, float]:
+    """Learning-rate multiplier per trainable backbone variable path: 1 in the top block, times
+    `decay` for each block deeper (layers before the first block count one block deeper still)."""
+    backbone = model.get_layer(BACKBONE_LAYER_NAME)
+    blocks = backbone_blocks(backbone.layers, backbone_spec(model))
+    starts = [block.start for block in blocks]
+    multipliers = {}
+    for index, layer in enumerate(backbone.layers):
+        depth = len(starts) - int(np.searchsorted(starts, index, side="right"))  # 0 = top block
+        for variable in layer.trainable_weights:
+            multipliers[variable.path] = decay**depth
+    return multipliers
+
+
+def compile_classifier(model, optimizer, label_smoothing: float = 0.0) -> None:
+    """Compile for one-hot labels: categorical cross-entropy (optionally smoothed) and an "accuracy" metric."""
     import keras
 
     model.compile(
         optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
 
 
-def make_optimizer(phase: PhaseConfig, steps_per_epoch: int):
-    """The phase's Keras optimizer; warmup and cosine decay come from `keras.optimizers.schedules.CosineDecay`."""
+def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[str, float] | None = None):
+    """The phase's Keras optimizer: warmup and cosine decay from `keras.optimizers.schedules.CosineDecay`,
+    weight EMA from the optimizer's own `use_ema`, layer-wise rates from `multipliers` (variable path -> factor).
+    """
     import keras
+
+    from kerastl.optimizers import layerwise
 
     learning_rate = phase.learning_rate
     warmup_steps = phase.warmup_epochs * steps_per_epoch
@@ -84,4 +147,36 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int):
             warmup_steps=warmup_steps,
         )
     class_name, arguments = OPTIMIZERS.get(phase.optimizer)
+    if phase.ema is not None:
+        arguments = {**arguments, "use_ema": True, "ema_momentum": phase.ema}
+    if multipliers:
+        return layerwise(class_name)(learning_rate=learning_rate, lr_multipliers=multipliers, **arguments)
     return getattr(keras.optimizers, class_name)(learning_rate=learning_rate, **arguments)
+
+
+def batchnorm_statistics(model) -> dict[str, list]:
+    """Moving mean and variance of every BatchNormalization layer in the backbone, as NumPy arrays."""
+    import keras
+
+    backbone = model.get_layer(BACKBONE_LAYER_NAME)
+    return {
+        layer.name: [np.array(layer.moving_mean), np.array(layer.moving_variance)]
+        for layer in backbone.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+
+
+def check_batchnorm_policy(phase: PhaseConfig, before: dict[str, list], after: dict[str, list], trained: list[str]) -> dict:
+    """Verify after fit that BatchNorm did what `phase.bn` says; returns a summary for metrics.json.
+
+    Raises:
+        KerastlError: statistics moved under `bn: frozen`, or none moved under `bn: train` though
+            BatchNorm layers were in the trainable scope.
+    """
+    changed = [name for name in before if any(not np.array_equal(b, a) for b, a in zip(before[name], after[name]))]
+    in_scope = [name for name in before if name in trained]
+    if phase.bn == "frozen" and changed:
+        raise KerastlError(f"Phase {phase.name!r} has bn: frozen but BatchNorm statistics changed in {changed[:3]}.")
+    if phase.bn == "train" and in_scope and not changed:
+        raise KerastlError(f"Phase {phase.name!r} has bn: train but no BatchNorm statistics changed ({len(in_scope)} layers in scope).")
+    return {"policy": phase.bn, "layers_in_scope": len(in_scope), "layers_changed": len(changed)}

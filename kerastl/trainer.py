@@ -30,11 +30,19 @@ from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, loa
 from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.model import build_model, input_size
-from kerastl.phases import compile_classifier, make_optimizer, set_trainable
+from kerastl.phases import (
+    batchnorm_statistics,
+    check_batchnorm_policy,
+    compile_classifier,
+    lr_multipliers,
+    make_optimizer,
+    set_trainable,
+)
 from kerastl.plots import plot_curves
 from kerastl.pretrain import resolve_weights
 from kerastl.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_json, write_text
+from kerastl.strategies import plan_phases
 
 
 @dataclass
@@ -89,6 +97,7 @@ def train(
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = prepare_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name), overwrite)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
+    plan = plan_phases(cfg, splits.train.labels, len(splits.class_names))
 
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
 
@@ -110,17 +119,21 @@ def train(
 
     if progress.completed:
         load_phase_weights(model, run_dir, progress.completed[-1])
-    for phase in cfg.phases:
+    for phase in plan.phases:
         if phase.name in progress.completed:
             continue
         started = time.perf_counter()
-        rows = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
-        progress.phases[phase.name] = {"epochs": len(rows), "seconds": round(time.perf_counter() - started, 2)}
+        rows, batchnorm = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
+        progress.phases[phase.name] = {
+            "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
+            "batchnorm": batchnorm,
+        }
         save_phase_weights(model, run_dir, phase.name)
         progress.completed.append(phase.name)
         progress.save()
     history = pd.DataFrame(progress.rows)
     metrics = _final_metrics(model, cfg, splits, progress.phases)
+    metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
     if progress.pretrain is not None:
         metrics["pretrain"] = progress.pretrain
     if splits.train.skipped:
@@ -165,11 +178,20 @@ def _differences(saved, given, where: str = "") -> list[str]:
     return [] if saved == given else [f"{where} ({saved!r} in the run, {given!r} now)"]
 
 
-def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, verbose) -> list[dict]:
-    """Train `model` for one phase, continuing from its backup if one exists; returns the phase's history rows.
+def run_phase(
+    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, verbose
+) -> tuple[list[dict], dict | None]:
+    """Train `model` for one phase, continuing from its backup if one exists.
 
     Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
-    in `progress` and backed up (Keras `BackupAndRestore`) before the next begins.
+    in `progress` and backed up (Keras `BackupAndRestore`) before the next begins. After fit, the
+    phase's BatchNorm policy is checked against the statistics before and after.
+
+    Returns:
+        The phase's history rows, and the BatchNorm check summary (None for a phase of 0 epochs).
+
+    Raises:
+        KerastlError: the BatchNorm policy did not hold.
     """
     import keras
 
@@ -177,11 +199,13 @@ def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: P
     repair_backup(backup)
     progress.rows_for_resume(phase.name, backup)
     first_epoch = sum(1 for row in progress.rows if row["phase"] in progress.completed)
+    batchnorm = None
     if phase.epochs > 0:
-        set_trainable(model, phase)
+        trained_layers = set_trainable(model, phase)
         batch_size = cfg.data.batch_size
         steps_per_epoch = -(-len(splits.train) // batch_size)
-        compile_classifier(model, make_optimizer(phase, steps_per_epoch))
+        multipliers = lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None
+        compile_classifier(model, make_optimizer(phase, steps_per_epoch, multipliers), phase.label_smoothing)
         last_epoch = first_epoch + phase.epochs
         # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
@@ -204,6 +228,7 @@ def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: P
                     restore_best_weights=True,
                 )
             )
+        statistics_before = batchnorm_statistics(model)
         model.fit(
             train_data,
             validation_data=validation_data,
@@ -216,7 +241,8 @@ def run_phase(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: P
             verbose=verbose,
         )
         model._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
-    return [row for row in progress.rows if row["phase"] == phase.name]
+        batchnorm = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
+    return [row for row in progress.rows if row["phase"] == phase.name], batchnorm
 
 
 def _class_weight(splits: Splits) -> dict[int, float]:

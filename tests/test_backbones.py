@@ -51,3 +51,31 @@ def test_weights_file_round_trip_and_mismatch(tmp_path):
 def test_unknown_backbone_option_is_a_config_error():
     with pytest.raises(ConfigError, match="model.backbone_options"):
         create_backbone(get_backbone("resnet50"), "none", 32, {"alpha": 0.5})
+
+
+def test_alexnet_has_the_papers_shape_and_takes_a_users_weights_file(tmp_path):
+    spec = get_backbone("alexnet")
+    backbone = create_backbone(spec, "none", 227)
+    assert backbone.output_shape == (None, 6, 6, 256)  # 227 -> 55 -> 27 -> 13 -> 6, as in Krizhevsky et al.
+    assert [layer.filters for layer in backbone.layers if layer.name.startswith("conv") and hasattr(layer, "filters")] == [
+        96, 256, 384, 384, 256,
+    ]
+    path = tmp_path / "alexnet.weights.h5"
+    backbone.save_weights(path)
+    loaded = create_backbone(spec, str(path), 227)
+    np.testing.assert_array_equal(loaded.get_layer("conv5").kernel.numpy(), backbone.get_layer("conv5").kernel.numpy())
+    with pytest.raises(WeightsError, match="'alexnet' has no ImageNet weights in Keras; set model.weights to none"):
+        create_backbone(spec, "imagenet", 227)
+
+
+def test_alexnet_trains_from_scratch_end_to_end(tmp_path):
+    from kerastl.config import load_config
+    from kerastl.trainer import train
+    from tests.conftest import TINY
+
+    overrides = [o for o in TINY if not o.startswith(("model.backbone", "model.input_size", "phases.1"))]
+    cfg = load_config(None, overrides + ["model.backbone=alexnet", "model.input_size=67",
+                                         "model.backbone_options={batch_norm: true}", "phases.1.unfreeze=all"])
+    result = train(cfg, output_dir=tmp_path / "run", verbose=0)
+    assert result.model.get_layer("backbone").get_layer("conv1").kernel.shape == (11, 11, 3, 96)
+    assert 0 <= result.metrics["test_accuracy"] <= 1 and (tmp_path / "run" / "model.keras").is_file()

@@ -32,7 +32,7 @@ def test_layers_round_trip_through_their_config(layer):
     assert clone.get_config() == layer.get_config()
 
 
-@pytest.mark.parametrize("name", backbone_names())
+@pytest.mark.parametrize("name", [n for n in backbone_names() if ":" not in get_backbone(n).constructor])
 def test_normalization_matches_the_backbones_own_preprocess_input(name):
     spec = get_backbone(name)
     pixels = np.random.default_rng(0).uniform(0, 255, size=(2, 5, 5, 3)).astype("float32")

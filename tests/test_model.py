@@ -78,15 +78,20 @@ def test_finetune_changes_only_unfrozen_layers_and_never_batchnorm_statistics(di
     assert all(name in {l.name for l in backbone.layers[-20:]} for name in trainable)
 
 
-def test_unfreeze_all_and_from_named_layer(digits):
+def test_unfreeze_all_from_named_layer_and_blocks(digits):
     model = build_model(TINY_MODEL, 3, digits.image_shape)
     every = set_trainable(model, PhaseConfig(name="all", unfreeze="all"))
-    named = set_trainable(model, PhaseConfig(name="from", unfreeze_from="block_16_expand"))
+    named = set_trainable(model, PhaseConfig(name="from", unfreeze="from:block_16_expand"))
     assert len(every) > len(named) and named[0] == "block_16_expand"
+    two_blocks = set_trainable(model, PhaseConfig(name="blocks", unfreeze="blocks:2"))
+    assert two_blocks[0] == "block_15_expand" and two_blocks[-1] == "Conv_1"  # block 15, block 16 and the top conv
+    assert set_trainable(model, PhaseConfig(name="head", unfreeze="head")) == []
     from kerastl.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unfreeze_from 'block_99' is no layer of the backbone"):
-        set_trainable(model, PhaseConfig(name="x", unfreeze_from="block_99"))
+    with pytest.raises(ConfigError, match="unfreeze 'from:block_99' names no layer of the backbone"):
+        set_trainable(model, PhaseConfig(name="x", unfreeze="from:block_99"))
+    with pytest.raises(ConfigError, match="'blocks:40' but backbone 'mobilenet_v2' has 17 blocks"):
+        set_trainable(model, PhaseConfig(name="x", unfreeze="blocks:40"))
 
 
 def test_cosine_schedule_with_warmup():

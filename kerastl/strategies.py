@@ -1,0 +1,129 @@
+"""Fine-tuning strategy presets, and `auto`: the rule of thumb on dataset size and similarity.
+
+The rule (CS231n's transfer-learning notes, Yosinski et al. 2014): a small dataset like the
+backbone's source data needs only a new head; a small, different one needs earlier layers unfrozen
+carefully (gradually, smaller rates deeper down); a large, similar one can fine-tune the top blocks;
+a large, different one (or a backbone without pretrained weights) trains everything, longer.
+
+Example:
+    >>> plan = plan_phases(load_config(None, ["strategy=auto"]), train_labels, num_classes=10)
+    >>> plan.preset, [p.name for p in plan.phases]
+    ('head', ['head'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kerastl.config import Config, PhaseConfig, StrategyConfig
+from kerastl.registry import Registry
+
+SMALL_PER_CLASS = 300  # fewer training images than this in the smallest class counts as a small dataset
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The phases a run will train, the preset that made them ("phases" when listed by hand) and why."""
+
+    preset: str
+    phases: tuple[PhaseConfig, ...]
+    reasons: tuple[str, ...]
+
+
+def _head(s: StrategyConfig) -> tuple[PhaseConfig, ...]:
+    return (PhaseConfig(name="head", epochs=s.epochs, learning_rate=s.learning_rate),)
+
+
+def _guide(s: StrategyConfig) -> tuple[PhaseConfig, ...]:
+    return _head(s) + (PhaseConfig(name="finetune", epochs=s.epochs, learning_rate=s.learning_rate / 100, unfreeze="all"),)
+
+
+def _top(s: StrategyConfig) -> tuple[PhaseConfig, ...]:
+    finetune = PhaseConfig(name="finetune", epochs=s.epochs, learning_rate=s.learning_rate / 10,
+                           unfreeze=f"blocks:{s.blocks}", schedule="cosine", lr_decay=0.7)
+    return _head(s) + (finetune,)
+
+
+def _gradual(s: StrategyConfig) -> tuple[PhaseConfig, ...]:
+    return _head(s) + tuple(
+        PhaseConfig(name=f"unfreeze_{k}", epochs=s.epochs, learning_rate=s.learning_rate / 10,
+                    unfreeze=f"blocks:{k}", schedule="cosine", lr_decay=0.7)
+        for k in range(1, s.blocks + 1)
+    )
+
+
+def _deep(s: StrategyConfig) -> tuple[PhaseConfig, ...]:
+    finetune = PhaseConfig(name="finetune", epochs=2 * s.epochs, learning_rate=s.learning_rate / 10,
+                           unfreeze="all", schedule="cosine", warmup_epochs=1)
+    return _head(s) + (finetune,)
+
+
+# name -> (phase builder, one-line description for the README table and `kerastl advise`)
+PRESETS: Registry[tuple] = Registry("strategy preset")
+PRESETS.register("head", (_head, "train only the new head; the backbone stays frozen"))
+PRESETS.register("guide", (_guide, "the Keras guide: head, then everything at 1/100 of the rate"))
+PRESETS.register("top", (_top, "head, then the top `blocks` blocks at 1/10 of the rate, cosine, lr_decay 0.7"))
+PRESETS.register("gradual", (_gradual, "head, then one more block per phase (ULMFiT), 1/10 of the rate, cosine, lr_decay 0.7"))
+PRESETS.register("deep", (_deep, "head, then everything for twice the epochs at 1/10 of the rate, warmup + cosine"))
+
+
+def plan_phases(cfg: Config, train_labels: np.ndarray, num_classes: int) -> Plan:
+    """The phases `cfg` trains: its `phases` list, or the ones its strategy preset plans for this data."""
+    if cfg.strategy is None:
+        return Plan("phases", cfg.phases, ("phases listed in the config",))
+    strategy = cfg.strategy
+    preset, reasons = strategy.preset, [f"preset {strategy.preset!r} from the config"]
+    if preset == "auto":
+        preset, reasons = _auto(strategy, cfg.model.weights, train_labels, num_classes)
+    build, description = PRESETS.get(preset)
+    return Plan(preset, build(strategy), (*reasons, f"{preset}: {description}"))
+
+
+def _auto(strategy: StrategyConfig, weights: str, labels: np.ndarray, num_classes: int) -> tuple[str, list[str]]:
+    labels = np.asarray(labels)
+    counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=num_classes)  # multi-hot or indices
+    smallest = int(counts.min())
+    size = "small" if smallest < SMALL_PER_CLASS else "large"
+    reasons = [f"{len(labels)} training images in {num_classes} classes, {smallest} in the smallest: {size} "
+               f"(the line is {SMALL_PER_CLASS} per class)"]
+    if weights == "none":
+        return "deep", [*reasons, "weights: none, so nothing pretrained to keep: train every layer"]
+    similarity = strategy.similarity
+    if similarity is None:
+        similarity = "high"
+        reasons.append("similarity: high assumed (set strategy.similarity: low if your images look unlike the backbone's source data)")
+    else:
+        reasons.append(f"similarity: {similarity} (from the config)")
+    preset = {("small", "high"): "head", ("small", "low"): "gradual", ("large", "high"): "top", ("large", "low"): "deep"}[
+        (size, similarity)
+    ]
+    return preset, reasons
+
+
+def advise(config_path, overrides=()) -> Plan:
+    """Read the config and its data, and plan the phases (what `kerastl advise --config FILE` prints).
+
+    Example:
+        >>> print(describe_plan(advise("configs/quickstart.yaml", ["strategy=auto"])))
+    """
+    from kerastl.config import load_config
+    from kerastl.data.pipeline import load_splits
+    from kerastl.model import input_size
+
+    cfg = load_config(config_path, overrides)
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=False)
+    return plan_phases(cfg, splits.train.labels, len(splits.class_names))
+
+
+def describe_plan(plan: Plan) -> str:
+    """The plan as text: why, then one line per phase (what `kerastl advise` prints)."""
+    lines = [f"Strategy: {plan.preset}", *(f"  - {reason}" for reason in plan.reasons), "",
+             f"  {'phase':<12} {'epochs':>6} {'lr':>9}  {'unfreeze':<16} {'lr_decay':>8}  {'schedule':<9} bn"]
+    for p in plan.phases:
+        unfreeze = "head" if p.unfreeze is None else str(p.unfreeze)
+        lines.append(f"  {p.name:<12} {p.epochs:>6} {p.learning_rate:>9.2g}  {unfreeze:<16} {p.lr_decay or '-':>8}  "
+                     f"{p.schedule:<9} {p.bn}")
+    return "\n".join(lines)
+
