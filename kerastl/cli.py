@@ -251,17 +251,23 @@ def backbones(pattern):
 
 def format_report(report: dict) -> str:
     """The evaluation metrics as a readable table."""
-    top_k = next(key for key in report if key.startswith("top_"))
+    if "label_accuracy" in report:  # multi-label
+        headline = f"accuracy (exact label set): {report['accuracy']:.4f}   per label: {report['label_accuracy']:.4f}   loss: {report['loss']:.4f}"
+        averages = ("micro_avg", "macro_avg")
+    else:
+        top_k = next(key for key in report if key.startswith("top_"))
+        headline = (f"accuracy: {report['accuracy']:.4f}   {top_k}: {report[top_k]:.4f}   loss: {report['loss']:.4f}   "
+                    f"ECE: {report['expected_calibration_error']:.4f}")
+        averages = ("macro_avg", "weighted_avg")
     lines = [
         f"data:     {report['data']}",
         f"images:   {report['num_images']}",
-        f"accuracy: {report['accuracy']:.4f}   {top_k}: {report[top_k]:.4f}   loss: {report['loss']:.4f}   "
-        f"ECE: {report['expected_calibration_error']:.4f}",
+        headline,
         "",
         f"{'class':<20} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}",
     ]
     rows = [(name, values) for name, values in report["per_class"].items()]
-    rows += [("macro avg", report["macro_avg"]), ("weighted avg", report["weighted_avg"])]
+    rows += [(average.replace("_", " "), report[average]) for average in averages]
     for name, values in rows:
         support = f"{values['support']:>8}" if "support" in values else ""
         lines.append(f"{name:<20} {values['precision']:>9.4f} {values['recall']:>9.4f} {values['f1']:>9.4f} {support}")

@@ -51,6 +51,8 @@ class DataConfig:
     chunk_size: int = 10_000
     out_of_range: Literal["error", "clip"] = "error"
     bad_images: Literal["error", "skip"] = "error"
+    multi_label: bool = False
+    label_separator: str = "|"
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,15 @@ class PretrainConfig:
     bn_momentum: float = 0.9
 
 
+@dataclass(frozen=True)
+class ComputeConfig:
+    """How training runs: cached backbone features for frozen phases, XLA, numeric precision."""
+
+    cache_features: bool = True
+    jit_compile: Literal["auto", True, False] = "auto"
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+
+
 def _default_phases() -> tuple[PhaseConfig, ...]:
     return (
         PhaseConfig(name="head", epochs=5, learning_rate=1e-3),
@@ -157,6 +168,7 @@ class Config:
     phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
     strategy: Optional[StrategyConfig] = None
     pretrain: Optional[PretrainConfig] = None
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     tensorboard: bool = False
     deterministic: bool = False
 
@@ -385,6 +397,10 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
     if not 0 <= cfg.model.head.dropout < 1:
         raise ConfigError(f"Config key 'model.head.dropout' must be in [0, 1), got {cfg.model.head.dropout}.")
+    if cfg.data.multi_label and cfg.data.class_weight is not None:
+        raise ConfigError("Config key 'data.class_weight' works for single-label data only; drop it with data.multi_label: true.")
+    if cfg.data.multi_label and not cfg.data.label_separator:
+        raise ConfigError("Config key 'data.label_separator' must not be empty.")
     if cfg.model.weights == "pretrain" and cfg.pretrain is None:
         raise ConfigError("Config key 'model.weights' is 'pretrain' but the config has no 'pretrain' section.")
     if cfg.strategy is not None:

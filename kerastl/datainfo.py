@@ -26,7 +26,7 @@ def data_stats(cfg: Config) -> dict:
     for name, source in (("train", splits.train), ("validation", splits.validation), ("test", splits.test)):
         if source is None:
             continue
-        counts = np.bincount(source.labels, minlength=len(splits.class_names))
+        counts = source.class_counts()
         result["splits"][name] = {
             "images": int(len(source)),
             "per_class": {c: int(n) for c, n in zip(splits.class_names, counts)},
@@ -40,7 +40,7 @@ def data_stats(cfg: Config) -> dict:
 
 def imbalance_warnings(splits: Splits) -> list[str]:
     """A warning when the largest training class has more than `IMBALANCE_RATIO` times the images of the smallest."""
-    counts = np.bincount(splits.train.labels, minlength=len(splits.class_names))
+    counts = splits.train.class_counts()
     largest, smallest = int(counts.argmax()), int(counts.argmin())
     if counts[smallest] == 0 or counts[largest] / counts[smallest] > IMBALANCE_RATIO:
         return [
@@ -66,7 +66,7 @@ def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_cl
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     rng = np.random.default_rng(cfg.seed)
     classes = list(range(min(len(splits.class_names), max_classes)))
-    picks = [rng.permutation(np.flatnonzero(splits.train.labels == k))[:per_class] for k in classes]
+    picks = [rng.permutation(splits.train.members(k))[:per_class] for k in classes]
     images = [splits.train.images[p] for p in picks]
     preprocess = Preprocess(input_size(cfg.model), channels=3, crop=cfg.model.center_crop)
     augment = keras.Sequential(augmentation_layers(cfg.augment, cfg.seed)) if cfg.augment.preset != "none" else None
@@ -81,7 +81,7 @@ def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_cl
     plot_image_grid(images, names, written[0], "samples (native size)")
     plot_image_grid([as_model_sees(batch) for batch in images], names, written[1],
                     f"as the model sees them in training (augment: {cfg.augment.preset})")
-    counts = np.bincount(splits.train.labels, minlength=len(splits.class_names))
+    counts = splits.train.class_counts()
     warnings = imbalance_warnings(splits)
     plot_class_counts(splits.class_names, counts, written[2], warning=warnings[0] if warnings else None)
     return {"files": written, "warnings": warnings}

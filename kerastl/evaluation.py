@@ -43,7 +43,7 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     """
     import pandas as pd
 
-    from kerastl.metrics import classification_metrics, confusion_matrix
+    from kerastl.metrics import classification_metrics, confusion_matrix, multi_label_metrics
     from kerastl.plots import plot_confusion_matrix, plot_errors
 
     run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
@@ -55,13 +55,15 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
         lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
         source.images, cfg.augment, tta, seed=cfg.seed,
     )
-    report = {"data": described, "tta": tta, **classification_metrics(probabilities, source.labels, class_names)}
     folder = run_dir / "evaluation"
-    matrix = confusion_matrix(source.labels, probabilities.argmax(axis=1), len(class_names))
-    with atomic_path(folder / "confusion_matrix.csv") as temp:
-        pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(temp)
-    plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png")
-    plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png")
+    metrics = multi_label_metrics if source.multi_label else classification_metrics
+    report = {"data": described, "tta": tta, **metrics(probabilities, source.labels, class_names)}
+    if not source.multi_label:  # multi-label: no confusion matrix or error grid, an image can be partly right
+        matrix = confusion_matrix(source.labels, probabilities.argmax(axis=1), len(class_names))
+        with atomic_path(folder / "confusion_matrix.csv") as temp:
+            pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(temp)
+        plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png")
+        plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png")
     write_json(folder / "metrics.json", report)
     if (run_dir / "metrics.json").is_file():
         write_report(run_dir)

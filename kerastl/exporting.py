@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -24,7 +25,8 @@ from kerastl.data.pipeline import load_splits
 from kerastl.data.sources import ImageSource
 from kerastl.errors import ExportError
 from kerastl.evaluation import model_input_shape, run_config
-from kerastl.model import load_model
+from kerastl.metrics import THRESHOLD, decisions
+from kerastl.model import is_multi_label, load_model
 from kerastl.quiet import native_stderr_silenced
 from kerastl.rundir import read_labels
 
@@ -101,13 +103,14 @@ def check_parity(model, predict_exported, samples: ImageSource, format: str, qua
     """Compare exported and Keras probabilities on `samples`; raise `ExportError` when the bound is missed."""
     expected = model.predict(samples.images, verbose=0)
     got = predict_exported(samples.images)
-    agreement = float((expected.argmax(1) == got.argmax(1)).mean())
+    answer = functools.partial(decisions, multi_label=samples.multi_label)
+    agreement = float((answer(expected) == answer(got)).mean())
     parity = {
         "samples": int(len(samples)),
         "max_abs_diff": float(np.abs(expected - got).max()),
         "top1_agreement": agreement,
-        "keras_accuracy": float((expected.argmax(1) == samples.labels).mean()),
-        "export_accuracy": float((got.argmax(1) == samples.labels).mean()),
+        "keras_accuracy": float((answer(expected) == samples.labels).mean()),
+        "export_accuracy": float((answer(got) == samples.labels).mean()),
     }
     bound = MAX_ABS_DIFF.get((format, quantize))
     if bound is not None:
@@ -213,13 +216,17 @@ def _archive(model, class_names, with_labels: bool, pixel_layout: Optional[str])
 
     height, width, channels = model_input_shape(model)
     names = tf.constant(class_names)
+    multi_label = is_multi_label(model)
 
     def serve(images):
         probabilities = model(images, training=False)
         if not with_labels:
             return {"probabilities": probabilities}
         class_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"probabilities": probabilities, "class_id": class_id, "label": tf.gather(names, class_id)}
+        outputs = {"probabilities": probabilities, "class_id": class_id, "label": tf.gather(names, class_id)}
+        if multi_label:  # every class at or above the threshold, as a 0/1 [N, K] mask
+            outputs["present"] = tf.cast(probabilities >= THRESHOLD, tf.int32)
+        return outputs
 
     def serve_pixels(pixels):
         if pixel_layout == "chw":

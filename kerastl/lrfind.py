@@ -56,9 +56,11 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     keras.utils.set_random_seed(cfg.seed)
     weights, _ = resolve_weights(cfg, output_dir, verbose)
-    model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights)
+    model = build_model(
+        cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label
+    )
     batches = iter(make_dataset(splits.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment).repeat())
-    phases = plan_phases(cfg, splits.train.labels, len(splits.class_names)).phases
+    phases = plan_phases(cfg, splits.train.class_counts()).phases
     results = {}
     scratch = tempfile.TemporaryDirectory(prefix="kerastl-lr-find-")  # checkpoints of the phases trained in between
     progress = Progress(Path(scratch.name) / CHECKPOINTS / "progress.json")

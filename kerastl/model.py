@@ -32,8 +32,11 @@ def build_model(
     augment: Optional[AugmentConfig] = None,
     seed: int = 0,
     weights: Optional[str] = None,
+    multi_label: bool = False,
+    precision: str = "float32",
 ):
-    """A Keras model taking raw `uint8` images at their native shape and returning class probabilities.
+    """A Keras model taking raw `uint8` images at their native shape and returning class probabilities
+    (softmax; independent sigmoid probabilities per class with `multi_label`).
 
     The backbone (layer "backbone") is frozen and always called with `training=False`, so its
     BatchNorm layers stay in inference mode even when layers are unfrozen later.
@@ -45,6 +48,9 @@ def build_model(
         augment: augmentation applied inside the model during training only; None for none.
         seed: seed of the augmentation layers.
         weights: overrides `model_cfg.weights` ("imagenet", "none" or a weights file path).
+        multi_label: a sigmoid head for images holding any number of the classes.
+        precision: Keras dtype policy of the layers: "float32", "mixed_float16" or "mixed_bfloat16";
+            the output layer always computes in float32.
 
     Returns:
         An uncompiled `keras.Model`.
@@ -59,8 +65,6 @@ def build_model(
     """
     import keras
 
-    from kerastl.layers import Normalize, Preprocess
-
     if num_classes < 2:
         raise ConfigError(f"A classifier needs at least 2 classes, got num_classes={num_classes}.")
     spec = get_backbone(model_cfg.backbone)
@@ -68,6 +72,19 @@ def build_model(
     weights = weights or model_cfg.weights
     if weights == "pretrain":
         raise ConfigError("model.weights 'pretrain' is resolved by kerastl.train; pass the pretrained weights file path.")
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # layers take the policy when created; restored at once
+    try:
+        return _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label):
+    import keras
+
+    from kerastl.layers import Normalize, Preprocess
+
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
     x = Preprocess(size, channels=3, crop=model_cfg.center_crop, name="preprocess")(inputs)
     layers = augmentation_layers(augment, seed) if augment is not None else []
@@ -77,11 +94,18 @@ def build_model(
     backbone = create_backbone(spec, weights, size, model_cfg.backbone_options)
     backbone.trainable = False
     x = backbone(x, training=False)
-    outputs = _head(x, model_cfg.head, num_classes, seed)
+    outputs = _head(x, model_cfg.head, num_classes, seed, "sigmoid" if multi_label else "softmax")
     return keras.Model(inputs, outputs, name=f"kerastl_{spec.name}")
 
 
-def _head(features, head: HeadConfig, num_classes: int, seed: int):
+def is_multi_label(model) -> bool:
+    """Whether a kerastl model has a multi-label (sigmoid) head."""
+    import keras
+
+    return getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid
+
+
+def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: str):
     import keras
 
     pooling = {
@@ -95,7 +119,7 @@ def _head(features, head: HeadConfig, num_classes: int, seed: int):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
     if head.dropout:
         x = keras.layers.Dropout(head.dropout, seed=seed, name="dropout")(x)
-    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.layers.Dense(num_classes, activation=activation, dtype="float32", name="probabilities")(x)
 
 
 def load_model(path: str | Path):

@@ -116,15 +116,22 @@ def lr_multipliers(model, decay: float) -> dict[str, float]:
     return multipliers
 
 
-def compile_classifier(model, optimizer, label_smoothing: float = 0.0) -> None:
-    """Compile for one-hot labels: categorical cross-entropy (optionally smoothed) and an "accuracy" metric."""
+def compile_classifier(model, optimizer, label_smoothing: float = 0.0, jit_compile="auto") -> None:
+    """Compile for one-hot labels: categorical cross-entropy (optionally smoothed) and an "accuracy" metric.
+
+    A multi-label (sigmoid) head gets binary cross-entropy and binary accuracy per label at 0.5.
+    """
     import keras
 
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    from kerastl.model import is_multi_label
+
+    if is_multi_label(model):
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile)
 
 
 def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[str, float] | None = None):

@@ -22,6 +22,7 @@ from kerastl.data.pipeline import read_data_source
 from kerastl.data.sources import IMAGE_SUFFIXES, load_image
 from kerastl.errors import DataError, ExportError
 from kerastl.evaluation import model_input_shape, run_config
+from kerastl.metrics import decisions
 from kerastl.model import load_model
 from kerastl.quiet import native_stderr_silenced
 from kerastl.tta import tta_probabilities
@@ -31,7 +32,8 @@ TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 @dataclass(frozen=True)
 class Prediction:
-    """The most probable class of one input."""
+    """The most probable class of one input; for a multi-label model, `label` joins every class at
+    or above the 0.5 threshold with the data's label separator ("" for none)."""
 
     input: str
     label: str
@@ -117,6 +119,13 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
         raise DataError("No inputs to predict.")
     probabilities = tta_probabilities(predictor.probabilities, np.concatenate(images), predictor.augment, tta)
     best = probabilities.argmax(axis=1)
+    if predictor.data.multi_label:
+        present = decisions(probabilities, multi_label=True)
+        separator = predictor.data.label_separator
+        return [
+            Prediction(name, separator.join(np.asarray(predictor.class_names)[row.astype(bool)]), float(p[k]), p)
+            for name, row, k, p in zip(names, present, best, probabilities)
+        ]
     return [
         Prediction(name, predictor.class_names[k], float(p[k]), p) for name, k, p in zip(names, best, probabilities)
     ]

@@ -6,7 +6,7 @@ carefully (gradually, smaller rates deeper down); a large, similar one can fine-
 a large, different one (or a backbone without pretrained weights) trains everything, longer.
 
 Example:
-    >>> plan = plan_phases(load_config(None, ["strategy=auto"]), train_labels, num_classes=10)
+    >>> plan = plan_phases(load_config(None, ["strategy=auto"]), class_counts=np.full(10, 60))
     >>> plan.preset, [p.name for p in plan.phases]
     ('head', ['head'])
 """
@@ -69,24 +69,23 @@ PRESETS.register("gradual", (_gradual, "head, then one more block per phase (ULM
 PRESETS.register("deep", (_deep, "head, then everything for twice the epochs at 1/10 of the rate, warmup + cosine"))
 
 
-def plan_phases(cfg: Config, train_labels: np.ndarray, num_classes: int) -> Plan:
-    """The phases `cfg` trains: its `phases` list, or the ones its strategy preset plans for this data."""
+def plan_phases(cfg: Config, class_counts: np.ndarray) -> Plan:
+    """The phases `cfg` trains: its `phases` list, or the ones its strategy preset plans for this data
+    (`class_counts`: training images per class, e.g. `ImageSource.class_counts()`)."""
     if cfg.strategy is None:
         return Plan("phases", cfg.phases, ("phases listed in the config",))
     strategy = cfg.strategy
     preset, reasons = strategy.preset, [f"preset {strategy.preset!r} from the config"]
     if preset == "auto":
-        preset, reasons = _auto(strategy, cfg.model.weights, train_labels, num_classes)
+        preset, reasons = _auto(strategy, cfg.model.weights, np.asarray(class_counts))
     build, description = PRESETS.get(preset)
     return Plan(preset, build(strategy), (*reasons, f"{preset}: {description}"))
 
 
-def _auto(strategy: StrategyConfig, weights: str, labels: np.ndarray, num_classes: int) -> tuple[str, list[str]]:
-    labels = np.asarray(labels)
-    counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=num_classes)  # multi-hot or indices
+def _auto(strategy: StrategyConfig, weights: str, counts: np.ndarray) -> tuple[str, list[str]]:
     smallest = int(counts.min())
     size = "small" if smallest < SMALL_PER_CLASS else "large"
-    reasons = [f"{len(labels)} training images in {num_classes} classes, {smallest} in the smallest: {size} "
+    reasons = [f"{int(counts.sum())} training labels in {len(counts)} classes, {smallest} in the smallest: {size} "
                f"(the line is {SMALL_PER_CLASS} per class)"]
     if weights == "none":
         return "deep", [*reasons, "weights: none, so nothing pretrained to keep: train every layer"]
@@ -114,7 +113,7 @@ def advise(config_path, overrides=()) -> Plan:
 
     cfg = load_config(config_path, overrides)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=False)
-    return plan_phases(cfg, splits.train.labels, len(splits.class_names))
+    return plan_phases(cfg, splits.train.class_counts())
 
 
 def describe_plan(plan: Plan) -> str:

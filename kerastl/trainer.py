@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -29,6 +29,7 @@ from kerastl.checkpoints import (
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
 from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
+from kerastl.features import can_cache, extract_features, head_model
 from kerastl.model import build_model, input_size
 from kerastl.phases import (
     batchnorm_statistics,
@@ -97,7 +98,7 @@ def train(
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = prepare_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name), overwrite)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
-    plan = plan_phases(cfg, splits.train.labels, len(splits.class_names))
+    plan = plan_phases(cfg, splits.train.class_counts())
 
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
 
@@ -108,7 +109,10 @@ def train(
         tf.config.experimental.enable_op_determinism()
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
     weights, progress.pretrain = resolve_weights(cfg, run_dir, verbose, done=progress.pretrain)
-    model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights)
+    model = build_model(
+        cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label,
+        cfg.compute.precision,
+    )
 
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -123,10 +127,10 @@ def train(
         if phase.name in progress.completed:
             continue
         started = time.perf_counter()
-        rows, batchnorm = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
+        rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
-            "batchnorm": batchnorm,
+            **details,
         }
         save_phase_weights(model, run_dir, phase.name)
         progress.completed.append(phase.name)
@@ -180,7 +184,7 @@ def _differences(saved, given, where: str = "") -> list[str]:
 
 def run_phase(
     model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, verbose
-) -> tuple[list[dict], dict | None]:
+) -> tuple[list[dict], dict]:
     """Train `model` for one phase, continuing from its backup if one exists.
 
     Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
@@ -188,7 +192,8 @@ def run_phase(
     phase's BatchNorm policy is checked against the statistics before and after.
 
     Returns:
-        The phase's history rows, and the BatchNorm check summary (None for a phase of 0 epochs).
+        The phase's history rows, and details for metrics.json: the BatchNorm check summary and
+        whether the head trained on cached features (empty for a phase of 0 epochs).
 
     Raises:
         KerastlError: the BatchNorm policy did not hold.
@@ -199,20 +204,31 @@ def run_phase(
     repair_backup(backup)
     progress.rows_for_resume(phase.name, backup)
     first_epoch = sum(1 for row in progress.rows if row["phase"] in progress.completed)
-    batchnorm = None
+    details: dict = {}
     if phase.epochs > 0:
         trained_layers = set_trainable(model, phase)
         batch_size = cfg.data.batch_size
         steps_per_epoch = -(-len(splits.train) // batch_size)
         multipliers = lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None
-        compile_classifier(model, make_optimizer(phase, steps_per_epoch, multipliers), phase.label_smoothing)
+        train_source, validation_source, fitted = splits.train, splits.validation, model
+        if can_cache(cfg, phase):  # the frozen backbone runs once; the head trains on its features
+            fitted = head_model(model)
+            train_source = replace(train_source, images=extract_features(model, train_source.images, batch_size, verbose))
+            if validation_source is not None:
+                validation_source = replace(
+                    validation_source, images=extract_features(model, validation_source.images, batch_size, verbose)
+                )
+        optimizer = make_optimizer(phase, steps_per_epoch, multipliers)
+        compile_classifier(model, optimizer, phase.label_smoothing, cfg.compute.jit_compile)
+        if fitted is not model:  # the head model shares the full model's variables, and so its optimizer
+            compile_classifier(fitted, optimizer, phase.label_smoothing, cfg.compute.jit_compile)
         last_epoch = first_epoch + phase.epochs
         # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
         train_data = make_dataset(
-            splits.train, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch)
+            train_source, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch)
         )
-        validation_data = make_dataset(splits.validation, batch_size) if splits.validation is not None else None
+        validation_data = make_dataset(validation_source, batch_size) if validation_source is not None else None
         callbacks = [
             history_recorder(progress, phase.name),  # before the backup: see kerastl.checkpoints
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
@@ -229,7 +245,7 @@ def run_phase(
                 )
             )
         statistics_before = batchnorm_statistics(model)
-        model.fit(
+        fitted.fit(
             train_data,
             validation_data=validation_data,
             initial_epoch=first_epoch,
@@ -240,9 +256,10 @@ def run_phase(
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=verbose,
         )
-        model._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
-        batchnorm = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
-    return [row for row in progress.rows if row["phase"] == phase.name], batchnorm
+        fitted._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
+        details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
+        details["cached_features"] = fitted is not model
+    return [row for row in progress.rows if row["phase"] == phase.name], details
 
 
 def _class_weight(splits: Splits) -> dict[int, float]:

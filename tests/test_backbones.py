@@ -74,8 +74,9 @@ def test_alexnet_trains_from_scratch_end_to_end(tmp_path):
     from tests.conftest import TINY
 
     overrides = [o for o in TINY if not o.startswith(("model.backbone", "model.input_size", "phases.1"))]
-    cfg = load_config(None, overrides + ["model.backbone=alexnet", "model.input_size=67",
-                                         "model.backbone_options={batch_norm: true}", "phases.1.unfreeze=all"])
+    overrides = [o for o in overrides if not o.startswith("phases")]
+    cfg = load_config(None, overrides + ["model.backbone=alexnet", "model.input_size=67", "model.backbone_options={batch_norm: true}",
+                                         "phases=[{name: scratch, epochs: 1, learning_rate: 0.001, unfreeze: all}]"])
     result = train(cfg, output_dir=tmp_path / "run", verbose=0)
     assert result.model.get_layer("backbone").get_layer("conv1").kernel.shape == (11, 11, 3, 96)
     assert 0 <= result.metrics["test_accuracy"] <= 1 and (tmp_path / "run" / "model.keras").is_file()

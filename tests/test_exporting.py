@@ -70,7 +70,9 @@ def tflite_float32(trained_run, tmp_path_factory):
     return out, export(trained_run.run_dir, "tflite", out)
 
 
-@pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
+@pytest.mark.parametrize(
+    "quantize", ["none", pytest.param("float16", marks=pytest.mark.slow), pytest.param("dynamic", marks=pytest.mark.slow), "int8"]
+)
 def test_tflite_exports_meet_their_parity_bounds(trained_run, tflite_float32, tmp_path, quantize, digits):
     if quantize == "none":
         tmp_path, info = tflite_float32[0].parent, tflite_float32[1]

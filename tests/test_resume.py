@@ -79,6 +79,7 @@ KILL_POINTS = {
 }
 
 
+@pytest.mark.slow  # about a minute for both; the head-phase kill test stays in the default run
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_killed_in_later_phases_resumes_from_the_command_line(tmp_path, kill_point):
     run_dir = tmp_path / "run"

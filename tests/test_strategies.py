@@ -15,7 +15,7 @@ BASE = [o for o in TINY if not o.startswith("phases")]
 
 
 def labels(per_class: int, classes: int = 3) -> np.ndarray:
-    return np.repeat(np.arange(classes), per_class)
+    return np.full(classes, per_class)
 
 
 @pytest.mark.parametrize(
@@ -31,13 +31,13 @@ def labels(per_class: int, classes: int = 3) -> np.ndarray:
 )
 def test_auto_follows_the_size_and_similarity_rule(per_class, similarity, weights, preset):
     overrides = ["strategy=auto", f"model.weights={weights}"] + ([f"strategy.similarity={similarity}"] if similarity else [])
-    plan = plan_phases(load_config(None, overrides), labels(per_class), 3)
+    plan = plan_phases(load_config(None, overrides), labels(per_class))
     assert plan.preset == preset
     assert any(f"{per_class} in the smallest" in reason for reason in plan.reasons)
 
 
 def test_gradual_unfreezes_one_more_block_per_phase_with_continuous_names():
-    plan = plan_phases(load_config(None, ["strategy.preset=gradual", "strategy.blocks=3", "strategy.epochs=2"]), labels(9), 3)
+    plan = plan_phases(load_config(None, ["strategy.preset=gradual", "strategy.blocks=3", "strategy.epochs=2"]), labels(9))
     assert [p.name for p in plan.phases] == ["head", "unfreeze_1", "unfreeze_2", "unfreeze_3"]
     assert [p.unfreeze for p in plan.phases] == [None, "blocks:1", "blocks:2", "blocks:3"]
     assert all(p.epochs == 2 for p in plan.phases)
@@ -45,7 +45,7 @@ def test_gradual_unfreezes_one_more_block_per_phase_with_continuous_names():
 
 @pytest.mark.parametrize("preset", PRESETS.names())
 def test_every_preset_starts_with_a_head_phase(preset):
-    plan = plan_phases(load_config(None, [f"strategy={preset}"]), labels(9), 3)
+    plan = plan_phases(load_config(None, [f"strategy={preset}"]), labels(9))
     assert plan.phases[0].unfreeze is None and plan.phases[0].learning_rate == 1e-3
 
 

@@ -52,6 +52,7 @@ def read_data_source(
         channels=data.channels,
         bad_images=data.bad_images,
         progress=progress,
+        label_separator=data.label_separator if data.multi_label else None,
     )
 
 
@@ -88,7 +89,9 @@ def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int
 
     if not fractions:
         return source, {}
-    counts = np.bincount(source.labels, minlength=len(source.class_names))
+    if source.multi_label:  # label sets do not stratify: a seeded random split
+        return _random_split(source, fractions, seed)
+    counts = source.class_counts()
     needed = len(fractions) + 1
     smallest = int(np.argmin(counts))
     if counts[smallest] < needed:
@@ -110,6 +113,18 @@ def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int
     return source.take(np.sort(remaining)), parts
 
 
+def _random_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
+    order = np.random.default_rng(seed).permutation(len(source))
+    parts, start = {}, 0
+    for name, fraction in fractions.items():
+        size = max(1, round(fraction * len(source)))
+        parts[name] = source.take(np.sort(order[start : start + size]))
+        start += size
+    if start >= len(source):
+        raise DataError(f"{source.origin}: {len(source)} images are too few to split into train + {' + '.join(fractions)}.")
+    return source.take(np.sort(order[start:])), parts
+
+
 def make_dataset(
     source: ImageSource,
     batch_size: int,
@@ -119,7 +134,8 @@ def make_dataset(
     augment: Optional[AugmentConfig] = None,
     epoch_range: Optional[tuple[int, int]] = None,
 ):
-    """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches.
+    """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches
+    (multi-hot labels for multi-label sources).
 
     Unlabelled sources give image batches only. MixUp/CutMix (from `augment`) mix whole batches.
     With `shuffle` and `epoch_range=(start, stop)` the dataset holds the batches of those epochs
@@ -148,8 +164,14 @@ def make_dataset(
         return indices.map(lambda idx: tf.gather(images, idx)).prefetch(tf.data.AUTOTUNE)
     depth = num_classes or len(source.class_names)
     labels = tf.constant(source.labels)
+    multi_hot = source.multi_label
+
+    def batch(idx):
+        rows = tf.gather(labels, idx)
+        return tf.gather(images, idx), tf.cast(rows, tf.float32) if multi_hot else tf.one_hot(rows, depth)
+
     dataset = indices.map(
-        lambda idx: (tf.gather(images, idx), tf.one_hot(tf.gather(labels, idx), depth)),
+        batch,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )

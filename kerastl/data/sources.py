@@ -34,7 +34,8 @@ class ImageSource:
 
     Attributes:
         images: uint8 array [N, H, W, C].
-        labels: int array [N] indexing `class_names`, or None for unlabelled data.
+        labels: int array [N] indexing `class_names`; for multi-label data a 0/1 uint8 array
+            [N, K] (one column per class); None for unlabelled data.
         class_names: the label of each class index, as strings.
         origin: where the images came from, for messages.
         skipped: files left out because they were not readable images (`bad_images: skip`).
@@ -53,6 +54,21 @@ class ImageSource:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])
 
+    @property
+    def multi_label(self) -> bool:
+        """Whether each image holds any number of the classes (multi-hot labels)."""
+        return self.labels is not None and self.labels.ndim == 2
+
+    def class_counts(self) -> np.ndarray:
+        """Images per class (for multi-label data: images holding each class)."""
+        if self.multi_label:
+            return self.labels.sum(axis=0).astype(np.int64)
+        return np.bincount(self.labels, minlength=len(self.class_names))
+
+    def members(self, class_index: int) -> np.ndarray:
+        """Indices of the images that hold class `class_index`."""
+        return np.flatnonzero(self.labels[:, class_index] if self.multi_label else self.labels == class_index)
+
     def take(self, indices: np.ndarray) -> "ImageSource":
         """The images and labels at `indices`, same classes."""
         labels = None if self.labels is None else self.labels[indices]
@@ -64,13 +80,19 @@ class ImageSource:
         if self.labels is None or class_names == self.class_names:
             return replace(self, class_names=class_names)
         index = {name: i for i, name in enumerate(class_names)}
-        unknown = sorted(set(self.class_names[i] for i in np.unique(self.labels)) - set(index))
+        present = np.flatnonzero(self.class_counts())
+        unknown = sorted(set(self.class_names[i] for i in present) - set(index))
         if unknown:
             raise DataError(
                 f"{self.origin}: label(s) {', '.join(map(repr, unknown[:5]))} are not classes of the model; "
                 f"expected one of: {', '.join(class_names)}."
             )
         mapping = np.array([index.get(name, -1) for name in self.class_names])
+        if self.multi_label:
+            labels = np.zeros((len(self), len(class_names)), np.uint8)
+            kept = mapping >= 0
+            labels[:, mapping[kept]] = self.labels[:, kept]
+            return replace(self, labels=labels, class_names=class_names)
         return replace(self, labels=mapping[self.labels], class_names=class_names)
 
     def select(self, classes: Optional[Sequence[str]], max_per_class: Optional[int], seed: int) -> "ImageSource":
@@ -83,12 +105,19 @@ class ImageSource:
                     f"{self.origin}: class(es) {', '.join(map(repr, missing))} not found; "
                     f"the data has: {', '.join(self.class_names)}."
                 )
-            keep = np.isin(self.labels, [self.class_names.index(c) for c in classes])
-            source = self.take(np.flatnonzero(keep)).with_classes(classes)
+            wanted = [self.class_names.index(c) for c in classes]
+            keep = self.labels[:, wanted].any(axis=1) if self.multi_label else np.isin(self.labels, wanted)
+            source = self.take(np.flatnonzero(keep))
+            if self.multi_label:  # drop the columns of the other classes
+                source = replace(source, labels=source.labels[:, wanted], class_names=tuple(classes))
+            else:
+                source = source.with_classes(classes)
+        if max_per_class is not None and self.multi_label:
+            raise DataError(f"{self.origin}: data.max_per_class caps single-label classes; multi-label images hold several.")
         if max_per_class is not None:
             rng = np.random.default_rng(seed)
             picked = [
-                rng.permutation(np.flatnonzero(source.labels == k))[:max_per_class]
+                rng.permutation(source.members(k))[:max_per_class]
                 for k in range(len(source.class_names))
             ]
             source = source.take(np.sort(np.concatenate(picked)))
@@ -112,6 +141,7 @@ def read_source(
     channels: int = 3,
     bad_images: str = "error",
     progress: bool = False,
+    label_separator: Optional[str] = None,
 ) -> ImageSource:
     """Read the source named by `scheme:location`, e.g. `csv:train.csv`, `folder:photos/`, `builtin:digits`.
 
@@ -129,6 +159,8 @@ def read_source(
         channels: 1 or 3, the channels image-folder pictures are converted to.
         bad_images: "error" or "skip" for unreadable files in image folders.
         progress: draw a progress bar on stderr while reading a table.
+        label_separator: multi-label tables: the label column holds several labels joined by this
+            string (e.g. "cat|dog"); None for one label per row.
 
     Returns:
         The `ImageSource`.
@@ -142,6 +174,8 @@ def read_source(
         scheme = "folder" if path.is_dir() else path.suffix.lower().lstrip(".").replace("pq", "parquet")
         location = spec
     reader = SOURCES.get(scheme)
+    if label_separator is not None and scheme not in ("csv", "parquet"):
+        raise DataError(f"{spec}: multi-label data needs a label column, so a csv: or parquet: table (or kerastl.from_arrays).")
     return reader(
         location,
         label_column=label_column,
@@ -154,6 +188,7 @@ def read_source(
         channels=channels,
         bad_images=bad_images,
         progress=progress,
+        label_separator=label_separator,
     )
 
 
@@ -162,7 +197,8 @@ def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None
 
     Args:
         images: integer array [N, H, W] or [N, H, W, C] with values in 0..255.
-        labels: array [N] of class indices (with `class_names`) or of label values, or None.
+        labels: array [N] of class indices (with `class_names`) or of label values; a 0/1 array
+            [N, K] for multi-label data (names default to "0".."K-1"); or None.
         class_names: names of the class indices; inferred from `labels` when None.
 
     Example:
@@ -184,6 +220,11 @@ def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None
     labels = np.asarray(labels)
     if len(labels) != len(images):
         raise DataError(f"{origin}: {len(images)} images but {len(labels)} labels.")
+    if labels.ndim == 2:
+        names = tuple(map(str, class_names)) if class_names is not None else tuple(str(i) for i in range(labels.shape[1]))
+        if len(names) != labels.shape[1] or not np.isin(labels, (0, 1)).all():
+            raise DataError(f"{origin}: multi-label labels must be 0/1 with one column per class ({len(names)} names).")
+        return ImageSource(images, labels.astype(np.uint8), names, origin)
     if class_names is None:
         names, encoded = encode_labels(labels)
         return ImageSource(images, encoded, names, origin)
@@ -219,6 +260,22 @@ def encode_labels(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     unique = sorted(set(as_text), key=_label_sort_key)
     index = {name: i for i, name in enumerate(unique)}
     return tuple(unique), np.array([index[v] for v in as_text], dtype=np.int64)
+
+
+def encode_label_sets(values: np.ndarray, separator: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """Class names and a multi-hot [N, K] uint8 array from labels like "cat|dog" (an empty cell: no class).
+
+    Example:
+        >>> encode_label_sets(np.array(["cat|dog", "dog"]), "|")
+        (('cat', 'dog'), array([[1, 1], [0, 1]], dtype=uint8))
+    """
+    sets = [[part.strip() for part in _label_text(v).split(separator) if part.strip()] for v in values]
+    names = tuple(sorted({name for labels in sets for name in labels}, key=_label_sort_key))
+    index = {name: i for i, name in enumerate(names)}
+    multi_hot = np.zeros((len(sets), len(names)), np.uint8)
+    for row, labels in enumerate(sets):
+        multi_hot[row, [index[name] for name in labels]] = 1
+    return names, multi_hot
 
 
 def infer_image_shape(num_pixels: int, image_shape: Optional[Sequence[int]], pixel_layout: str, origin: str) -> tuple:
@@ -263,6 +320,7 @@ def _read_pixel_chunks(
     pixel_layout: str,
     require_labels: bool,
     out_of_range: str,
+    label_separator: Optional[str] = None,
 ) -> ImageSource:
     has_labels = label_column in columns
     if require_labels and not has_labels:
@@ -288,7 +346,8 @@ def _read_pixel_chunks(
     images = np.concatenate(image_parts)
     if not has_labels:
         return ImageSource(images, None, (), origin)
-    names, labels = encode_labels(np.concatenate(label_parts))
+    values = np.concatenate(label_parts)
+    names, labels = encode_label_sets(values, label_separator) if label_separator else encode_labels(values)
     return ImageSource(images, labels, names, origin)
 
 
@@ -379,8 +438,12 @@ def _progress_bar(path: Path, total: int, enabled: bool):
         yield lambda done: bar.update(done - bar.pos)
 
 
-def _read_table(chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, **_):
-    return _read_pixel_chunks(chunks, columns, origin, label_column, image_shape, pixel_layout, require_labels, out_of_range)
+def _read_table(
+    chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator, **_
+):
+    return _read_pixel_chunks(
+        chunks, columns, origin, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator
+    )
 
 
 def _read_builtin(location: str, **_) -> ImageSource:

@@ -1,0 +1,264 @@
+"""Benchmarks of kerastl against the usual ways, each as a ratio to a baseline measured in the same run.
+
+    python scripts/bench.py                      # every benchmark, writes BENCHMARKS.md
+    python scripts/bench.py --only pipeline --only frozen --rows 2000
+
+Benchmarks (the data is generated or built in, so the script runs offline):
+- pipeline: images/s from a 28x28 pixel CSV to normalised 224-px model input, kerastl (uint8 table read
+  in chunks -> tf.data -> the model's own resize + normalise layers, batched) vs. the per-sample route of
+  the classic tutorials (row -> reshape -> uint8 -> PIL -> RGB -> resize 256 -> centre crop 224 -> float
+  in [0, 1] -> mean/std normalise, one image at a time).
+- frozen: seconds per epoch after the first of a frozen-backbone head phase, cached features vs. the
+  Keras-guide way (the frozen backbone recomputed every step); and both test accuracies.
+- endtoend: training images/s of a fine-tune phase, `kerastl train` (XLA off and on) vs. a hand-written
+  script following the Keras guide (pandas -> NumPy -> tf.data -> base_model(x, training=False) -> GAP
+  -> Dropout -> Dense), same backbone, batch and size.
+- memory: peak RSS of a process streaming a 60,000-row x 784-pixel CSV through the pipeline to 224-px
+  model input, vs. what float32 224-px RGB copies of it would need.
+- accuracy: wall time and test accuracy of `kerastl train` on the quickstart and on all 10 digits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ("pipeline", "frozen", "endtoend", "memory", "accuracy")
+TINY_BACKBONE = ["model.backbone=mobilenet_v2", "model.backbone_options={alpha: 0.35}", "model.weights=none"]
+
+
+def write_pixel_csv(path: Path, rows: int, seed: int = 0) -> Path:
+    """A Kaggle-MNIST-shaped CSV: label, pixel0..pixel783, digit-like blobs (written in chunks)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    columns = ["label"] + [f"pixel{i}" for i in range(784)]
+    with open(path, "w") as handle:
+        handle.write(",".join(columns) + "\n")
+        for start in range(0, rows, 5000):
+            count = min(5000, rows - start)
+            labels = rng.integers(0, 10, count)
+            pixels = (rng.random((count, 784)) < 0.2) * rng.integers(0, 256, (count, 784))
+            pd.DataFrame(np.column_stack([labels, pixels])).to_csv(handle, header=False, index=False)
+    return path
+
+
+def bench_pipeline(rows: int, work: Path) -> dict:
+    import pandas as pd
+    from PIL import Image
+
+    from kerastl.data.pipeline import make_dataset
+    from kerastl.data.sources import read_source
+    from kerastl.layers import Normalize, Preprocess
+
+    csv = write_pixel_csv(work / "pipeline.csv", rows)
+    preprocess, normalize = Preprocess(224, channels=3, name="p"), Normalize("torch", name="n")
+
+    started = time.perf_counter()
+    source = read_source(f"csv:{csv}")
+    for images, _ in make_dataset(source, 64):
+        normalize(preprocess(images))
+    kerastl_rate = rows / (time.perf_counter() - started)
+
+    mean, std = np.array([0.485, 0.456, 0.406], "float32"), np.array([0.229, 0.224, 0.225], "float32")
+    started = time.perf_counter()
+    frame = pd.read_csv(csv)
+    for _, row in frame.iterrows():
+        picture = Image.fromarray(row.iloc[1:].to_numpy().reshape(28, 28).astype(np.uint8)).convert("RGB")
+        picture = picture.resize((256, 256), Image.BILINEAR)
+        left = (256 - 224) // 2
+        picture = picture.crop((left, left, left + 224, left + 224))
+        _ = (np.asarray(picture, "float32") / 255.0 - mean) / std
+    tutorial_rate = rows / (time.perf_counter() - started)
+    return {"rows": rows, "kerastl_images_per_s": kerastl_rate, "tutorial_images_per_s": tutorial_rate,
+            "ratio": kerastl_rate / tutorial_rate}
+
+
+def _train(overrides: list[str], run_dir: Path) -> dict:
+    from kerastl.config import load_config
+    from kerastl.trainer import train
+
+    started = time.perf_counter()
+    result = train(load_config(None, overrides), output_dir=run_dir, overwrite=True, verbose=0)
+    return {**result.metrics, "wall_seconds": time.perf_counter() - started}
+
+
+def bench_frozen(size: int, work: Path) -> dict:
+    base = ["data.source=builtin:digits", "augment.preset=none", f"model.input_size={size}", *TINY_BACKBONE]
+    results = {}
+    for mode, cache in (("cached", "true"), ("guide", "false")):
+        seconds = {}
+        for epochs in (1, 4):
+            phases = f"phases=[{{name: head, epochs: {epochs}, learning_rate: 0.003}}]"
+            metrics = _train([*base, phases, f"compute.cache_features={cache}"], work / f"frozen_{mode}")
+            seconds[epochs] = metrics["phases"]["head"]["seconds"]
+        results[mode] = {"seconds_per_epoch": (seconds[4] - seconds[1]) / 3, "test_accuracy": metrics["test_accuracy"]}
+    return {**results, "input_size": size, "ratio": results["guide"]["seconds_per_epoch"] / results["cached"]["seconds_per_epoch"]}
+
+
+def _guide_script_rate(size: int, batch: int, epochs: int) -> float:
+    """Training images/s of a fine-tune phase written by hand after the Keras transfer-learning guide."""
+    import keras
+    import pandas as pd
+    import tensorflow as tf
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data * 255 / 16)
+    frame.insert(0, "label", digits.target)
+    images = frame.iloc[:, 1:].to_numpy("float32").reshape(-1, 8, 8, 1)
+    labels = frame["label"].to_numpy()
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(2000, seed=0).map(
+        lambda x, y: (keras.applications.mobilenet_v2.preprocess_input(tf.image.grayscale_to_rgb(tf.image.resize(x, (size, size)))), y)
+    ).batch(batch).prefetch(tf.data.AUTOTUNE)
+    base = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(size, size, 3))
+    inputs = keras.Input((size, size, 3))
+    x = base(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    base.trainable = True
+    model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    times = []
+    timer = keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, logs: times.append(time.perf_counter()),
+                                           on_epoch_end=lambda e, logs: times.append(time.perf_counter()))
+    model.fit(dataset, epochs=epochs, verbose=0, callbacks=[timer])
+    steady = [end - begin for begin, end in zip(times[2::2], times[3::2])]  # epochs after the first
+    return len(images) / float(np.mean(steady))
+
+
+def bench_endtoend(size: int, work: Path) -> dict:
+    epochs = 3
+    base = ["data.source=builtin:digits", "augment.preset=none", f"model.input_size={size}", "data.batch_size=32",
+            "data.split.validation=0.0", "data.split.test=0.0", *TINY_BACKBONE]
+    rates = {}
+    for jit in ("false", "true"):
+        seconds = {}
+        for count in (1, epochs):
+            phases = f"phases=[{{name: finetune, epochs: {count}, learning_rate: 0.0001, unfreeze: all}}]"
+            metrics = _train([*base, phases, f"compute.jit_compile={jit}"], work / f"endtoend_{jit}")
+            seconds[count] = metrics["phases"]["finetune"]["seconds"]
+        rates[f"kerastl_jit_{jit}"] = metrics["num_images"]["train"] / ((seconds[epochs] - seconds[1]) / (epochs - 1))
+    rates["guide_script"] = _guide_script_rate(size, 32, epochs)
+    return {**rates, "input_size": size, "ratio_jit_false": rates["kerastl_jit_false"] / rates["guide_script"],
+            "ratio_jit_true": rates["kerastl_jit_true"] / rates["guide_script"]}
+
+
+_STREAM = """
+import resource, sys
+from kerastl.data.pipeline import make_dataset
+from kerastl.data.sources import read_source
+from kerastl.layers import Normalize, Preprocess
+preprocess, normalize = Preprocess(224, channels=3), Normalize("torch")
+source = read_source("csv:" + sys.argv[1], chunk_size=5000)
+for images, _ in make_dataset(source, 64):
+    normalize(preprocess(images))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def bench_memory(rows: int, work: Path) -> dict:
+    csv = write_pixel_csv(work / "memory.csv", rows)
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", _STREAM, str(csv)], capture_output=True, text=True, check=True)
+    peak = int(output.stdout.strip().splitlines()[-1]) * 1024
+    float32_copies = rows * 224 * 224 * 3 * 4
+    return {"rows": rows, "peak_rss_bytes": peak, "seconds": time.perf_counter() - started,
+            "float32_224px_bytes": float32_copies, "ratio": float32_copies / peak}
+
+
+def bench_accuracy(work: Path) -> dict:
+    from kerastl.config import load_config
+    from kerastl.trainer import train
+
+    results = {}
+    for name, config, overrides in (
+        ("quickstart", ROOT / "configs" / "quickstart.yaml", []),
+        ("digits_10_classes", ROOT / "configs" / "quickstart.yaml", ["data.classes=null", "model.weights=none", "pretrain=null",
+                                                                     "phases.1.learning_rate=0.001"]),
+    ):
+        started = time.perf_counter()
+        result = train(load_config(config, overrides), output_dir=work / name, overwrite=True, verbose=0)
+        results[name] = {"wall_seconds": time.perf_counter() - started, "test_accuracy": result.metrics["test_accuracy"],
+                         "overrides": overrides}
+    return results
+
+
+def machine() -> dict:
+    import keras
+    import tensorflow as tf
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def render(results: dict, command: str) -> str:
+    m = results["machine"]
+    lines = ["# Benchmarks", "", f"Measured with `{command}` on {m['cpus']} CPU cores ({m['platform']}), "
+             f"{m['gpus']} GPUs, Python {m['python']}, TensorFlow {m['tensorflow']}, Keras {m['keras']}. "
+             "Every figure is a ratio to a baseline measured in the same invocation on the same data.", "",
+             "| benchmark | kerastl | baseline | ratio | target |", "|---|---|---|---|---|"]
+    if "pipeline" in results:
+        r = results["pipeline"]
+        lines.append(f"| pipeline: 28×28 CSV → 224-px normalised input, {r['rows']} rows | {r['kerastl_images_per_s']:,.0f} images/s | "
+                     f"{r['tutorial_images_per_s']:,.0f} images/s (per-sample PIL route) | {r['ratio']:.0f}× | ≥ 100× |")
+    if "frozen" in results:
+        r = results["frozen"]
+        lines.append(f"| frozen phase, s/epoch after the first ({r['input_size']} px, digits) | {r['cached']['seconds_per_epoch']:.3f} s "
+                     f"(cached; test acc {r['cached']['test_accuracy']:.3f}) | {r['guide']['seconds_per_epoch']:.3f} s (backbone every step; "
+                     f"test acc {r['guide']['test_accuracy']:.3f}) | {r['ratio']:.0f}× | ≥ 20×, accuracy within 1 point |")
+    if "endtoend" in results:
+        r = results["endtoend"]
+        for jit in ("false", "true"):
+            lines.append(f"| fine-tune phase, training images/s ({r['input_size']} px), jit_compile={jit} | {r[f'kerastl_jit_{jit}']:,.0f} | "
+                         f"{r['guide_script']:,.0f} (hand-written Keras-guide script) | {r[f'ratio_jit_{jit}']:.2f}× | ≥ 1.0× |")
+    if "memory" in results:
+        r = results["memory"]
+        lines.append(f"| memory: {r['rows']:,}-row × 784 CSV streamed to 224-px input | peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GB | "
+                     f"{r['float32_224px_bytes'] / 2**30:.1f} GB (float32 224-px copies) | {r['ratio']:.0f}× less | ≤ 1.5 GB |")
+    if "accuracy" in results:
+        for name, r in results["accuracy"].items():
+            lines.append(f"| time to accuracy: {name} | {r['wall_seconds']:.0f} s to test accuracy {r['test_accuracy']:.3f} | – | – | – |")
+    lines += ["", "Raw numbers: `BENCHMARKS.json`.", ""]
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--only", multiple=True, type=click.Choice(BENCHMARKS), help="Run only these benchmarks (repeatable).")
+@click.option("--rows", default=3000, show_default=True, help="CSV rows of the pipeline benchmark.")
+@click.option("--memory-rows", default=60000, show_default=True, help="CSV rows of the memory benchmark.")
+@click.option("--size", default=96, show_default=True, help="Model input size of the frozen and end-to-end benchmarks.")
+@click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
+def main(only, rows, memory_rows, size, output):
+    """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    chosen = only or BENCHMARKS
+    results: dict = {"machine": machine()}
+    with tempfile.TemporaryDirectory(prefix="kerastl-bench-") as scratch:
+        work = Path(scratch)
+        runners = {"pipeline": lambda: bench_pipeline(rows, work), "frozen": lambda: bench_frozen(size, work),
+                   "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
+                   "accuracy": lambda: bench_accuracy(work)}
+        for name in chosen:
+            click.echo(f"running {name} ...", err=True)
+            results[name] = runners[name]()
+            click.echo(json.dumps(results[name], default=float), err=True)
+    command = "python scripts/bench.py " + " ".join(sys.argv[1:])
+    Path(output).write_text(render(results, command.strip()))
+    Path(output).with_suffix(".json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    click.echo(output)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Cached backbone features for frozen phases, XLA and mixed precision options."""
+
+import keras
+import numpy as np
+import pytest
+
+from kerastl.config import load_config
+from kerastl.features import can_cache
+from kerastl.model import build_model
+from tests.conftest import TINY
+from tests.test_model import TINY_MODEL
+
+HEAD_ONLY = [o for o in TINY if not o.startswith("phases")] + [
+    "phases=[{name: head, epochs: 3, learning_rate: 0.01}]",
+    "model.head.dropout=0.0",
+]
+
+
+def test_cached_head_phase_matches_the_uncached_one(tmp_path):
+    from kerastl.trainer import train
+
+    cached = train(load_config(None, HEAD_ONLY), output_dir=tmp_path / "cached", verbose=0)
+    plain = train(load_config(None, HEAD_ONLY + ["compute.cache_features=false"]), output_dir=tmp_path / "plain", verbose=0)
+    assert cached.metrics["phases"]["head"]["cached_features"] is True
+    assert plain.metrics["phases"]["head"]["cached_features"] is False
+    for split in ("val_accuracy", "test_accuracy"):
+        assert abs(cached.metrics[split] - plain.metrics[split]) <= 0.01
+    np.testing.assert_allclose(
+        cached.model.get_layer("probabilities").kernel.numpy(), plain.model.get_layer("probabilities").kernel.numpy(), atol=1e-3
+    )
+    assert (tmp_path / "cached" / "model.keras").is_file()  # the full model, head inside
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], True),
+        (["augment.preset=light"], False),
+        (["augment.mixup=0.2"], False),
+        (["compute.cache_features=false"], False),
+    ],
+)
+def test_features_are_cached_only_when_nothing_random_sits_before_a_frozen_backbone(overrides, expected):
+    cfg = load_config(None, TINY + overrides)
+    assert can_cache(cfg, cfg.phases[0]) is expected
+    assert can_cache(cfg, cfg.phases[1]) is False  # unfrozen backbone
+
+
+def test_mixed_precision_keeps_the_output_in_float32():
+    model = build_model(TINY_MODEL, 3, (8, 8, 1), precision="mixed_bfloat16")
+    assert model.get_layer("backbone").layers[2].compute_dtype == "bfloat16"
+    assert model.get_layer("probabilities").compute_dtype == "float32" and model.output.dtype == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    loss = model.train_on_batch(np.zeros((4, 8, 8, 1), "uint8"), np.eye(3)[[0, 1, 2, 0]])
+    assert np.isfinite(loss)
+
+
+def test_jit_compile_option_reaches_keras(tmp_path):
+    from kerastl.trainer import train
+
+    result = train(load_config(None, TINY + ["compute.jit_compile=false", "phases.1.epochs=0"]), output_dir=tmp_path / "r", verbose=0)
+    assert result.model.jit_compile is False
