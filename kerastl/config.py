@@ -141,11 +141,13 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class ComputeConfig:
-    """How training runs: cached backbone features for frozen phases, XLA, numeric precision."""
+    """How training runs: cached backbone features for frozen phases, XLA, numeric precision, and
+    `distribute: mirrored` (tf.distribute.MirroredStrategy over every GPU of one machine)."""
 
     cache_features: bool = True
     jit_compile: Literal["auto", True, False] = "auto"
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    distribute: Literal["none", "mirrored"] = "none"
 
 
 def _default_phases() -> tuple[PhaseConfig, ...]:

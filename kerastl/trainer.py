@@ -109,10 +109,12 @@ def train(
         tf.config.experimental.enable_op_determinism()
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
     weights, progress.pretrain = resolve_weights(cfg, run_dir, verbose, done=progress.pretrain)
-    model = build_model(
-        cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label,
-        cfg.compute.precision,
-    )
+    strategy = distribution_strategy(cfg.compute.distribute)
+    with strategy.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
+        model = build_model(
+            cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights,
+            cfg.data.multi_label, cfg.compute.precision,
+        )
 
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,8 @@ def train(
         if phase.name in progress.completed:
             continue
         started = time.perf_counter()
-        rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
+        with strategy.scope():
+            rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
             **details,
@@ -138,6 +141,7 @@ def train(
     history = pd.DataFrame(progress.rows)
     metrics = _final_metrics(model, cfg, splits, progress.phases)
     metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
+    metrics["replicas"] = strategy.num_replicas_in_sync
     if progress.pretrain is not None:
         metrics["pretrain"] = progress.pretrain
     if splits.train.skipped:
@@ -152,6 +156,14 @@ def train(
     write_report(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     return TrainResult(model, history, metrics, run_dir)
+
+
+def distribution_strategy(name: str):
+    """The `tf.distribute` strategy of `compute.distribute`: TensorFlow's default (one device) or
+    `MirroredStrategy` (every visible GPU of this machine, or the logical devices configured)."""
+    import tensorflow as tf
+
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
 
 
 def resumable_config(run_dir: Path, config: Config | str | Path | None, overrides: Sequence[str]) -> Config:

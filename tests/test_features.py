@@ -61,3 +61,32 @@ def test_jit_compile_option_reaches_keras(tmp_path):
 
     result = train(load_config(None, TINY + ["compute.jit_compile=false", "phases.1.epochs=0"]), output_dir=tmp_path / "r", verbose=0)
     assert result.model.jit_compile is False
+
+
+MIRRORED = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from kerastl.config import load_config
+from kerastl.trainer import train
+result = train(load_config(None, json.loads(sys.argv[2])), output_dir=sys.argv[1], verbose=0)
+copies = [[np.array(v) for v in variable.value.values] for variable in result.model.trainable_variables]
+print(json.dumps({"replicas": result.metrics["replicas"], "copies": len(copies[0]), "test_accuracy": result.metrics["test_accuracy"],
+                  "in_sync": all(np.array_equal(c[0], other) for c in copies for other in c[1:])}))
+"""
+
+
+def test_mirrored_strategy_trains_on_two_devices_with_weights_in_sync(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    overrides = TINY + ["compute.distribute=mirrored", "data.batch_size=16"]
+    done = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path / "run"), json.dumps(overrides)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["replicas"] == 2 and result["copies"] == 2 and result["in_sync"] is True
+    assert 0 <= result["test_accuracy"] <= 1 and (tmp_path / "run" / "model.keras").is_file()
