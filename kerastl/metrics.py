@@ -48,30 +48,19 @@ def multi_label_metrics(probabilities: np.ndarray, labels: np.ndarray, class_nam
     binary cross-entropy, per-class precision/recall/F1/support, and their micro and macro averages."""
     predicted = decisions(probabilities, True).astype(bool)
     truth = labels.astype(bool)
-    true_positive = (predicted & truth).sum(axis=0).astype(float)
-    predicted_count, support = predicted.sum(axis=0), truth.sum(axis=0)
-    precision = np.divide(true_positive, predicted_count, out=np.zeros(len(class_names)), where=predicted_count > 0)
-    recall = np.divide(true_positive, support, out=np.zeros(len(class_names)), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(class_names)), where=precision + recall > 0)
-    micro_p = true_positive.sum() / max(predicted_count.sum(), 1)
-    micro_r = true_positive.sum() / max(support.sum(), 1)
+    counts = (predicted & truth).sum(axis=0), predicted.sum(axis=0), truth.sum(axis=0)
+    precision, recall, f1 = _scores(*counts)
+    micro = _scores(*(np.array([count.sum()]) for count in counts))
     clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    rounded = lambda value: round(float(value), 6)  # noqa: E731
     return {
-        "accuracy": rounded((predicted == truth).all(axis=1).mean()),
-        "label_accuracy": rounded((predicted == truth).mean()),
-        "loss": rounded(-(truth * np.log(clipped) + ~truth * np.log(1 - clipped)).mean()),
+        "accuracy": _rounded((predicted == truth).all(axis=1).mean()),
+        "label_accuracy": _rounded((predicted == truth).mean()),
+        "loss": _rounded(-(truth * np.log(clipped) + ~truth * np.log(1 - clipped)).mean()),
         "threshold": THRESHOLD,
         "num_images": int(len(labels)),
-        "per_class": {
-            name: {"precision": rounded(precision[i]), "recall": rounded(recall[i]), "f1": rounded(f1[i]), "support": int(support[i])}
-            for i, name in enumerate(class_names)
-        },
-        "micro_avg": {
-            "precision": rounded(micro_p), "recall": rounded(micro_r),
-            "f1": rounded(2 * micro_p * micro_r / (micro_p + micro_r) if micro_p + micro_r else 0.0),
-        },
-        "macro_avg": {"precision": rounded(precision.mean()), "recall": rounded(recall.mean()), "f1": rounded(f1.mean())},
+        "per_class": _per_class(class_names, precision, recall, f1, counts[2]),
+        "micro_avg": _averages(*micro),
+        "macro_avg": _averages(precision, recall, f1),
     }
 
 
@@ -81,32 +70,45 @@ def classification_metrics(probabilities: np.ndarray, labels: np.ndarray, class_
     num_classes = len(class_names)
     predicted = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predicted, num_classes)
-    true_positive = np.diag(matrix).astype(float)
     support = matrix.sum(axis=1)
-    predicted_count = matrix.sum(axis=0)
-    precision = np.divide(true_positive, predicted_count, out=np.zeros(num_classes), where=predicted_count > 0)
-    recall = np.divide(true_positive, support, out=np.zeros(num_classes), where=support > 0)
-    denominator = precision + recall
-    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros(num_classes), where=denominator > 0)
+    precision, recall, f1 = _scores(np.diag(matrix), matrix.sum(axis=0), support)
     k = min(top_k, max(1, num_classes - 1))  # top-k of all classes would be 1.0 by construction
     top = np.argsort(-probabilities, axis=1)[:, :k]
     picked = np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)
-    weights = support / max(support.sum(), 1)
-    rounded = lambda value: round(float(value), 6)  # noqa: E731
     return {
-        "accuracy": rounded((predicted == labels).mean()),
-        f"top_{k}_accuracy": rounded((top == labels[:, None]).any(axis=1).mean()),
-        "loss": rounded(-np.log(picked).mean()),
-        "expected_calibration_error": rounded(expected_calibration_error(probabilities, labels)),
+        "accuracy": _rounded((predicted == labels).mean()),
+        f"top_{k}_accuracy": _rounded((top == labels[:, None]).any(axis=1).mean()),
+        "loss": _rounded(-np.log(picked).mean()),
+        "expected_calibration_error": _rounded(expected_calibration_error(probabilities, labels)),
         "num_images": int(len(labels)),
-        "per_class": {
-            name: {"precision": rounded(precision[i]), "recall": rounded(recall[i]), "f1": rounded(f1[i]), "support": int(support[i])}
-            for i, name in enumerate(class_names)
-        },
-        "macro_avg": {"precision": rounded(precision.mean()), "recall": rounded(recall.mean()), "f1": rounded(f1.mean())},
-        "weighted_avg": {
-            "precision": rounded((precision * weights).sum()),
-            "recall": rounded((recall * weights).sum()),
-            "f1": rounded((f1 * weights).sum()),
-        },
+        "per_class": _per_class(class_names, precision, recall, f1, support),
+        "macro_avg": _averages(precision, recall, f1),
+        "weighted_avg": _averages(precision, recall, f1, weights=support / max(support.sum(), 1)),
     }
+
+
+def _scores(true_positive: np.ndarray, predicted_count: np.ndarray, support: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Precision, recall and F1 per class from counts; 0 where a ratio is undefined."""
+    true_positive = np.asarray(true_positive, float)
+    precision = np.divide(true_positive, predicted_count, out=np.zeros_like(true_positive), where=predicted_count > 0)
+    recall = np.divide(true_positive, support, out=np.zeros_like(true_positive), where=support > 0)
+    denominator = precision + recall
+    f1 = np.divide(2 * precision * recall, denominator, out=np.zeros_like(true_positive), where=denominator > 0)
+    return precision, recall, f1
+
+
+def _per_class(class_names: Sequence[str], precision, recall, f1, support) -> dict:
+    return {
+        name: {"precision": _rounded(precision[i]), "recall": _rounded(recall[i]), "f1": _rounded(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(class_names)
+    }
+
+
+def _averages(precision, recall, f1, weights=None) -> dict:
+    """Mean of each score, or its `weights`-weighted sum."""
+    average = np.mean if weights is None else (lambda values: (values * weights).sum())
+    return {"precision": _rounded(average(precision)), "recall": _rounded(average(recall)), "f1": _rounded(average(f1))}
+
+
+def _rounded(value) -> float:
+    return round(float(value), 6)
