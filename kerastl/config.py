@@ -142,12 +142,14 @@ class PretrainConfig:
 @dataclass(frozen=True)
 class ComputeConfig:
     """How training runs: cached backbone features for frozen phases, XLA, numeric precision, and
-    `distribute: mirrored` (tf.distribute.MirroredStrategy over every GPU of one machine)."""
+    `distribute` (see `kerastl.distribute`): `mirrored` (tf.distribute.MirroredStrategy over every GPU
+    of one machine) or `multihost` (Keras DataParallel over processes/hosts, JAX backend)."""
 
     cache_features: bool = True
+    augmented_copies: int = 0
     jit_compile: Literal["auto", True, False] = "auto"
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
-    distribute: Literal["none", "mirrored"] = "none"
+    distribute: Literal["none", "mirrored", "multihost"] = "none"
 
 
 def _default_phases() -> tuple[PhaseConfig, ...]:
@@ -385,6 +387,8 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'data.split.{name}' must be in [0, 1), got {fraction}.")
     if split.validation + split.test >= 1:
         raise ConfigError("Config keys 'data.split.validation' + 'data.split.test' must sum to less than 1.")
+    if cfg.compute.augmented_copies < 0:
+        raise ConfigError(f"Config key 'compute.augmented_copies' must be 0 or more, got {cfg.compute.augmented_copies}.")
     if cfg.data.batch_size < 1:
         raise ConfigError(f"Config key 'data.batch_size' must be at least 1, got {cfg.data.batch_size}.")
     if cfg.data.image_shape is not None and (len(cfg.data.image_shape) not in (2, 3) or min(cfg.data.image_shape) < 1):

@@ -64,7 +64,8 @@ def export(
         The contents of `export.json`: backbone, input shape, class names, versions and the parity check.
 
     Raises:
-        ExportError: bad arguments, an existing output, or an export that misses its parity bound.
+        ExportError: bad arguments, an existing output, Keras on a backend other than TensorFlow, or
+            an export that misses its parity bound.
 
     Example:
         >>> export("runs/quickstart", "tflite", "exports/quickstart-int8", quantize="int8")["parity"]["top1_agreement"]
@@ -78,6 +79,13 @@ def export(
     output = Path(output)
     if output.exists() and not overwrite:
         raise ExportError(f"Export target {str(output)!r} already exists; pass --overwrite to replace it.")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":  # a run trained on JAX saved a backend-neutral .keras file
+        raise ExportError(
+            f"Export runs on the TensorFlow backend, not {keras.backend.backend()!r}: unset KERAS_BACKEND "
+            "(or set it to tensorflow) and export again."
+        )
     run_dir = Path(run)
     model = load_model(run_dir)
     class_names = read_labels(run_dir)

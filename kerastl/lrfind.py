@@ -20,6 +20,7 @@ import numpy as np
 from kerastl.checkpoints import CHECKPOINTS, Progress
 from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, make_dataset
+from kerastl.distribute import ONE_DEVICE
 from kerastl.errors import ConfigError
 from kerastl.model import build_model, input_size
 from kerastl.phases import OPTIMIZERS, compile_classifier, set_trainable
@@ -78,7 +79,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
             "smoothed_losses": losses,
         }
         if index < len(phases) - 1:
-            run_phase(model, phase, cfg, splits, Path(scratch.name), progress, verbose)
+            run_phase(model, phase, cfg, splits, Path(scratch.name), progress, ONE_DEVICE, verbose)
             progress.completed.append(phase.name)
     scratch.cleanup()
     output_dir.mkdir(parents=True, exist_ok=True)

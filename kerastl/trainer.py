@@ -29,7 +29,8 @@ from kerastl.checkpoints import (
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
 from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
-from kerastl.features import can_cache, extract_features, head_model
+from kerastl.distribute import Engine, process_run_dir, start_engine
+from kerastl.features import can_cache, extract_features, head_model, training_copies, training_features
 from kerastl.model import build_model, input_size
 from kerastl.phases import (
     batchnorm_statistics,
@@ -92,25 +93,26 @@ def train(
     import pandas as pd
 
     if resume:
-        run_dir = Path(output_dir or "")
+        run_dir = process_run_dir(Path(output_dir or ""))
         cfg = resumable_config(run_dir, config, overrides)
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
-        run_dir = prepare_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name), overwrite)
+        run_dir = Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)
+        run_dir = prepare_run_dir(process_run_dir(run_dir), overwrite)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
     plan = plan_phases(cfg, splits.train.class_counts())
 
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
 
-    keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:
+    keras.utils.set_random_seed(cfg.seed)  # before the engine starts: every process of a multihost run starts alike
+    if cfg.deterministic and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
     weights, progress.pretrain = resolve_weights(cfg, run_dir, verbose, done=progress.pretrain)
-    strategy = distribution_strategy(cfg.compute.distribute)
-    with strategy.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
+    engine = start_engine(cfg.compute.distribute, cfg.data.batch_size)
+    with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
         model = build_model(
             cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights,
             cfg.data.multi_label, cfg.compute.precision,
@@ -129,8 +131,8 @@ def train(
         if phase.name in progress.completed:
             continue
         started = time.perf_counter()
-        with strategy.scope():
-            rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, verbose=verbose)
+        with engine.scope():
+            rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, engine, verbose=verbose)
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
             **details,
@@ -139,9 +141,14 @@ def train(
         progress.completed.append(phase.name)
         progress.save()
     history = pd.DataFrame(progress.rows)
-    metrics = _final_metrics(model, cfg, splits, progress.phases)
+    with atomic_path(run_dir / "model.keras") as temp:
+        model.save(temp)
+    # A distributed model is tested as a single-device copy, which takes batches of any size.
+    tested = keras.models.load_model(run_dir / "model.keras") if engine.distributed else model
+    metrics = _final_metrics(tested, cfg, splits, progress.phases)
     metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
-    metrics["replicas"] = strategy.num_replicas_in_sync
+    metrics["replicas"] = engine.replicas
+    metrics["processes"] = engine.processes
     if progress.pretrain is not None:
         metrics["pretrain"] = progress.pretrain
     if splits.train.skipped:
@@ -149,21 +156,11 @@ def train(
 
     with atomic_path(run_dir / "history.csv") as temp:
         history.to_csv(temp, index=False)
-    with atomic_path(run_dir / "model.keras") as temp:
-        model.save(temp)
     write_json(run_dir / "metrics.json", metrics)
     plot_curves(history, run_dir / "plots" / "curves.png")
     write_report(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     return TrainResult(model, history, metrics, run_dir)
-
-
-def distribution_strategy(name: str):
-    """The `tf.distribute` strategy of `compute.distribute`: TensorFlow's default (one device) or
-    `MirroredStrategy` (every visible GPU of this machine, or the logical devices configured)."""
-    import tensorflow as tf
-
-    return tf.distribute.MirroredStrategy() if name == "mirrored" else tf.distribute.get_strategy()
 
 
 def resumable_config(run_dir: Path, config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
@@ -195,17 +192,19 @@ def _differences(saved, given, where: str = "") -> list[str]:
 
 
 def run_phase(
-    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, verbose
+    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose
 ) -> tuple[list[dict], dict]:
     """Train `model` for one phase, continuing from its backup if one exists.
 
     Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
     in `progress` and backed up (Keras `BackupAndRestore`) before the next begins. After fit, the
-    phase's BatchNorm policy is checked against the statistics before and after.
+    phase's BatchNorm policy is checked against the statistics before and after. On a distributed
+    `engine`, training and validation batches drop the remainder (every replica gets an equal share).
 
     Returns:
-        The phase's history rows, and details for metrics.json: the BatchNorm check summary and
-        whether the head trained on cached features (empty for a phase of 0 epochs).
+        The phase's history rows, and details for metrics.json: the BatchNorm check summary,
+        whether the head trained on cached features and from how many augmented copies (empty for
+        a phase of 0 epochs).
 
     Raises:
         KerastlError: the BatchNorm policy did not hold.
@@ -220,12 +219,14 @@ def run_phase(
     if phase.epochs > 0:
         trained_layers = set_trainable(model, phase)
         batch_size = cfg.data.batch_size
-        steps_per_epoch = -(-len(splits.train) // batch_size)
+        whole = engine.distributed
+        steps_per_epoch = len(splits.train) // batch_size if whole else -(-len(splits.train) // batch_size)
         multipliers = lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None
         train_source, validation_source, fitted = splits.train, splits.validation, model
-        if can_cache(cfg, phase):  # the frozen backbone runs once; the head trains on its features
-            fitted = head_model(model)
-            train_source = replace(train_source, images=extract_features(model, train_source.images, batch_size, verbose))
+        copies = 1
+        if can_cache(cfg, phase, engine):  # the frozen backbone runs once; the head trains on its features
+            fitted, copies = head_model(model), training_copies(cfg)
+            train_source = replace(train_source, images=training_features(model, cfg, train_source.images, verbose))
             if validation_source is not None:
                 validation_source = replace(
                     validation_source, images=extract_features(model, validation_source.images, batch_size, verbose)
@@ -238,9 +239,10 @@ def run_phase(
         # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
         train_data = make_dataset(
-            train_source, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch)
+            train_source, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch),
+            drop_remainder=whole, copies=copies,
         )
-        validation_data = make_dataset(validation_source, batch_size) if validation_source is not None else None
+        validation_data = None if validation_source is None else make_dataset(validation_source, batch_size, drop_remainder=whole)
         callbacks = [
             history_recorder(progress, phase.name),  # before the backup: see kerastl.checkpoints
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
@@ -271,6 +273,8 @@ def run_phase(
         fitted._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
         details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
         details["cached_features"] = fitted is not model
+        if fitted is not model and cfg.augment.preset != "none":
+            details["augmented_copies"] = copies
     return [row for row in progress.rows if row["phase"] == phase.name], details
 
 

@@ -1,10 +1,13 @@
 """Cached backbone features for frozen phases, XLA and mixed precision options."""
 
+from dataclasses import replace
+
 import keras
 import numpy as np
 import pytest
 
 from kerastl.config import load_config
+from kerastl.distribute import ONE_DEVICE
 from kerastl.features import can_cache
 from kerastl.model import build_model
 from tests.conftest import TINY
@@ -31,19 +34,63 @@ def test_cached_head_phase_matches_the_uncached_one(tmp_path):
     assert (tmp_path / "cached" / "model.keras").is_file()  # the full model, head inside
 
 
+def test_augmented_copies_are_random_views_that_epochs_cycle_through(tmp_path):
+    from kerastl.features import extract_features, training_features
+    from kerastl.trainer import train
+
+    overrides = ["augment.preset=light", "compute.augmented_copies=2"]
+    cfg = load_config(None, HEAD_ONLY + overrides)
+    model = build_model(cfg.model, 3, (8, 8, 1), cfg.augment, cfg.seed)
+    images = np.random.default_rng(0).integers(0, 256, (40, 8, 8, 1), dtype=np.uint8)
+    plain = extract_features(model, images, batch_size=16, verbose=0)
+    copies = training_features(model, cfg, images, verbose=0)
+    assert copies.shape == (80, plain.shape[1])  # two copies, one after the other
+    first, second = copies[:40], copies[40:]
+    # untrained weights give tiny features: compare relative to their size
+    assert not np.allclose(first, plain, rtol=1e-2, atol=0) and not np.allclose(first, second, rtol=1e-2, atol=0)
+    np.testing.assert_allclose(training_features(model, cfg, images, verbose=0), copies, rtol=1e-4)  # seeded
+
+    result = train(cfg, output_dir=tmp_path / "run", verbose=0)
+    head = result.metrics["phases"]["head"]
+    assert head["cached_features"] is True and head["augmented_copies"] == 2
+    assert (tmp_path / "run" / "model.keras").is_file()
+    without = train(load_config(None, HEAD_ONLY + ["augment.preset=light"]), output_dir=tmp_path / "plain", verbose=0)
+    assert without.metrics["phases"]["head"]["cached_features"] is False  # augmentation, no copies: uncached
+
+
+def test_each_epoch_draws_every_image_once_from_its_own_copy():
+    from kerastl.data.pipeline import make_dataset
+    from kerastl.data.sources import from_arrays
+
+    count = 10
+    versions = np.repeat(np.arange(3 * count, dtype=np.uint8), 4).reshape(3 * count, 2, 2, 1)  # row r holds r
+    source = from_arrays(versions[:count], np.arange(count) % 2)
+    source = type(source)(versions, source.labels, source.class_names, source.origin)
+    batches = make_dataset(source, 4, shuffle=True, epoch_range=(0, 4), copies=3)
+    rows = np.concatenate([images[:, 0, 0, 0] for images, _ in batches])
+    per_epoch = rows.reshape(4, count)
+    for epoch, drawn in enumerate(per_epoch):
+        assert sorted(drawn) == list(range((epoch % 3) * count, (epoch % 3 + 1) * count))
+    labels = np.concatenate([labels.numpy().argmax(1) for _, labels in batches])
+    np.testing.assert_array_equal(labels, rows % count % 2)  # each version keeps its image's label
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
         ([], True),
         (["augment.preset=light"], False),
+        (["augment.preset=light", "compute.augmented_copies=3"], True),
+        (["augment.mixup=0.2", "compute.augmented_copies=3"], False),
         (["augment.mixup=0.2"], False),
         (["compute.cache_features=false"], False),
     ],
 )
 def test_features_are_cached_only_when_nothing_random_sits_before_a_frozen_backbone(overrides, expected):
     cfg = load_config(None, TINY + overrides)
-    assert can_cache(cfg, cfg.phases[0]) is expected
-    assert can_cache(cfg, cfg.phases[1]) is False  # unfrozen backbone
+    assert can_cache(cfg, cfg.phases[0], ONE_DEVICE) is expected
+    assert can_cache(cfg, cfg.phases[1], ONE_DEVICE) is False  # unfrozen backbone
+    assert can_cache(cfg, cfg.phases[0], replace(ONE_DEVICE, processes=2)) is False  # each process sees a shard
 
 
 def test_mixed_precision_keeps_the_output_in_float32():

@@ -133,6 +133,8 @@ def make_dataset(
     seed: int = 0,
     augment: Optional[AugmentConfig] = None,
     epoch_range: Optional[tuple[int, int]] = None,
+    drop_remainder: bool = False,
+    copies: int = 1,
 ):
     """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches
     (multi-hot labels for multi-label sources).
@@ -141,25 +143,29 @@ def make_dataset(
     With `shuffle` and `epoch_range=(start, stop)` the dataset holds the batches of those epochs
     back to back, each epoch in an order that depends only on `seed` and its number (stateless
     `index_shuffle`), so a resumed run sees the same order as an uninterrupted one; fit it with
-    `steps_per_epoch`. Without `epoch_range` it reshuffles on every pass.
+    `steps_per_epoch`. Without `epoch_range` it reshuffles on every pass. `drop_remainder` leaves out
+    each pass's last, smaller batch (distributed training splits every batch evenly among replicas).
+    With `copies=K` (and `epoch_range`), `source.images` holds K versions of every image one after
+    the other (e.g. features of K augmented copies) and epoch `e` draws from version `e % K`.
     """
     import tensorflow as tf
 
     images = tf.constant(source.images)
-    count = len(source)
+    count = len(source) // copies
     if shuffle and epoch_range is not None:
 
         def one_epoch(epoch):
             seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.random.experimental.index_shuffle(tf.range(count, dtype=tf.int64), seeds, max_index=count - 1)
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+            order += (epoch % copies) * count
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
 
         indices = tf.data.Dataset.range(*epoch_range).flat_map(one_epoch)
     else:
         indices = tf.data.Dataset.range(count)
         if shuffle:
             indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        indices = indices.batch(batch_size)
+        indices = indices.batch(batch_size, drop_remainder=drop_remainder)
     if source.labels is None:
         return indices.map(lambda idx: tf.gather(images, idx)).prefetch(tf.data.AUTOTUNE)
     depth = num_classes or len(source.class_names)
@@ -167,7 +173,7 @@ def make_dataset(
     multi_hot = source.multi_label
 
     def batch(idx):
-        rows = tf.gather(labels, idx)
+        rows = tf.gather(labels, idx % count)
         return tf.gather(images, idx), tf.cast(rows, tf.float32) if multi_hot else tf.one_hot(rows, depth)
 
     dataset = indices.map(

@@ -1,0 +1,112 @@
+"""compute.distribute: multihost (Keras DataParallel over processes, JAX backend): setup errors, run
+directories per process, and two processes on 127.0.0.1 training one model."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from kerastl.cli import cli
+from kerastl.distribute import MULTIHOST_VARIABLES, ONE_DEVICE, check_batch_size, process_id, process_run_dir
+from kerastl.errors import ConfigError
+from tests.conftest import TINY
+
+
+def _multihost_env(monkeypatch, processes="2", process="1"):
+    for variable, value in zip(MULTIHOST_VARIABLES, ("127.0.0.1:1", processes, process)):
+        monkeypatch.setenv(variable, value)
+
+
+def test_multihost_names_the_missing_variables(monkeypatch):
+    for variable in MULTIHOST_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ConfigError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES"):
+        process_id("multihost")
+    assert process_id("none") == 0
+
+
+def test_multihost_process_id_must_be_below_the_process_count(monkeypatch):
+    _multihost_env(monkeypatch, processes="2", process="2")
+    with pytest.raises(ConfigError, match="KERAS_DISTRIBUTION_PROCESS_ID='2' must be a whole number below"):
+        process_id("multihost")
+
+
+def test_each_process_writes_its_own_run_directory(monkeypatch):
+    monkeypatch.delenv("KERAS_DISTRIBUTION_PROCESS_ID", raising=False)
+    assert process_run_dir(Path("runs/a")) == Path("runs/a")
+    _multihost_env(monkeypatch, process="1")
+    assert process_run_dir(Path("runs/a")) == Path("runs/a.process-1")
+
+
+def test_batch_size_must_split_evenly_among_replicas():
+    two_replicas = replace(ONE_DEVICE, name="mirrored", replicas=2)
+    with pytest.raises(ConfigError, match="data.batch_size=33 must be a multiple of the 2 replicas of compute.distribute: mirrored"):
+        check_batch_size(two_replicas, 33)
+    check_batch_size(two_replicas, 32)
+
+
+def test_cli_multihost_on_the_tensorflow_backend_exits_2_with_the_fix(tmp_path, monkeypatch):
+    _multihost_env(monkeypatch, process="0")
+    args = ["train", "--output-dir", str(tmp_path / "run")]
+    for override in TINY + ["compute.distribute=multihost"]:
+        args += ["--set", override]
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\n")
+    result = CliRunner().invoke(cli, args + ["--config", str(config)])
+    assert result.exit_code == 2
+    assert "multihost runs on the JAX backend: set KERAS_BACKEND=jax" in result.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()  # stopped before writing anything
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_host_train_one_model(tmp_path):
+    """Two `kerastl train` processes (JAX backend, gloo collectives on CPU) end with identical weights,
+    the model has trained, and the JAX-trained .keras file loads and predicts on TensorFlow."""
+    pytest.importorskip("jax")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\n")
+    args = [sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(tmp_path / "run")]
+    for override in TINY + ["compute.distribute=multihost", "compute.cache_features=true"]:
+        args += ["--set", override]
+    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}",
+           "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    workers = [
+        subprocess.Popen(args, env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(k)}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for k in (0, 1)
+    ]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-2000:]
+
+    compare = """
+import json, sys
+import numpy as np
+import keras
+from kerastl.model import load_model
+first, second = load_model(sys.argv[1]), load_model(sys.argv[2])
+print(json.dumps({"backend": keras.backend.backend(),
+                  "equal": all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights())),
+                  "head_trained": bool(np.any(first.layers[-1].get_weights()[1] != 0)),  # the bias starts at zeros
+                  "predicts": first.predict(np.zeros((2, 8, 8, 1), "uint8"), verbose=0).shape[1]}))
+"""
+    checked = subprocess.run([sys.executable, "-c", compare, str(tmp_path / "run"), str(tmp_path / "run.process-1")],
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    result = json.loads(checked.stdout.strip().splitlines()[-1])
+    assert result == {"backend": "tensorflow", "equal": True, "head_trained": True, "predicts": 3}
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["replicas"] == 2
+    assert metrics["phases"]["head"]["cached_features"] is False  # each process sees only its shard
