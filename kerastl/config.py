@@ -53,6 +53,7 @@ class DataConfig:
     bad_images: Literal["error", "skip"] = "error"
     multi_label: bool = False
     label_separator: str = "|"
+    cache: Literal["memory", "disk"] = "memory"
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from kerastl.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
+from kerastl.data.pipeline import image_batches
 from kerastl.distribute import Engine
 
 FEATURE_LAYER = "pool"  # features are cached at the pooling layer's output
@@ -65,11 +66,10 @@ def extract_features(model, images: np.ndarray, batch_size: int, verbose: int | 
 
     With `augmentation` (a Keras layer), each image passes through it in training mode (so randomly)
     where the model's own augmentation sits, and through the rest of the model in inference mode.
-    The images are padded to whole batches, so replicas of a distributed model never get an empty share.
+    The images stream from memory or a disk cache in whole batches (see `image_batches`).
     """
     extractor = _augmented_extractor(model, augmentation) if augmentation is not None else _extractor(model)
-    padding = np.zeros((-len(images) % batch_size, *images.shape[1:]), images.dtype)
-    features = extractor.predict(np.concatenate([images, padding]), batch_size=batch_size, verbose=verbose)
+    features = extractor.predict(image_batches(images, batch_size), verbose=verbose)
     return features[: len(images)].astype(np.float32)
 
 

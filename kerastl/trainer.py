@@ -46,6 +46,8 @@ from kerastl.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_json, write_text
 from kerastl.strategies import plan_phases
 
+CACHE = "cache"  # RUN_DIR/cache: images of a `data.cache: disk` run while it trains
+
 
 @dataclass
 class TrainResult:
@@ -99,7 +101,7 @@ def train(
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)
         run_dir = prepare_run_dir(process_run_dir(run_dir), overwrite)
-    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
+    splits = _load_splits(cfg, run_dir, progress=verbose != 0)
     plan = plan_phases(cfg, splits.train.class_counts())
 
     import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
@@ -160,7 +162,23 @@ def train(
     plot_curves(history, run_dir / "plots" / "curves.png")
     write_report(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+    shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return TrainResult(model, history, metrics, run_dir)
+
+
+def _load_splits(cfg: Config, run_dir: Path, progress: bool) -> Splits:
+    """The data splits; with `data.cache: disk` their images are files under RUN_DIR/cache, removed
+    again (with a run directory made only for them) if the data turn out bad."""
+    cache_dir = run_dir / CACHE
+    existed = run_dir.exists()
+    try:
+        return load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=progress, cache_dir=cache_dir)
+    except BaseException:
+        if cfg.data.cache == "disk":
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
 
 
 def resumable_config(run_dir: Path, config: Config | str | Path | None, overrides: Sequence[str]) -> Config:

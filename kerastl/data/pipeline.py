@@ -14,12 +14,14 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from kerastl.config import AugmentConfig, DataConfig
 from kerastl.data.sources import ImageSource, read_source
+from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
 
 
@@ -37,9 +39,15 @@ class Splits:
 
 
 def read_data_source(
-    spec: str, data: DataConfig, image_size: Optional[int], require_labels: bool = True, progress: bool = False
+    spec: str,
+    data: DataConfig,
+    image_size: Optional[int],
+    require_labels: bool = True,
+    progress: bool = False,
+    cache_dir: Optional[Path] = None,
 ) -> ImageSource:
-    """Read `spec` with the reading options of a `DataConfig` (`progress`: a bar on stderr for tables)."""
+    """Read `spec` with the reading options of a `DataConfig` (`progress`: a bar on stderr for tables;
+    with `data.cache: disk`, images go to raw files in `cache_dir`, see `kerastl.data.store`)."""
     return read_source(
         spec,
         label_column=data.label_column,
@@ -53,18 +61,23 @@ def read_data_source(
         bad_images=data.bad_images,
         progress=progress,
         label_separator=data.label_separator if data.multi_label else None,
+        cache_dir=cache_dir if data.cache == "disk" else None,
     )
 
 
-def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None, progress: bool = False) -> Splits:
+def load_splits(
+    data: DataConfig, seed: int, image_size: Optional[int] = None, progress: bool = False, cache_dir: Optional[Path] = None
+) -> Splits:
     """Read the configured sources and split them, stratified by class and seeded.
 
-    Separate `data.validation` / `data.test` sources replace the corresponding fraction.
+    Separate `data.validation` / `data.test` sources replace the corresponding fraction. With
+    `data.cache: disk` and a `cache_dir`, every split is a memory-mapped file there (nothing else is kept).
 
     Raises:
         DataError: unreadable data, a single class, or a class too small for the split.
     """
-    source = read_data_source(data.source, data, image_size, progress=progress).select(data.classes, data.max_per_class, seed)
+    source = read_data_source(data.source, data, image_size, progress=progress, cache_dir=cache_dir)
+    source = source.select(data.classes, data.max_per_class, seed)
     if len(source.class_names) < 2:
         raise DataError(f"{source.origin}: needs at least 2 classes to train a classifier, found {len(source.class_names)}.")
     held_out = {}
@@ -72,7 +85,7 @@ def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None, p
     for name in ("validation", "test"):
         spec = getattr(data, name)
         if spec:
-            other = read_data_source(spec, data, image_size, progress=progress)
+            other = read_data_source(spec, data, image_size, progress=progress, cache_dir=cache_dir)
             if other.image_shape != source.image_shape:
                 raise DataError(f"{other.origin}: images are {other.image_shape}, the training images {source.image_shape}.")
             held_out[name] = other.with_classes(source.class_names)
@@ -80,7 +93,10 @@ def load_splits(data: DataConfig, seed: int, image_size: Optional[int] = None, p
             fractions[name] = getattr(data.split, name)
     train, split_off = stratified_split(source, fractions, seed)
     held_out.update(split_off)
-    return Splits(train, held_out.get("validation"), held_out.get("test"))
+    splits = Splits(train, held_out.get("validation"), held_out.get("test"))
+    if cache_dir is not None and data.cache == "disk":
+        keep_only(cache_dir, [part.images for part in (splits.train, splits.validation, splits.test) if part is not None])
+    return splits
 
 
 def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
@@ -150,7 +166,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    images = tf.constant(source.images)
+    gather = image_gatherer(source.images)
     count = len(source) // copies
     if shuffle and epoch_range is not None:
 
@@ -167,14 +183,14 @@ def make_dataset(
             indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
         indices = indices.batch(batch_size, drop_remainder=drop_remainder)
     if source.labels is None:
-        return indices.map(lambda idx: tf.gather(images, idx)).prefetch(tf.data.AUTOTUNE)
+        return indices.map(gather).prefetch(tf.data.AUTOTUNE)
     depth = num_classes or len(source.class_names)
     labels = tf.constant(source.labels)
     multi_hot = source.multi_label
 
     def batch(idx):
         rows = tf.gather(labels, idx % count)
-        return tf.gather(images, idx), tf.cast(rows, tf.float32) if multi_hot else tf.one_hot(rows, depth)
+        return gather(idx), tf.cast(rows, tf.float32) if multi_hot else tf.one_hot(rows, depth)
 
     dataset = indices.map(
         batch,
@@ -185,6 +201,33 @@ def make_dataset(
     if mixer is not None:
         dataset = dataset.map(mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def image_gatherer(images: np.ndarray):
+    """`gather(indices) -> uint8 images [B, H, W, C]` for a tf.data map: from one constant tensor for
+    images in memory, or rows read from the memory-mapped file of a disk cache (bounded memory)."""
+    import tensorflow as tf
+
+    if on_disk(images):
+
+        def gather(idx):
+            rows = tf.numpy_function(lambda i: np.asarray(images[i]), [idx], tf.uint8, stateful=False)
+            return tf.ensure_shape(rows, [None, *images.shape[1:]])
+
+        return gather
+    constant = tf.constant(images)
+    return lambda idx: tf.gather(constant, idx)
+
+
+def image_batches(images: np.ndarray, batch_size: int):
+    """A `tf.data.Dataset` of the images in order, the last batch filled up by repeating the last
+    image, so every batch is whole (a distributed model gives each replica an equal share)."""
+    import tensorflow as tf
+
+    count, gather = len(images), image_gatherer(images)
+    padded = -(-count // batch_size) * batch_size
+    indices = tf.data.Dataset.range(padded).batch(batch_size).map(lambda idx: tf.minimum(idx, count - 1))
+    return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def batch_mixer(augment: AugmentConfig, seed: int):

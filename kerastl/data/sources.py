@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from kerastl.data.store import ImageStore, take_rows
 from kerastl.errors import DataError
 from kerastl.registry import Registry
 
@@ -72,7 +73,7 @@ class ImageSource:
     def take(self, indices: np.ndarray) -> "ImageSource":
         """The images and labels at `indices`, same classes."""
         labels = None if self.labels is None else self.labels[indices]
-        return replace(self, images=self.images[indices], labels=labels)
+        return replace(self, images=take_rows(self.images, indices), labels=labels)
 
     def with_classes(self, class_names: Sequence[str]) -> "ImageSource":
         """Relabel to another class list (e.g. the training set's); unknown labels are an error."""
@@ -142,6 +143,7 @@ def read_source(
     bad_images: str = "error",
     progress: bool = False,
     label_separator: Optional[str] = None,
+    cache_dir: Optional[Path] = None,
 ) -> ImageSource:
     """Read the source named by `scheme:location`, e.g. `csv:train.csv`, `folder:photos/`, `builtin:digits`.
 
@@ -161,6 +163,8 @@ def read_source(
         progress: draw a progress bar on stderr while reading a table.
         label_separator: multi-label tables: the label column holds several labels joined by this
             string (e.g. "cat|dog"); None for one label per row.
+        cache_dir: tables and image folders: write the images to raw files in this folder as they are
+            read and return them memory-mapped (bounded memory); None holds them in memory.
 
     Returns:
         The `ImageSource`.
@@ -189,6 +193,7 @@ def read_source(
         bad_images=bad_images,
         progress=progress,
         label_separator=label_separator,
+        cache_dir=cache_dir,
     )
 
 
@@ -321,6 +326,7 @@ def _read_pixel_chunks(
     require_labels: bool,
     out_of_range: str,
     label_separator: Optional[str] = None,
+    cache_dir: Optional[Path] = None,
 ) -> ImageSource:
     has_labels = label_column in columns
     if require_labels and not has_labels:
@@ -330,20 +336,24 @@ def _read_pixel_chunks(
     if not pixel_columns:
         raise DataError(f"{origin}: no pixel columns besides {label_column!r}.")
     shape = infer_image_shape(len(pixel_columns), image_shape, pixel_layout, origin)
-    image_parts, label_parts, start = [], [], 0
-    for chunk in chunks:
-        pixels = _checked_pixels(chunk[pixel_columns], start, origin, out_of_range)
-        image_parts.append(_to_images(pixels, shape, pixel_layout))
-        if has_labels:
-            labels = chunk[label_column]
-            if labels.isna().any():
-                row = start + int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1
-                raise DataError(f"{origin}: row {row}, column {label_column!r}: empty label.")
-            label_parts.append(labels.to_numpy())
-        start += len(chunk)
-    if start == 0:
-        raise DataError(f"{origin}: no data rows (header only).")
-    images = np.concatenate(image_parts)
+    store, label_parts, start = ImageStore(cache_dir), [], 0
+    try:
+        for chunk in chunks:
+            pixels = _checked_pixels(chunk[pixel_columns], start, origin, out_of_range)
+            store.append(_to_images(pixels, shape, pixel_layout))
+            if has_labels:
+                labels = chunk[label_column]
+                if labels.isna().any():
+                    row = start + int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1
+                    raise DataError(f"{origin}: row {row}, column {label_column!r}: empty label.")
+                label_parts.append(labels.to_numpy())
+            start += len(chunk)
+        if start == 0:
+            raise DataError(f"{origin}: no data rows (header only).")
+    except BaseException:
+        store.discard()
+        raise
+    images = store.finish()
     if not has_labels:
         return ImageSource(images, None, (), origin)
     values = np.concatenate(label_parts)
@@ -439,10 +449,12 @@ def _progress_bar(path: Path, total: int, enabled: bool):
 
 
 def _read_table(
-    chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator, **_
+    chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator,
+    cache_dir, **_
 ):
     return _read_pixel_chunks(
-        chunks, columns, origin, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator
+        chunks, columns, origin, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator,
+        cache_dir,
     )
 
 
@@ -456,7 +468,9 @@ def _read_builtin(location: str, **_) -> ImageSource:
     return ImageSource(images, digits.target.astype(np.int64), tuple(str(i) for i in range(10)), "builtin:digits")
 
 
-def _read_folder(location: str, *, image_size: Optional[int], channels: int, bad_images: str, **_) -> ImageSource:
+def _read_folder(
+    location: str, *, image_size: Optional[int], channels: int, bad_images: str, cache_dir: Optional[Path], **_
+) -> ImageSource:
     root = Path(location)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder.")
@@ -479,13 +493,22 @@ def _read_folder(location: str, *, image_size: Optional[int], channels: int, bad
         files += images
         labels += [index] * len(images)
     size = image_size or 224
-    with ThreadPoolExecutor() as pool:
-        decoded = list(pool.map(lambda p: load_image(p, size, channels, raise_errors=bad_images == "error"), files))
-    keep = [i for i, image in enumerate(decoded) if image is not None]
-    if not keep:
-        raise DataError(f"{root}: none of the {len(files)} image files could be read.")
-    skipped += [str(files[i]) for i, image in enumerate(decoded) if image is None]
-    images = np.stack([decoded[i] for i in keep])
+    store, keep = ImageStore(cache_dir), []
+    try:
+        with ThreadPoolExecutor() as pool:
+            decoded = pool.map(lambda p: load_image(p, size, channels, raise_errors=bad_images == "error"), files)
+            for index, image in enumerate(decoded):
+                if image is None:
+                    skipped.append(str(files[index]))
+                else:
+                    store.append(image[None])
+                    keep.append(index)
+        if not keep:
+            raise DataError(f"{root}: none of the {len(files)} image files could be read.")
+    except BaseException:
+        store.discard()
+        raise
+    images = store.finish()
     labels = np.array(labels, dtype=np.int64)[keep]
     return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped))
 

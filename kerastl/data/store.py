@@ -1,0 +1,83 @@
+"""Where decoded images are kept: in memory (a NumPy array), or on disk (`data.cache: disk`) as raw
+`uint8` files, memory-mapped, so tables larger than memory train with bounded memory.
+
+A disk store writes each chunk as it is read; splitting a memory-mapped source copies the chosen rows
+chunk by chunk into a new file beside it, never the whole set into memory.
+
+Example:
+    >>> store = ImageStore(Path("runs/big/cache"))       # None keeps images in memory
+    >>> for chunk in chunks:
+    ...     store.append(chunk)                            # uint8 [n, H, W, C]
+    >>> images = store.finish()                           # np.memmap [N, H, W, C]
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Iterable, Optional
+
+import numpy as np
+
+ROWS_PER_COPY = 4096  # rows moved at a time when a split is copied between disk files
+SUFFIX = ".u8"
+
+
+class ImageStore:
+    """Collects `uint8` image chunks of one shape; `directory=None` keeps them in memory."""
+
+    def __init__(self, directory: Optional[Path]):
+        self.directory = directory
+        self.parts: list[np.ndarray] = []
+        self.rows = 0
+        self.shape: Optional[tuple] = None
+        self.path = None if directory is None else _new_file(directory)
+        self.handle = None if self.path is None else open(self.path, "wb")
+
+    def append(self, images: np.ndarray) -> None:
+        self.shape, self.rows = images.shape[1:], self.rows + len(images)
+        if self.handle is None:
+            self.parts.append(images)
+        else:
+            self.handle.write(np.ascontiguousarray(images, np.uint8).tobytes())
+
+    def finish(self) -> np.ndarray:
+        """The images: one array in memory, or the file mapped read-only."""
+        if self.handle is None:
+            return np.concatenate(self.parts)
+        self.handle.close()
+        return np.memmap(self.path, np.uint8, "r", shape=(self.rows, *self.shape))
+
+    def discard(self) -> None:
+        """Drop what was written (after a read failed)."""
+        if self.handle is not None:
+            self.handle.close()
+            self.path.unlink(missing_ok=True)
+
+
+def on_disk(images: np.ndarray) -> bool:
+    return isinstance(images, np.memmap)
+
+
+def take_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """`images[indices]`; for a disk store, copied into a new file beside it, a chunk at a time."""
+    if not on_disk(images) or len(indices) == 0:
+        return images[indices]
+    store = ImageStore(Path(images.filename).parent)
+    store.shape = images.shape[1:]
+    for start in range(0, len(indices), ROWS_PER_COPY):
+        store.append(np.asarray(images[np.asarray(indices[start : start + ROWS_PER_COPY])]))
+    return store.finish()
+
+
+def keep_only(directory: Path, kept: Iterable[np.ndarray]) -> None:
+    """Delete the store files in `directory` that none of the `kept` arrays maps (intermediate splits)."""
+    names = {Path(images.filename).name for images in kept if on_disk(images)}
+    for path in directory.glob(f"*{SUFFIX}"):
+        if path.name not in names:
+            path.unlink(missing_ok=True)
+
+
+def _new_file(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory / f"images-{uuid.uuid4().hex[:12]}{SUFFIX}"

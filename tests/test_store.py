@@ -1,0 +1,90 @@
+"""data.cache: disk: tables and folders are written to memory-mapped files under the run directory,
+split without loading them, and stream into tf.data exactly as images held in memory do."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kerastl.cli import cli
+from kerastl.config import load_config
+from kerastl.data.pipeline import load_splits, make_dataset
+from kerastl.errors import DataError
+from tests.conftest import TINY
+
+
+@pytest.fixture
+def pixel_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.integers(0, 256, (300, 64), dtype=np.uint8), columns=[f"p{i}" for i in range(64)])
+    frame.insert(0, "label", np.arange(300) % 3)
+    path = tmp_path / "pixels.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _splits(source, *extra, cache_dir=None):
+    cfg = load_config(None, [f"data.source={source}", "data.chunk_size=64", *extra])
+    return load_splits(cfg.data, seed=1, cache_dir=cache_dir)
+
+
+def test_disk_cache_splits_match_memory_and_keep_one_file_per_split(pixel_csv, tmp_path):
+    cache = tmp_path / "cache"
+    on_disk = _splits(f"csv:{pixel_csv}", "data.cache=disk", cache_dir=cache)
+    in_memory = _splits(f"csv:{pixel_csv}")
+    for name in ("train", "validation", "test"):
+        disk_part, memory_part = getattr(on_disk, name), getattr(in_memory, name)
+        assert isinstance(disk_part.images, np.memmap) and disk_part.images.dtype == np.uint8
+        np.testing.assert_array_equal(np.asarray(disk_part.images), memory_part.images)
+        np.testing.assert_array_equal(disk_part.labels, memory_part.labels)
+    assert len(list(cache.iterdir())) == 3  # the whole table's file is gone once split
+    disk_batches = make_dataset(on_disk.train, 32, shuffle=True, seed=3, epoch_range=(0, 2))
+    memory_batches = make_dataset(in_memory.train, 32, shuffle=True, seed=3, epoch_range=(0, 2))
+    for (disk_images, disk_labels), (memory_images, memory_labels) in zip(disk_batches, memory_batches):
+        assert disk_images.dtype == "uint8" and disk_images.shape[1:] == (8, 8, 1)
+        np.testing.assert_array_equal(disk_images, memory_images)
+        np.testing.assert_array_equal(disk_labels, memory_labels)
+
+
+def test_disk_cache_reads_image_folders(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((10, 12, 3), 40 * i, np.uint8)).save(tmp_path / "photos" / label / f"{i}.png")
+    cache = tmp_path / "cache"
+    splits = _splits(f"folder:{tmp_path / 'photos'}", "data.cache=disk", "data.split={validation: 0.0, test: 0.0}",
+                     cache_dir=cache)
+    assert isinstance(splits.train.images, np.memmap) and splits.train.images.shape == (12, 224, 224, 3)
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_a_bad_table_leaves_no_cache_file(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,p0,p1,p2,p3\n0,1,2,3,4\n1,1,x,3,4\n")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="row 2, column 'p1': non-numeric value 'x'"):
+        _splits(f"csv:{bad}", "data.cache=disk", cache_dir=cache)
+    assert list(cache.iterdir()) == []
+
+
+def test_train_with_disk_cache_matches_memory_and_cleans_up(pixel_csv, tmp_path):
+    from kerastl.trainer import train
+
+    common = TINY + [f"data.source=csv:{pixel_csv}", "phases.1.epochs=0", "deterministic=true"]
+    disk = train(load_config(None, common + ["data.cache=disk"]), output_dir=tmp_path / "disk", verbose=0)
+    memory = train(load_config(None, common), output_dir=tmp_path / "memory", verbose=0)
+    assert disk.metrics["test_accuracy"] == memory.metrics["test_accuracy"]
+    np.testing.assert_allclose(disk.model.get_layer("probabilities").kernel.numpy(),
+                               memory.model.get_layer("probabilities").kernel.numpy(), atol=1e-6)
+    assert not (tmp_path / "disk" / "cache").exists()  # removed once the run is complete
+
+
+def test_cli_bad_table_with_disk_cache_exits_2_and_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("label,p0,p1,p2,p3\n0,1,2,3,4\n1,1,2,3,999\n")
+    config = tmp_path / "c.yaml"
+    config.write_text(f"name: bad\ndata: {{source: 'csv:{bad}', cache: disk}}\n")
+    result = CliRunner().invoke(cli, ["train", "--config", str(config), "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "row 2, column 'p3': value 999 is outside 0..255" in result.stderr
+    assert not (tmp_path / "run").exists()
