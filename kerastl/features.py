@@ -1,7 +1,8 @@
 """Cached backbone features for frozen phases: run the frozen backbone once, then train the head on
 its pooled features, epoch after epoch, instead of recomputing the backbone every step. With
 augmentation on, K augmented copies of the training set are computed up front
-(`compute.augmented_copies`) and the epochs cycle through them.
+(`compute.augmented_copies`) and the epochs cycle through them. Features are kept in memory, or
+with `data.cache: disk` in memory-mapped files beside the images.
 
 The head model shares its layers (and so its weights) with the full model: after the phase the
 full model holds the trained head, as if it had been trained end to end.
@@ -14,14 +15,19 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 
 from kerastl.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
+from kerastl.data.store import ImageStore
 from kerastl.distribute import Engine
 
 FEATURE_LAYER = "pool"  # features are cached at the pooling layer's output
+BATCHES_PER_CHUNK = 64  # features are computed and stored this many batches at a time
 
 
 def can_cache(cfg: Config, phase: PhaseConfig, engine: Engine) -> bool:
@@ -45,32 +51,49 @@ def training_copies(cfg: Config) -> int:
     return 1 if cfg.augment.preset == "none" else cfg.compute.augmented_copies
 
 
-def training_features(model, cfg: Config, images: np.ndarray, verbose: int | str = "auto") -> np.ndarray:
+def training_features(
+    model, cfg: Config, images: np.ndarray, verbose: int | str = "auto", cache_dir: Optional[Path] = None
+) -> np.ndarray:
     """The cached training features: `training_copies(cfg)` versions of every image's features, one
-    version after the other ([K * N, D]); version k passes through augmentation seeded `seed + k + 1`."""
+    version after the other ([K * N, D]); version k passes through augmentation seeded `seed + k + 1`.
+    With `cache_dir`, they are written there as computed and returned memory-mapped."""
     import keras
 
     if cfg.augment.preset == "none":
-        return extract_features(model, images, cfg.data.batch_size, verbose)
-    return np.concatenate([
-        extract_features(
-            model, images, cfg.data.batch_size, verbose,
-            augmentation=keras.Sequential(augmentation_layers(cfg.augment, cfg.seed + copy + 1)),
-        )
-        for copy in range(cfg.compute.augmented_copies)
-    ])
+        extractors = [_extractor(model)]
+    else:
+        extractors = [
+            _augmented_extractor(model, keras.Sequential(augmentation_layers(cfg.augment, cfg.seed + copy + 1)))
+            for copy in range(cfg.compute.augmented_copies)
+        ]
+    store = ImageStore(cache_dir, np.float32)
+    for extractor in extractors:
+        _append_features(extractor, images, cfg.data.batch_size, store, verbose)
+    return store.finish()
 
 
-def extract_features(model, images: np.ndarray, batch_size: int, verbose: int | str = "auto", augmentation=None) -> np.ndarray:
-    """Pooled backbone features [N, D] (float32) of uint8 `images`, in inference mode, with a progress bar.
+def extract_features(
+    model, images: np.ndarray, batch_size: int, verbose: int | str = "auto", cache_dir: Optional[Path] = None
+) -> np.ndarray:
+    """Pooled backbone features [N, D] (float32) of uint8 `images`, in inference mode, with a progress
+    bar; in memory, or with `cache_dir` written there batch by batch and returned memory-mapped."""
+    store = ImageStore(cache_dir, np.float32)
+    _append_features(_extractor(model), images, batch_size, store, verbose)
+    return store.finish()
 
-    With `augmentation` (a Keras layer), each image passes through it in training mode (so randomly)
-    where the model's own augmentation sits, and through the rest of the model in inference mode.
-    The images stream from memory or a disk cache in whole batches (see `image_batches`).
-    """
-    extractor = _augmented_extractor(model, augmentation) if augmentation is not None else _extractor(model)
-    features = extractor.predict(image_batches(images, batch_size), verbose=verbose)
-    return features[: len(images)].astype(np.float32)
+
+def _append_features(extractor, images: np.ndarray, batch_size: int, store: ImageStore, verbose) -> None:
+    """Run `extractor` over `images` (streamed from memory or a disk cache in whole batches, see
+    `image_batches`) and append their features to `store`, `BATCHES_PER_CHUNK` batches at a time."""
+    import keras
+
+    rows = batch_size * BATCHES_PER_CHUNK
+    bar = keras.utils.Progbar(len(images), verbose=0 if verbose == 0 else 1, unit_name="image")
+    for start in range(0, len(images), rows):
+        chunk = images[start : start + rows]
+        features = extractor.predict(image_batches(chunk, batch_size), verbose=0)
+        store.append(np.asarray(features[: len(chunk)], np.float32))
+        bar.update(start + len(chunk))
 
 
 def _extractor(model):

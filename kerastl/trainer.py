@@ -244,11 +244,12 @@ def run_phase(
         copies = 1
         if can_cache(cfg, phase, engine):  # the frozen backbone runs once; the head trains on its features
             fitted, copies = head_model(model), training_copies(cfg)
-            train_source = replace(train_source, images=training_features(model, cfg, train_source.images, verbose))
+            features_dir = run_dir / CACHE if cfg.data.cache == "disk" else None
+            train_source = replace(train_source, images=training_features(model, cfg, train_source.images, verbose, features_dir))
             if validation_source is not None:
-                validation_source = replace(
-                    validation_source, images=extract_features(model, validation_source.images, batch_size, verbose)
-                )
+                validation_source = replace(validation_source, images=extract_features(
+                    model, validation_source.images, batch_size, verbose, features_dir
+                ))
         optimizer = make_optimizer(phase, steps_per_epoch, multipliers)
         compile_classifier(model, optimizer, phase.label_smoothing, cfg.compute.jit_compile)
         if fitted is not model:  # the head model shares the full model's variables, and so its optimizer

@@ -80,6 +80,19 @@ def test_train_with_disk_cache_matches_memory_and_cleans_up(pixel_csv, tmp_path)
     assert not (tmp_path / "disk" / "cache").exists()  # removed once the run is complete
 
 
+def test_cached_features_on_disk_equal_those_in_memory(tmp_path):
+    from kerastl.features import extract_features
+    from kerastl.model import build_model
+
+    cfg = load_config(None, TINY)
+    model = build_model(cfg.model, 3, (8, 8, 1), cfg.augment, cfg.seed)
+    images = np.random.default_rng(0).integers(0, 256, (37, 8, 8, 1), dtype=np.uint8)
+    in_memory = extract_features(model, images, batch_size=16, verbose=0)
+    on_disk = extract_features(model, images, batch_size=16, verbose=0, cache_dir=tmp_path / "cache")
+    assert isinstance(on_disk, np.memmap) and on_disk.dtype == np.float32 and on_disk.shape == in_memory.shape
+    np.testing.assert_allclose(on_disk, in_memory, rtol=1e-6)
+
+
 def test_cli_bad_table_with_disk_cache_exits_2_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("label,p0,p1,p2,p3\n0,1,2,3,4\n1,1,2,3,999\n")

@@ -204,14 +204,14 @@ def make_dataset(
 
 
 def image_gatherer(images: np.ndarray):
-    """`gather(indices) -> uint8 images [B, H, W, C]` for a tf.data map: from one constant tensor for
-    images in memory, or rows read from the memory-mapped file of a disk cache (bounded memory)."""
+    """`gather(indices) -> rows [B, ...]` (uint8 images or cached features) for a tf.data map: from one
+    constant tensor for arrays in memory, or rows read from the memory-mapped file of a disk cache."""
     import tensorflow as tf
 
     if on_disk(images):
 
         def gather(idx):
-            rows = tf.numpy_function(lambda i: np.asarray(images[i]), [idx], tf.uint8, stateful=False)
+            rows = tf.numpy_function(lambda i: np.asarray(images[i]), [idx], tf.as_dtype(images.dtype), stateful=False)
             return tf.ensure_shape(rows, [None, *images.shape[1:]])
 
         return gather

@@ -1,5 +1,5 @@
-"""Where decoded images are kept: in memory (a NumPy array), or on disk (`data.cache: disk`) as raw
-`uint8` files, memory-mapped, so tables larger than memory train with bounded memory.
+"""Where decoded images (and cached backbone features) are kept: in memory (a NumPy array), or on disk
+(`data.cache: disk`) as raw files, memory-mapped, so data larger than memory trains with bounded memory.
 
 A disk store writes each chunk as it is read; splitting a memory-mapped source copies the chosen rows
 chunk by chunk into a new file beside it, never the whole set into memory.
@@ -20,14 +20,15 @@ from typing import Iterable, Optional
 import numpy as np
 
 ROWS_PER_COPY = 4096  # rows moved at a time when a split is copied between disk files
-SUFFIX = ".u8"
+SUFFIX = ".raw"
 
 
 class ImageStore:
-    """Collects `uint8` image chunks of one shape; `directory=None` keeps them in memory."""
+    """Collects array chunks of one shape and `dtype` (uint8 images, float32 features); `directory=None`
+    keeps them in memory."""
 
-    def __init__(self, directory: Optional[Path]):
-        self.directory = directory
+    def __init__(self, directory: Optional[Path], dtype=np.uint8):
+        self.directory, self.dtype = directory, np.dtype(dtype)
         self.parts: list[np.ndarray] = []
         self.rows = 0
         self.shape: Optional[tuple] = None
@@ -39,14 +40,14 @@ class ImageStore:
         if self.handle is None:
             self.parts.append(images)
         else:
-            self.handle.write(np.ascontiguousarray(images, np.uint8).tobytes())
+            self.handle.write(np.ascontiguousarray(images, self.dtype).tobytes())
 
     def finish(self) -> np.ndarray:
         """The images: one array in memory, or the file mapped read-only."""
         if self.handle is None:
-            return np.concatenate(self.parts)
+            return np.concatenate(self.parts).astype(self.dtype, copy=False)
         self.handle.close()
-        return np.memmap(self.path, np.uint8, "r", shape=(self.rows, *self.shape))
+        return np.memmap(self.path, self.dtype, "r", shape=(self.rows, *self.shape))
 
     def discard(self) -> None:
         """Drop what was written (after a read failed)."""
@@ -63,7 +64,7 @@ def take_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """`images[indices]`; for a disk store, copied into a new file beside it, a chunk at a time."""
     if not on_disk(images) or len(indices) == 0:
         return images[indices]
-    store = ImageStore(Path(images.filename).parent)
+    store = ImageStore(Path(images.filename).parent, images.dtype)
     store.shape = images.shape[1:]
     for start in range(0, len(indices), ROWS_PER_COPY):
         store.append(np.asarray(images[np.asarray(indices[start : start + ROWS_PER_COPY])]))
@@ -80,4 +81,4 @@ def keep_only(directory: Path, kept: Iterable[np.ndarray]) -> None:
 
 def _new_file(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    return directory / f"images-{uuid.uuid4().hex[:12]}{SUFFIX}"
+    return directory / f"array-{uuid.uuid4().hex[:12]}{SUFFIX}"
