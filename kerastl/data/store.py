@@ -27,12 +27,12 @@ class ImageStore:
     """Collects array chunks of one shape and `dtype` (uint8 images, float32 features); `directory=None`
     keeps them in memory."""
 
-    def __init__(self, directory: Optional[Path], dtype=np.uint8):
-        self.directory, self.dtype = directory, np.dtype(dtype)
+    def __init__(self, directory: Optional[str | Path], dtype=np.uint8):
+        self.dtype = np.dtype(dtype)
         self.parts: list[np.ndarray] = []
         self.rows = 0
         self.shape: Optional[tuple] = None
-        self.path = None if directory is None else _new_file(directory)
+        self.path = None if directory is None else _new_file(Path(directory))
         self.handle = None if self.path is None else open(self.path, "wb")
 
     def append(self, images: np.ndarray) -> None:
