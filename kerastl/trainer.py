@@ -31,7 +31,7 @@ from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.distribute import Engine, process_run_dir, start_engine
 from kerastl.features import can_cache, extract_features, head_model, training_copies, training_features
-from kerastl.model import build_model, input_size
+from kerastl.model import build_model, input_size, load_model
 from kerastl.phases import (
     batchnorm_statistics,
     check_batchnorm_policy,
@@ -146,7 +146,7 @@ def train(
     with atomic_path(run_dir / "model.keras") as temp:
         model.save(temp)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
-    tested = keras.models.load_model(run_dir / "model.keras") if engine.distributed else model
+    tested = load_model(run_dir / "model.keras") if engine.distributed else model
     metrics = _final_metrics(tested, cfg, splits, progress.phases)
     metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
     metrics["replicas"] = engine.replicas
