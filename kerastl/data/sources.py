@@ -362,6 +362,10 @@ def _read_pixel_chunks(
 
 
 def _checked_pixels(frame: pd.DataFrame, start: int, origin: str, out_of_range: str) -> np.ndarray:
+    if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):  # the usual table: no gaps, no text
+        values = frame.to_numpy()
+        if values.min(initial=0) >= 0 and values.max(initial=0) <= 255:
+            return values.astype(np.uint8)
     numeric = frame
     if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes):
         numeric = frame.apply(pd.to_numeric, errors="coerce")
