@@ -23,7 +23,7 @@ import numpy as np
 from kerastl.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
-from kerastl.data.store import ImageStore
+from kerastl.data.store import ArrayStore
 from kerastl.distribute import Engine
 
 FEATURE_LAYER = "pool"  # features are cached at the pooling layer's output
@@ -66,7 +66,7 @@ def training_features(
             _augmented_extractor(model, keras.Sequential(augmentation_layers(cfg.augment, cfg.seed + copy + 1)))
             for copy in range(cfg.compute.augmented_copies)
         ]
-    store = ImageStore(cache_dir, np.float32)
+    store = ArrayStore(cache_dir, np.float32)
     for extractor in extractors:
         _append_features(extractor, images, cfg.data.batch_size, store, verbose)
     return store.finish()
@@ -77,12 +77,12 @@ def extract_features(
 ) -> np.ndarray:
     """Pooled backbone features [N, D] (float32) of uint8 `images`, in inference mode, with a progress
     bar; in memory, or with `cache_dir` written there batch by batch and returned memory-mapped."""
-    store = ImageStore(cache_dir, np.float32)
+    store = ArrayStore(cache_dir, np.float32)
     _append_features(_extractor(model), images, batch_size, store, verbose)
     return store.finish()
 
 
-def _append_features(extractor, images: np.ndarray, batch_size: int, store: ImageStore, verbose) -> None:
+def _append_features(extractor, images: np.ndarray, batch_size: int, store: ArrayStore, verbose) -> None:
     """Run `extractor` over `images` (streamed from memory or a disk cache in whole batches, see
     `image_batches`) and append their features to `store`, `BATCHES_PER_CHUNK` batches at a time."""
     import keras

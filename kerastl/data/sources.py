@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from kerastl.data.store import ImageStore, take_rows
+from kerastl.data.store import ArrayStore, take_rows
 from kerastl.errors import DataError
 from kerastl.registry import Registry
 
@@ -336,7 +336,7 @@ def _read_pixel_chunks(
     if not pixel_columns:
         raise DataError(f"{origin}: no pixel columns besides {label_column!r}.")
     shape = infer_image_shape(len(pixel_columns), image_shape, pixel_layout, origin)
-    store, label_parts, start = ImageStore(cache_dir), [], 0
+    store, label_parts, start = ArrayStore(cache_dir), [], 0
     try:
         for chunk in chunks:
             pixels = _checked_pixels(chunk[pixel_columns], start, origin, out_of_range)
@@ -497,7 +497,7 @@ def _read_folder(
         files += images
         labels += [index] * len(images)
     size = image_size or 224
-    store, keep = ImageStore(cache_dir), []
+    store, keep = ArrayStore(cache_dir), []
     try:
         with ThreadPoolExecutor() as pool:
             decoded = pool.map(lambda p: load_image(p, size, channels, raise_errors=bad_images == "error"), files)

@@ -5,7 +5,7 @@ A disk store writes each chunk as it is read; splitting a memory-mapped source c
 chunk by chunk into a new file beside it, never the whole set into memory.
 
 Example:
-    >>> store = ImageStore(Path("runs/big/cache"))       # None keeps images in memory
+    >>> store = ArrayStore(Path("runs/big/cache"))       # None keeps images in memory
     >>> for chunk in chunks:
     ...     store.append(chunk)                            # uint8 [n, H, W, C]
     >>> images = store.finish()                           # np.memmap [N, H, W, C]
@@ -23,7 +23,7 @@ ROWS_PER_COPY = 4096  # rows moved at a time when a split is copied between disk
 SUFFIX = ".raw"
 
 
-class ImageStore:
+class ArrayStore:
     """Collects array chunks of one shape and `dtype` (uint8 images, float32 features); `directory=None`
     keeps them in memory."""
 
@@ -64,8 +64,7 @@ def take_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """`images[indices]`; for a disk store, copied into a new file beside it, a chunk at a time."""
     if not on_disk(images) or len(indices) == 0:
         return images[indices]
-    store = ImageStore(Path(images.filename).parent, images.dtype)
-    store.shape = images.shape[1:]
+    store = ArrayStore(Path(images.filename).parent, images.dtype)
     for start in range(0, len(indices), ROWS_PER_COPY):
         store.append(np.asarray(images[np.asarray(indices[start : start + ROWS_PER_COPY])]))
     return store.finish()
