@@ -56,6 +56,18 @@ class Progress:
         ]
 
 
+def finished_epochs(run_dir: Path, phases, progress: Progress) -> int:
+    """Epochs the run has finished, as resuming will restore them: those of the completed phases,
+    or what the backup of the phase in progress holds."""
+    done = sum(1 for row in progress.rows if row["phase"] in progress.completed)
+    for phase in phases:
+        if phase.name not in progress.completed:
+            backup = backup_dir(run_dir, phase.name)
+            repair_backup(backup)
+            return backed_up_epochs(backup) or done
+    return done
+
+
 def backup_dir(run_dir: Path, phase: str) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"phase_{phase}"
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, ContextManager
 
-from kerastl.errors import ConfigError
+from kerastl.errors import ConfigError, RunDirError
 
 MULTIHOST_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",  # host:port of process 0, the coordinator
@@ -39,6 +39,7 @@ class Engine:
     scope: Callable[[], ContextManager]
     replicas: int = 1
     processes: int = 1
+    gather: Callable[[int], list[int]] = lambda value: [value]  # one number from every process, in process order
 
     @property
     def distributed(self) -> bool:
@@ -71,6 +72,18 @@ def process_id(name: str) -> int:
             f"KERAS_DISTRIBUTION_NUM_PROCESSES={processes!r}."
         )
     return int(given)
+
+
+def check_resume_point(engine: Engine, epochs: int) -> None:
+    """Raise `RunDirError` unless every process resumes after the same number of finished `epochs`
+    (processes killed between writing their epoch backups could differ by one)."""
+    found = engine.gather(epochs)
+    if len(set(found)) > 1:
+        where = ", ".join(f"process {number}: {count}" for number, count in enumerate(found))
+        raise RunDirError(
+            f"The processes would resume after different numbers of finished epochs ({where}): copy the "
+            "checkpoints/ folder of the run directory that is furthest ahead over the others', then resume again."
+        )
 
 
 def process_run_dir(run_dir: Path) -> Path:
@@ -124,4 +137,13 @@ def _start_multihost() -> Engine:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")  # collectives between CPU processes
         keras.distribution.initialize()  # reads MULTIHOST_VARIABLES
     distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
-    return Engine("multihost", distribution.scope, len(keras.distribution.list_devices()), jax.process_count())
+    return Engine(
+        "multihost", distribution.scope, len(keras.distribution.list_devices()), jax.process_count(), _gather_from_processes
+    )
+
+
+def _gather_from_processes(value: int) -> list[int]:
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).ravel()]

@@ -20,6 +20,7 @@ from kerastl.checkpoints import (
     Progress,
     backed_up_epochs,
     backup_dir,
+    finished_epochs,
     history_recorder,
     load_phase_weights,
     repair_backup,
@@ -29,7 +30,7 @@ from kerastl.checkpoints import (
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
 from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
-from kerastl.distribute import Engine, process_run_dir, start_engine
+from kerastl.distribute import Engine, check_resume_point, process_run_dir, start_engine
 from kerastl.features import can_cache, extract_features, head_model, training_copies, training_features
 from kerastl.model import build_model, input_size, load_model
 from kerastl.phases import (
@@ -114,6 +115,8 @@ def train(
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
     weights, progress.pretrain = resolve_weights(cfg, run_dir, verbose, done=progress.pretrain)
     engine = start_engine(cfg.compute.distribute, cfg.data.batch_size)
+    if resume:  # every process of a multihost run must continue from the same epoch
+        check_resume_point(engine, finished_epochs(run_dir, plan.phases, progress))
     with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
         model = build_model(
             cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights,

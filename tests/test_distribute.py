@@ -110,3 +110,39 @@ print(json.dumps({"backend": keras.backend.backend(),
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["replicas"] == 2
     assert metrics["phases"]["head"]["cached_features"] is False  # each process sees only its shard
+
+
+AGREE = """
+import json, os, sys
+import keras
+from kerastl.distribute import check_resume_point, start_engine
+from kerastl.errors import RunDirError
+keras.utils.set_random_seed(1)
+engine = start_engine("multihost", 2)
+outcome = {"same": "ok"}
+check_resume_point(engine, 5)
+try:
+    check_resume_point(engine, 5 + int(os.environ["KERAS_DISTRIBUTION_PROCESS_ID"]))
+    outcome["different"] = "ok"
+except RunDirError as error:
+    outcome["different"] = str(error)
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.slow
+def test_processes_that_would_resume_at_different_epochs_are_stopped():
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}",
+           "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    workers = [
+        subprocess.Popen([sys.executable, "-c", AGREE], env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(k)},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for k in (0, 1)
+    ]
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr[-2000:]
+        outcome = json.loads(stdout.strip().splitlines()[-1])
+        assert outcome["same"] == "ok"
+        assert "different numbers of finished epochs (process 0: 5, process 1: 6)" in outcome["different"]
