@@ -74,7 +74,6 @@ def _free_port() -> int:
 def test_two_processes_on_one_host_train_one_model(tmp_path):
     """Two `kerastl train` processes (JAX backend, gloo collectives on CPU) end with identical weights,
     the model has trained, and the JAX-trained .keras file loads and predicts on TensorFlow."""
-    pytest.importorskip("jax")
     config = tmp_path / "tiny.yaml"
     config.write_text("name: tiny\n")
     args = [sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(tmp_path / "run")]
@@ -132,7 +131,6 @@ print(json.dumps(outcome))
 
 @pytest.mark.slow
 def test_processes_that_would_resume_at_different_epochs_are_stopped():
-    pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}",
            "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
     workers = [
