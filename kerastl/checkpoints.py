@@ -34,6 +34,7 @@ class Progress:
     phases: dict = field(default_factory=dict)
     pretrain: dict | None = None
     rng: dict = field(default_factory=dict)
+    baselines: dict | None = None
 
     @classmethod
     def load(cls, run_dir: Path) -> "Progress":
@@ -41,11 +42,11 @@ class Progress:
         if not path.is_file():
             return cls(path)
         saved = json.loads(path.read_text())
-        return cls(path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"], saved["rng"])
+        return cls(path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"], saved["rng"], saved.get("baselines"))
 
     def save(self) -> None:
         fields = {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain}
-        write_json(self.path, {**fields, "rng": self.rng})
+        write_json(self.path, {**fields, "rng": self.rng, "baselines": self.baselines})
 
     def rows_for_resume(self, phase: str, backup_dir: Path) -> None:
         """Drop rows of `phase` for epochs its backup does not hold (a kill between row and backup)."""

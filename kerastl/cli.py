@@ -84,7 +84,12 @@ def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard
     if skipped:
         click.echo(f"Warning: skipped {len(skipped)} unreadable or non-image file(s), e.g. {skipped[0]} (see metrics.json).", err=True)
     summary = ", ".join(f"{k}={result.metrics[k]:.4f}" for k in ("val_accuracy", "test_accuracy") if k in result.metrics)
+    probe = result.metrics.get("baselines", {}).get("linear_probe", {})
+    if "test_accuracy" in probe:
+        summary += f" (linear probe {probe['test_accuracy']:.4f}, k-NN {result.metrics['baselines']['knn']['test_accuracy']:.4f})"
     click.echo(f"{summary}" if summary else "trained", err=True)
+    for warning in result.metrics.get("warnings", []):
+        click.echo(f"Warning: {warning}", err=True)
     click.echo(str(result.run_dir))
 
 

@@ -58,11 +58,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """The new classifier on top of the backbone."""
+    """The new classifier on top of the backbone.
+
+    `norm: batch` standardizes the pooled features (BatchNormalization) before the Dense layers:
+    pretrained features are large and un-normalized (VGG16's reach ~500), and a fresh Dense layer on
+    them converges slowly. `init: probe` starts the output layer from a linear probe fitted on the
+    frozen features (LP-FT); `auto` does so wherever it applies (single-label, no hidden layers).
+    """
 
     pooling: Literal["avg", "max", "flatten"] = "avg"
+    norm: Literal["batch", "none"] = "batch"
     dropout: float = 0.2
     hidden: tuple[int, ...] = ()
+    init: Literal["auto", "probe", "random"] = "auto"
 
 
 @dataclass(frozen=True)
@@ -95,7 +103,7 @@ class PhaseConfig:
     just N: the top N layers), "blocks:K" (the backbone's last K blocks, e.g. EfficientNet `block7`),
     "from:LAYER" (that layer and all above it) or "all". `lr_decay` multiplies the learning rate by
     its value once per block deeper; `bn` keeps BatchNorm in inference mode ("frozen") or lets its
-    statistics update ("train"); `ema` keeps an exponential moving average of the weights.
+    statistics update ("train"); "auto" is frozen for pretrained weights and train for `weights: none`; `ema` keeps an exponential moving average of the weights.
     """
 
     name: str
@@ -106,7 +114,7 @@ class PhaseConfig:
     warmup_epochs: int = 0
     unfreeze: Union[int, str, None] = None
     lr_decay: Optional[float] = None
-    bn: Literal["frozen", "train"] = "frozen"
+    bn: Literal["auto", "frozen", "train"] = "auto"
     ema: Optional[float] = None
     label_smoothing: float = 0.0
     early_stopping: Optional[int] = None
@@ -404,6 +412,11 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
     if not 0 <= cfg.model.head.dropout < 1:
         raise ConfigError(f"Config key 'model.head.dropout' must be in [0, 1), got {cfg.model.head.dropout}.")
+    if cfg.model.head.init == "probe" and (cfg.model.head.hidden or cfg.data.multi_label):
+        raise ConfigError(
+            "Config key 'model.head.init' is 'probe', which needs a single-label head without hidden layers; "
+            "set it to auto or random, or drop model.head.hidden / data.multi_label."
+        )
     if cfg.data.multi_label and cfg.data.class_weight is not None:
         raise ConfigError("Config key 'data.class_weight' works for single-label data only; drop it with data.multi_label: true.")
     if cfg.data.multi_label and not cfg.data.label_separator:

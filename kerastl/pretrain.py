@@ -20,7 +20,7 @@ from kerastl.config import Config
 from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
 from kerastl.data.sources import ImageSource
 from kerastl.errors import ConfigError
-from kerastl.model import input_size
+from kerastl.model import input_size, set_batchnorm_momentum
 from kerastl.phases import compile_classifier
 from kerastl.registry import get_backbone
 from kerastl.rundir import atomic_path
@@ -103,9 +103,7 @@ def fit_from_scratch(cfg: Config, train: ImageSource, validation: Optional[Image
     spec, size = get_backbone(cfg.model.backbone), input_size(cfg.model)
     keras.utils.set_random_seed(cfg.seed)
     backbone = create_backbone(spec, "none", size, cfg.model.backbone_options)
-    for layer in backbone.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            layer.momentum = settings.bn_momentum
+    set_batchnorm_momentum(backbone, settings.bn_momentum)
     inputs = keras.Input(shape=train.image_shape, dtype="uint8")
     x = Preprocess(size, channels=3, crop=cfg.model.center_crop)(inputs)
     x = Normalize(spec.preprocess)(x)

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -73,13 +73,20 @@ def plan_phases(cfg: Config, class_counts: np.ndarray) -> Plan:
     """The phases `cfg` trains: its `phases` list, or the ones its strategy preset plans for this data
     (`class_counts`: training images per class, e.g. `ImageSource.class_counts()`)."""
     if cfg.strategy is None:
-        return Plan("phases", cfg.phases, ("phases listed in the config",))
+        return Plan("phases", _resolve_bn(cfg.phases, cfg.model.weights), ("phases listed in the config",))
     strategy = cfg.strategy
     preset, reasons = strategy.preset, [f"preset {strategy.preset!r} from the config"]
     if preset == "auto":
         preset, reasons = _auto(strategy, cfg.model.weights, np.asarray(class_counts))
     build, description = PRESETS.get(preset)
-    return Plan(preset, build(strategy), (*reasons, f"{preset}: {description}"))
+    return Plan(preset, _resolve_bn(build(strategy), cfg.model.weights), (*reasons, f"{preset}: {description}"))
+
+
+def _resolve_bn(phases: tuple[PhaseConfig, ...], weights: str) -> tuple[PhaseConfig, ...]:
+    """`bn: auto` made concrete: BatchNorm statistics from pretraining stay frozen; random ones
+    (`weights: none`) must train, or inference mode normalizes with meaningless statistics."""
+    policy = "train" if weights == "none" else "frozen"
+    return tuple(replace(p, bn=policy) if p.bn == "auto" else p for p in phases)
 
 
 def _auto(strategy: StrategyConfig, weights: str, counts: np.ndarray) -> tuple[str, list[str]]:

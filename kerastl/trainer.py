@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from kerastl.baselines import head_init, health_warning, prediction_health, probe_warning, start_head
 from kerastl.checkpoints import (
     CHECKPOINTS,
     Progress,
@@ -128,6 +129,9 @@ def train(
         clear_run_files(run_dir)
         write_text(run_dir / "config.yaml", dump_config(cfg))
         write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+    if _starts_fresh(run_dir, plan, progress) and engine.processes == 1 and not cfg.data.multi_label:
+        with engine.scope():  # the frozen features' worth, and the head started from the probe (LP-FT)
+            progress.baselines = start_head(model, cfg, splits, head_init(cfg, engine.processes) == "probe", verbose)
     progress.save()
 
     if progress.completed:
@@ -150,7 +154,7 @@ def train(
         model.save(temp)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
     tested = load_model(run_dir / "model.keras") if engine.distributed else model
-    metrics = _final_metrics(tested, cfg, splits, progress.phases)
+    metrics = _final_metrics(tested, cfg, splits, progress.phases, progress.baselines)
     metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
     metrics["replicas"] = engine.replicas
     metrics["processes"] = engine.processes
@@ -167,6 +171,11 @@ def train(
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return TrainResult(model, history, metrics, run_dir)
+
+
+def _starts_fresh(run_dir: Path, plan, progress: Progress) -> bool:
+    """Whether no epoch has been trained yet (a new run, or one killed before its first epoch's backup)."""
+    return not progress.completed and backed_up_epochs(backup_dir(run_dir, plan.phases[0].name)) is None
 
 
 def _load_splits(cfg: Config, run_dir: Path, progress: bool) -> Splits:
@@ -308,7 +317,7 @@ def _class_weight(splits: Splits) -> dict[int, float]:
     return {int(k): float(w) for k, w in zip(classes, weights)}
 
 
-def _final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict) -> dict:
+def _final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict]) -> dict:
     metrics: dict = {
         "name": cfg.name,
         "backbone": cfg.model.backbone,
@@ -324,4 +333,11 @@ def _final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict) -> d
         metrics[f"{split_name}_loss"] = round(float(loss), 6)
         metrics[f"{split_name}_accuracy"] = round(float(accuracy), 6)
         metrics["num_images"]["validation" if split_name == "val" else "test"] = len(source)
+    checked = [(name, source) for name, source in (("test", splits.test), ("validation", splits.validation)) if source]
+    if checked and not cfg.data.multi_label:
+        name, source = checked[0]
+        metrics["health"] = {"split": name, **prediction_health(model, source, cfg.data.batch_size)}
+    if baselines is not None:
+        metrics["baselines"] = baselines
+    metrics["warnings"] = [w for w in (health_warning(metrics.get("health")), probe_warning(metrics)) if w]
     return metrics

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from kerastl.data.builtin import read_builtin
 from kerastl.data.store import ArrayStore, take_rows
 from kerastl.errors import DataError
 from kerastl.registry import Registry
@@ -462,16 +463,6 @@ def _read_table(
     )
 
 
-def _read_builtin(location: str, **_) -> ImageSource:
-    if location != "digits":
-        raise DataError(f"Unknown built-in dataset {location!r}. Expected one of: digits.")
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    return ImageSource(images, digits.target.astype(np.int64), tuple(str(i) for i in range(10)), "builtin:digits")
-
-
 def _read_folder(
     location: str, *, image_size: Optional[int], channels: int, bad_images: str, cache_dir: Optional[Path], **_
 ) -> ImageSource:
@@ -549,5 +540,5 @@ def _existing_file(location: str) -> Path:
 
 SOURCES.register("csv", _read_csv)
 SOURCES.register("parquet", _read_parquet)
-SOURCES.register("builtin", _read_builtin)
+SOURCES.register("builtin", read_builtin)
 SOURCES.register("folder", _read_folder)

@@ -1,0 +1,146 @@
+"""What the frozen pretrained features are worth, measured in every run, and the head started from it.
+
+Before the first phase, the frozen backbone runs once over the training, validation and test
+images; a linear probe and k-NN on those features give the baselines recorded in metrics.json and
+report.md, and with `model.head.init` probe/auto the head starts from the probe (LP-FT). After
+training, `prediction_health` flags a model whose predictions collapsed to one class or sit at chance.
+
+Example:
+    >>> baselines = start_head(model, cfg, splits, verbose=0)       # before the phases
+    >>> baselines["linear_probe"]["test_accuracy"]
+    >>> prediction_health(model, splits.test, batch_size=32)["collapsed"]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kerastl.config import Config
+from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
+
+COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the images ...
+COLLAPSE_EXCESS = 0.25  # ... and for this much more than its share of the true labels: collapsed
+
+
+def head_init(cfg: Config, processes: int = 1) -> str:
+    """`model.head.init` resolved: "probe" or "random" (`auto` is probe wherever a probe fits the head)."""
+    init = cfg.model.head.init
+    if init == "auto":
+        fits = not cfg.model.head.hidden and not cfg.data.multi_label and processes == 1
+        return "probe" if fits else "random"
+    return init
+
+
+def start_head(model, cfg: Config, splits: Splits, init: bool, verbose: int | str = 0) -> dict:
+    """Measure the baselines on the frozen features and, with `init`, start the head from the probe.
+
+    Returns:
+        The baselines for metrics.json (see `measure_baselines`) plus `head_init`.
+    """
+    sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    features = frozen_features(model, sources, cfg.data.batch_size, verbose)
+    baselines, probe = measure_baselines(features, sources, len(splits.class_names))
+    if init:
+        init_head_from_probe(model, probe)
+    baselines["head_init"] = "probe" if init else "random"
+    return baselines
+
+
+def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
+    """Pooled backbone features of each split in `sources` (name -> ImageSource or None), in inference mode."""
+    from kerastl.features import extract_features
+
+    return {name: extract_features(model, source.images, batch_size, verbose) for name, source in sources.items() if source is not None}
+
+
+def measure_baselines(features: dict[str, np.ndarray], sources: dict, num_classes: int) -> tuple[dict, LinearProbe]:
+    """The linear probe and k-NN on frozen `features` (from `frozen_features`): fitted on "train",
+    the probe's L2 strength chosen on "validation", accuracies on "validation" and "test".
+
+    Returns:
+        The baselines for metrics.json, e.g. `{"linear_probe": {"c": 0.1, "val_accuracy": 0.8, "test_accuracy": 0.79},
+        "knn": {"k": 10, "test_accuracy": 0.6}}`, and the fitted probe.
+    """
+    train_labels = sources["train"].labels
+    probe = fit_probe(
+        features["train"], train_labels, features.get("validation"),
+        sources["validation"].labels if "validation" in features else None, num_classes,
+    )
+    baselines = {"linear_probe": {"c": probe.c}, "knn": {"k": min(KNN_NEIGHBOURS, len(train_labels))}}
+    for split in ("validation", "test"):
+        if split in features:
+            key = "val_accuracy" if split == "validation" else "test_accuracy"
+            labels = sources[split].labels
+            baselines["linear_probe"][key] = round(probe.accuracy(features[split], labels), 6)
+            baselines["knn"][key] = round(knn_accuracy(features["train"], train_labels, features[split], labels), 6)
+    return baselines, probe
+
+
+def init_head_from_probe(model, probe: LinearProbe) -> None:
+    """Set the head of a kerastl model so that, in inference mode, it computes the probe's logits.
+
+    With `head.norm: batch` the head's BatchNormalization takes the probe's standardization as its
+    moving statistics and the output layer its coefficients; without, the standardization is folded
+    into the output layer. The model's outputs then equal `softmax(probe.logits(features))`.
+    """
+    from kerastl.model import HEAD_NORM, OUTPUT_LAYER
+
+    output = model.get_layer(OUTPUT_LAYER)
+    if HEAD_NORM not in {layer.name for layer in model.layers}:
+        output.set_weights(list(probe.dense_weights()))
+        return
+    norm = model.get_layer(HEAD_NORM)
+    variance = np.maximum(probe.scale**2 - norm.epsilon, 0.0)
+    norm_scale = np.sqrt(variance + norm.epsilon)  # what BatchNormalization divides by
+    norm.set_weights([np.ones_like(variance), np.zeros_like(variance), probe.mean, variance])
+    kernel = (probe.coef * (norm_scale / probe.scale)).T
+    output.set_weights([kernel.astype(np.float32), probe.intercept.astype(np.float32)])
+
+
+def prediction_health(model, source, batch_size: int) -> dict:
+    """How the model's predictions on `source` spread over the classes, and whether they collapsed.
+
+    `collapsed`: one class takes at least 90% of the predictions and at least 25 points more than
+    its share of the true labels. `at_chance`: accuracy no better than always answering the most
+    common true class.
+    """
+    probabilities = model.predict(make_dataset(source, batch_size), verbose=0)
+    predicted = np.argmax(probabilities, axis=1)
+    num_classes = probabilities.shape[1]
+    predicted_share = np.bincount(predicted, minlength=num_classes) / len(predicted)
+    true_share = np.bincount(source.labels, minlength=num_classes) / len(source.labels)
+    top = int(np.argmax(predicted_share))
+    accuracy = float(np.mean(predicted == source.labels))
+    return {
+        "predicted_classes": int(np.count_nonzero(predicted_share)),
+        "largest_predicted_share": round(float(predicted_share[top]), 4),
+        "largest_predicted_class": source.class_names[top],
+        "collapsed": bool(predicted_share[top] >= COLLAPSE_SHARE and predicted_share[top] - true_share[top] >= COLLAPSE_EXCESS),
+        "at_chance": bool(accuracy <= true_share.max()),
+    }
+
+
+def health_warning(health: dict | None) -> str | None:
+    """One line for the user when `health` (`prediction_health` plus its "split") shows a failed model, else None."""
+    if health is None:
+        return None
+    split = health["split"]
+    if health["collapsed"]:
+        return (f"the model predicts {health['largest_predicted_class']!r} for {health['largest_predicted_share']:.0%} of the "
+                f"{split} images: it collapsed to one class and learned nothing usable.")
+    if health["at_chance"]:
+        return f"{split} accuracy is no better than always answering the most common class: the model learned nothing usable."
+    return None
+
+
+def probe_warning(metrics: dict) -> str | None:
+    """One line when the trained model's accuracy is below the linear probe's on the same split, else None."""
+    probe = metrics.get("baselines", {}).get("linear_probe", {})
+    for split, key in (("test", "test_accuracy"), ("validation", "val_accuracy")):
+        if key in metrics and key in probe:
+            if metrics[key] < probe[key]:
+                return (f"{split} accuracy {metrics[key]:.4f} is below the linear probe's {probe[key]:.4f} on the same frozen "
+                        "features: the training recipe lost what the pretrained features hold.")
+            return None
+    return None
