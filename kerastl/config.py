@@ -408,6 +408,11 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(
             f"Config key 'model.input_size' is {size}, below the minimum {spec.min_size} of backbone {spec.name!r}."
         )
+    if spec.pools_inside and cfg.model.head.pooling == "flatten":
+        raise ConfigError(
+            f"Config key 'model.head.pooling' is 'flatten', but backbone {spec.name!r} pools inside itself, before its "
+            "final normalization; use avg or max."
+        )
     if cfg.model.center_crop is not None and not 0 < cfg.model.center_crop <= 1:
         raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
     if not 0 <= cfg.model.head.dropout < 1:

@@ -98,12 +98,13 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
     x = Normalize(spec.preprocess, name="normalize")(x)
-    backbone = create_backbone(spec, weights, size, model_cfg.backbone_options)
+    pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
+    backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)
     if weights == "none":
         set_batchnorm_momentum(backbone, SCRATCH_BN_MOMENTUM)
     backbone.trainable = False
     x = backbone(x, training=False)
-    outputs = _head(x, model_cfg.head, num_classes, seed, "sigmoid" if multi_label else "softmax")
+    outputs = _head(x, model_cfg.head, num_classes, seed, "sigmoid" if multi_label else "softmax", spec.pools_inside)
     return keras.Model(inputs, outputs, name=f"kerastl_{spec.name}")
 
 
@@ -123,7 +124,8 @@ def is_multi_label(model) -> bool:
     return getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid
 
 
-def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: str):
+def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: str, pooled: bool):
+    """pool (an identity when the backbone pooled itself) -> norm -> [dropout -> hidden]* -> dropout -> output."""
     import keras
 
     pooling = {
@@ -131,7 +133,7 @@ def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: s
         "max": keras.layers.GlobalMaxPooling2D,
         "flatten": keras.layers.Flatten,
     }[head.pooling]
-    x = pooling(name="pool")(features)
+    x = (keras.layers.Identity if pooled else pooling)(name="pool")(features)
     if head.norm == "batch":
         x = keras.layers.BatchNormalization(name=HEAD_NORM)(x)
     for i, units in enumerate(head.hidden):

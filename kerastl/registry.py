@@ -53,7 +53,10 @@ class BackboneSpec:
     "none" means the model rescales inside itself and takes pixels in [0, 255].
     `blocks` is a regular expression whose first group names the block a layer belongs to (layers
     that match none belong to the block before them); `constructor` is a `keras.applications` name
-    or "module:function" for a backbone kerastl builds itself.
+    or "module:function" for a backbone kerastl builds itself. `pools_inside` marks a backbone whose
+    pretrained classifier pools *before* a final normalization (ConvNeXt: LayerNorm of the average):
+    kerastl then lets the backbone pool (its `pooling` argument), so the features are the ones its
+    weights were trained to give.
     """
 
     name: str
@@ -65,6 +68,7 @@ class BackboneSpec:
     params: int
     blocks: str
     min_size: int = 32
+    pools_inside: bool = False
 
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
@@ -90,7 +94,7 @@ for _spec in (
     BackboneSpec("densenet121", "DenseNet121", "densenet", "torch", 224, 1024, 7_037_504, _RESNET),
     BackboneSpec("vgg16", "VGG16", "vgg16", "caffe", 224, 512, 14_714_688, _STAGES),
     BackboneSpec("xception", "Xception", "xception", "tf", 299, 2048, 20_861_480, r"^(block\d+)_", min_size=71),
-    BackboneSpec("convnext_tiny", "ConvNeXtTiny", "convnext", "none", 224, 768, 27_820_128, r"_(stage_\d)_"),
+    BackboneSpec("convnext_tiny", "ConvNeXtTiny", "convnext", "none", 224, 768, 27_820_128, r"_(stage_\d)_", pools_inside=True),
     BackboneSpec("alexnet", "kerastl.alexnet:AlexNet", "kerastl.alexnet", "tf", 227, 256, 3_747_200, r"^(conv\d)", min_size=67),
 ):
     BACKBONES.register(_spec.name, _spec)

@@ -41,11 +41,13 @@ def write_report(run_dir: Path) -> Path:
             lines.append(f"| {key.replace('_', ' ')} | {metrics[key]:.4f} |")
     for split, count in metrics["num_images"].items():
         lines.append(f"| {split} images | {count} |")
+    lines += _baseline_rows(metrics)
     evaluation = run_dir / "evaluation" / "metrics.json"
     if evaluation.is_file():
         report = json.loads(evaluation.read_text())
         lines.append(f"| evaluation accuracy ({report['data']}) | {report['accuracy']:.4f} |")
         lines.append(f"| evaluation macro F1 | {report['macro_avg']['f1']:.4f} |")
+    lines += [f"\n**Warning:** {warning}" for warning in metrics.get("warnings", [])]
     lines += ["", "## Phases", "", "| phase | epochs | seconds |", "|---|---|---|"]
     if "pretrain" in metrics:
         pretrain = metrics["pretrain"]
@@ -61,3 +63,15 @@ def write_report(run_dir: Path) -> Path:
     lines += [f"- [{name}]({name}): {what}" for name, what in ARTIFACTS if (run_dir / name).is_file()]
     write_text(run_dir / "report.md", "\n".join(lines) + "\n")
     return run_dir / "report.md"
+
+
+def _baseline_rows(metrics: dict) -> list[str]:
+    """Table rows for the baselines on the frozen features, beside the model's own accuracy."""
+    baselines = metrics.get("baselines", {})
+    rows = []
+    for name, title in (("linear_probe", "linear probe on the frozen features"), ("knn", "k-NN (cosine) on the frozen features")):
+        if "test_accuracy" in baselines.get(name, {}):
+            rows.append(f"| test accuracy, {title} | {baselines[name]['test_accuracy']:.4f} |")
+    if "head_init" in baselines:
+        rows.append(f"| head started from | {'the linear probe' if baselines['head_init'] == 'probe' else 'random weights'} |")
+    return rows

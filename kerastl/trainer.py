@@ -49,6 +49,7 @@ from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_
 from kerastl.strategies import plan_phases
 
 CACHE = "cache"  # RUN_DIR/cache: images of a `data.cache: disk` run while it trains
+CACHED_HEAD_PATIENCE = 5  # epochs without a better validation loss before a cached head phase stops
 
 
 @dataclass
@@ -281,12 +282,12 @@ def run_phase(
         ]
         if cfg.tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-        if phase.early_stopping:
+        # A cached epoch costs well under a second: a head on cached features trains until validation stops improving.
+        patience = phase.early_stopping or (CACHED_HEAD_PATIENCE if fitted is not model and validation_data else None)
+        if patience:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor="val_loss" if validation_data is not None else "loss",
-                    patience=phase.early_stopping,
-                    restore_best_weights=True,
+                    monitor="val_loss" if validation_data is not None else "loss", patience=patience, restore_best_weights=True,
                 )
             )
         statistics_before = batchnorm_statistics(model)

@@ -22,6 +22,11 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   disk cache (`data.cache: disk`, memory-mapped).
 - accuracy: wall time and test accuracy of `kerastl train` on the quickstart, and on all 10 digits with
   AlexNet from scratch (MobileNetV2 from scratch does not train on 8x8 digits without pretraining).
+- learning: test accuracy (mean ± std over seeds) and wall time of the recipes on real pretrained
+  features (VGG16 with the HED weights, `kerastl weights hed-vgg16`) on `builtin:photos` (64 px) and
+  `builtin:digits` (32 px): head only, LP-FT (the default recipe: head from the linear probe, then
+  fine-tune), fine-tune from a random head, the same default recipe from random weights (scratch),
+  and the linear probe and k-NN on the frozen features (from the LP-FT runs' baselines).
 """
 
 from __future__ import annotations
@@ -39,7 +44,18 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("pipeline", "frozen", "endtoend", "memory", "accuracy")
+BENCHMARKS = ("pipeline", "frozen", "endtoend", "memory", "accuracy", "learning")
+LEARNING_TASKS = {  # task -> overrides of the default config
+    "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
+    "digits": ["data.source=builtin:digits", "model.input_size=32", "augment.flip=false"],
+}
+LEARNING_RECIPES = {  # recipe -> overrides; every one with the HED VGG16 weights except scratch
+    "head_only": ["phases=[{name: head, epochs: 5}]"],
+    "lp_ft": [],
+    "finetune_random_head": ["model.head.init=random"],
+    "scratch": ["model.weights=none"],
+    "scratch_random_head": ["model.weights=none", "model.head.init=random"],
+}
 
 
 def write_pixel_csv(path: Path, rows: int, seed: int = 0) -> Path:
@@ -247,6 +263,35 @@ def bench_accuracy(work: Path) -> dict:
     return results
 
 
+def bench_learning(work: Path, seeds: int) -> dict:
+    """Test accuracy and seconds per recipe and task over `seeds` seeds; probe and k-NN from the LP-FT runs."""
+    from kerastl.hed import convert_hed_vgg16
+
+    weights = convert_hed_vgg16(work / "vgg16_hed.weights.h5")
+    results: dict = {}
+    for task, task_overrides in LEARNING_TASKS.items():
+        runs: dict[str, list] = {recipe: [] for recipe in (*LEARNING_RECIPES, "linear_probe", "knn")}
+        for seed in range(seeds):
+            for recipe, overrides in LEARNING_RECIPES.items():
+                base = ["model.backbone=vgg16", f"model.weights={weights}", f"seed={seed}", *task_overrides]
+                metrics = _train([*base, *overrides], work / f"{task}-{recipe}-{seed}")
+                runs[recipe].append({"test_accuracy": metrics["test_accuracy"], "seconds": metrics["wall_seconds"],
+                                     "warnings": metrics["warnings"]})
+                if recipe == "lp_ft":
+                    for baseline in ("linear_probe", "knn"):
+                        runs[baseline].append({"test_accuracy": metrics["baselines"][baseline]["test_accuracy"]})
+        results[task] = {recipe: _mean_std(values) for recipe, values in runs.items()}
+    return {"seeds": seeds, "tasks": LEARNING_TASKS, "recipes": LEARNING_RECIPES, **results}
+
+
+def _mean_std(runs: list[dict]) -> dict:
+    accuracies = [run["test_accuracy"] for run in runs]
+    summary = {"runs": runs, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}
+    if "seconds" in runs[0]:
+        summary["seconds"] = float(np.mean([run["seconds"] for run in runs]))
+    return summary
+
+
 def machine() -> dict:
     import keras
     import tensorflow as tf
@@ -298,8 +343,29 @@ def render(results: dict) -> str:
             if name == "command":
                 continue
             lines.append(f"| time to accuracy: {name} | {r['wall_seconds']:.0f} s to test accuracy {r['test_accuracy']:.3f} | – | – | – |")
+    if "learning" in results:
+        lines += _learning_table(results["learning"])
     lines += ["", "Raw numbers: `BENCHMARKS.json`.", ""]
     return "\n".join(lines)
+
+
+def _learning_table(r: dict) -> list[str]:
+    tasks = [task for task in LEARNING_TASKS if task in r]
+    lines = ["", f"Learning quality: test accuracy, mean ± std over {r['seeds']} seeds (seconds per run), VGG16 with the "
+             "HED weights (`kerastl weights hed-vgg16`) unless marked scratch.", "",
+             "| recipe | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    titles = {"head_only": "head only (from the probe, 5 epochs)", "lp_ft": "LP-FT: the default recipe",
+              "finetune_random_head": "fine-tune, head from random weights", "scratch": "scratch: the default recipe, weights none (head from a probe on random features)",
+              "scratch_random_head": "scratch, head from random weights (end to end from random init)",
+              "linear_probe": "linear probe on the frozen features", "knn": "k-NN (cosine) on the frozen features"}
+    for recipe, title in titles.items():
+        cells = []
+        for task in tasks:
+            cell = r[task][recipe]
+            seconds = f" ({cell['seconds']:.0f} s)" if "seconds" in cell else ""
+            cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}{seconds}")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return lines
 
 
 @click.command()
@@ -308,8 +374,9 @@ def render(results: dict) -> str:
 @click.option("--memory-rows", default=60000, show_default=True, help="CSV rows of the memory benchmark.")
 @click.option("--size", default=64, show_default=True, help="Model input size of the end-to-end benchmark.")
 @click.option("--frozen-size", default=224, show_default=True, help="Model input size of the frozen-phase benchmark.")
+@click.option("--seeds", default=3, show_default=True, help="Seeds of the learning benchmark.")
 @click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
-def main(only, rows, memory_rows, size, frozen_size, output):
+def main(only, rows, memory_rows, size, frozen_size, seeds, output):
     """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     chosen = only or BENCHMARKS
@@ -321,7 +388,7 @@ def main(only, rows, memory_rows, size, frozen_size, output):
         work = Path(scratch)
         runners = {"pipeline": lambda: bench_pipeline(rows, work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
-                   "accuracy": lambda: bench_accuracy(work)}
+                   "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds)}
         for name in chosen:
             click.echo(f"running {name} ...", err=True)
             results[name] = {**runners[name](), "command": command}

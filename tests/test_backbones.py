@@ -80,3 +80,32 @@ def test_alexnet_trains_from_scratch_end_to_end(tmp_path):
     result = train(cfg, output_dir=tmp_path / "run", verbose=0)
     assert result.model.get_layer("backbone").get_layer("conv1").kernel.shape == (11, 11, 3, 96)
     assert 0 <= result.metrics["test_accuracy"] <= 1 and (tmp_path / "run" / "model.keras").is_file()
+
+
+KERAS_APPLICATIONS = [name for name in backbone_names() if ":" not in get_backbone(name).constructor]
+
+
+@pytest.mark.parametrize("name", KERAS_APPLICATIONS)
+def test_pooled_features_are_the_keras_applications_own(name):
+    """kerastl's features (uint8 in, at the "pool" layer) equal Keras' route with the same weights:
+    `preprocess_input` -> `keras.applications.X(include_top=False, pooling="avg")`, which pools where the
+    pretrained classifier pools (ConvNeXt: LayerNorm of the average, not the average of LayerNorms)."""
+    import importlib
+
+    import keras
+
+    from kerastl import ModelConfig, build_model
+    from kerastl.features import extract_features
+
+    spec = get_backbone(name)
+    size = 64 if spec.pools_inside else max(spec.min_size, 32)  # ConvNeXt's last map is 2x2 at 64 px: pooling order matters
+    model = build_model(ModelConfig(backbone=name, weights="none", input_size=size), 3, (size, size, 3))
+    images = np.random.default_rng(0).integers(0, 256, (2, size, size, 3), dtype=np.uint8)
+    ours = extract_features(model, images, batch_size=2, verbose=0)
+    application = getattr(keras.applications, spec.constructor)(
+        include_top=False, weights=None, input_shape=(size, size, 3), pooling="avg"
+    )
+    application.set_weights(model.get_layer("backbone").get_weights())
+    module = importlib.import_module(f"keras.applications.{spec.module}")
+    theirs = application(module.preprocess_input(images.astype("float32")), training=False)
+    np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-4, atol=1e-4)

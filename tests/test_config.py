@@ -47,7 +47,7 @@ def test_dump_round_trips():
         ("phases.1.unfreeze=some", "Config key 'phases.1.unfreeze' must be one of head, top:N (or N), blocks:K, from:LAYER_NAME, all; got 'some'"),
         ("phases.1.unfreeze=blocks:x", "Config key 'phases.1.unfreeze' must be one of head, top:N"),
         ("phases.1.lr_decay=1.5", "Config key 'phases.1.lr_decay' must be in (0, 1], got 1.5"),
-        ("phases.1.bn=update", "Config key 'phases.1.bn' must be one of 'frozen', 'train'; got 'update'"),
+        ("phases.1.bn=update", "Config key 'phases.1.bn' must be one of 'auto', 'frozen', 'train'; got 'update'"),
         ("phases.1.ema=1", "Config key 'phases.1.ema' must be in (0, 1), e.g. 0.999; got 1.0"),
         ("strategy.preset=fast", "Config key 'strategy.preset' must be one of 'auto', 'head', 'guide', 'top', 'gradual', 'deep'; got 'fast'"),
         ("model.backbone=resnet", "Unknown backbone 'resnet'. Did you mean 'resnet50'?"),

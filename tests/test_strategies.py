@@ -76,7 +76,8 @@ def test_a_run_trains_the_planned_phases_with_every_policy(tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["strategy"]["preset"] == "gradual"
     assert metrics["phases"]["unfreeze_2"]["unfreeze"] == "blocks:2"
-    assert metrics["phases"]["unfreeze_2"]["batchnorm"] == {"policy": "frozen", "layers_in_scope": 0, "layers_changed": 0}
+    batchnorm = metrics["phases"]["unfreeze_2"]["batchnorm"]  # weights: none, so bn: auto trains BatchNorm
+    assert batchnorm["policy"] == "train" and batchnorm["layers_changed"] == batchnorm["layers_in_scope"] > 0
     assert type(result.model.optimizer).__name__ == "LayerwiseAdam"
 
 

@@ -1,0 +1,157 @@
+"""Linear probe, k-NN, the head started from the probe (LP-FT), prediction health, and the from-scratch BatchNorm policy."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kerastl import ModelConfig, build_model
+from kerastl.baselines import health_warning, init_head_from_probe, prediction_health, probe_warning
+from kerastl.config import HeadConfig, load_config
+from kerastl.data.sources import from_arrays
+from kerastl.errors import ConfigError
+from kerastl.features import extract_features
+from kerastl.probe import fit_probe, knn_accuracy
+from kerastl.strategies import plan_phases
+from tests.conftest import TINY
+
+
+def _blobs(n_per_class, num_classes, dims=6, seed=0, spread=1.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 4, (num_classes, dims))
+    labels = np.repeat(np.arange(num_classes), n_per_class)
+    return centres[labels] + rng.normal(0, spread, (len(labels), dims)) * 50 + 300, labels  # large, un-normalized
+
+
+def test_probe_separates_large_unnormalized_features_and_picks_c_on_validation():
+    features, labels = _blobs(30, 3, spread=0.02)
+    val_features, val_labels = _blobs(10, 3, seed=0, spread=0.02)
+    probe = fit_probe(features, labels, val_features, val_labels)
+    assert probe.accuracy(features, labels) == 1.0
+    assert probe.c in (0.001, 0.01, 0.1, 1.0, 10.0) and probe.val_accuracy == 1.0
+    assert probe.coef.shape == (3, 6) and probe.intercept.shape == (3,)
+
+
+def test_probe_logits_match_scikit_learn_including_two_classes():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    features, labels = _blobs(20, 2, spread=1.0)
+    probe = fit_probe(features, labels)  # no validation: C = 1
+    standardized = StandardScaler().fit_transform(features)
+    reference = LogisticRegression(C=1.0, max_iter=2000).fit(standardized, labels)
+    logits = probe.logits(features)
+    ours = np.exp(logits - logits.max(axis=1, keepdims=True))
+    ours /= ours.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, reference.predict_proba(standardized), atol=1e-4)
+
+
+def test_probe_never_predicts_a_class_missing_from_training():
+    features, labels = _blobs(10, 3)
+    keep = labels != 1
+    probe = fit_probe(features[keep], labels[keep], num_classes=3)
+    assert probe.coef.shape[0] == 3 and 1 not in np.argmax(probe.logits(features), axis=1)
+
+
+def test_knn_votes_by_cosine_similarity():
+    train = np.array([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0], [0.1, 3.0]])
+    labels = np.array([0, 0, 1, 1])
+    assert knn_accuracy(train, labels, np.array([[10.0, 0.5], [0.2, 7.0]]), np.array([0, 1]), neighbours=1) == 1.0
+
+
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_head_started_from_the_probe_computes_the_probe(norm):
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 4
+    images = (rng.integers(0, 60, (40, 16, 16, 3)) + labels[:, None, None, None] * 60).astype(np.uint8)
+    model = build_model(ModelConfig(backbone="vgg16", weights="none", input_size=32, head=HeadConfig(norm=norm)), 4, (16, 16, 3))
+    features = extract_features(model, images, 16, verbose=0)
+    probe = fit_probe(features, labels, num_classes=4)
+    init_head_from_probe(model, probe)
+    logits = probe.logits(features)
+    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
+    expected /= expected.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-5)
+    assert probe.accuracy(features, labels) == 1.0
+
+
+def test_head_norm_is_a_batchnorm_after_pooling():
+    model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), 3, (8, 8, 1))
+    names = [layer.name for layer in model.layers]
+    assert names.index("head_norm") == names.index("pool") + 1
+    plain = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35},
+                                    head=HeadConfig(norm="none")), 3, (8, 8, 1))
+    assert "head_norm" not in [layer.name for layer in plain.layers]
+
+
+def test_probe_init_is_refused_where_it_cannot_apply():
+    with pytest.raises(ConfigError, match="model.head.init"):
+        load_config(None, ["model.head.init=probe", "model.head.hidden=[16]"])
+
+
+def _constant_source(labels, num_classes=3):
+    images = np.zeros((len(labels), 2, 2, 1), np.uint8)
+    images[:, 0, 0, 0] = labels  # the class is written into one pixel
+    return from_arrays(images, labels, class_names=[str(i) for i in range(num_classes)])
+
+
+def _classifier(pixel_weights, bias):
+    """softmax(pixel0 * pixel_weights + bias): a model whose answer depends on the first pixel only."""
+    import keras
+
+    inputs = keras.Input((2, 2, 1), dtype="uint8")
+    x = keras.layers.Flatten()(keras.ops.cast(inputs, "float32"))
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model(inputs, dense(x))
+    kernel = np.zeros((4, 3), np.float32)
+    kernel[0] = pixel_weights
+    dense.set_weights([kernel, np.array(bias, np.float32)])
+    return model
+
+
+def test_prediction_health_flags_a_collapsed_model_and_passes_a_good_one():
+    source = _constant_source(np.arange(30) % 3)
+    collapsed = prediction_health(_classifier([0, 0, 0], [0, 0, 5]), source, 8)  # always class 2
+    assert collapsed["collapsed"] and collapsed["at_chance"] and collapsed["predicted_classes"] == 1
+    assert collapsed["largest_predicted_share"] == 1.0 and collapsed["largest_predicted_class"] == "2"
+    assert "predicts '2' for 100% of the test images" in health_warning({"split": "test", **collapsed})
+    good = prediction_health(_classifier([0, 2, 5], [0, -1, -6]), source, 8)  # pixel value k -> class k
+    assert not good["collapsed"] and not good["at_chance"] and good["predicted_classes"] == 3
+    assert health_warning({"split": "test", **good}) is None
+
+
+def test_probe_warning_names_both_accuracies():
+    metrics = {"test_accuracy": 0.6, "baselines": {"linear_probe": {"test_accuracy": 0.8}}}
+    assert "0.6000 is below the linear probe's 0.8000" in probe_warning(metrics)
+    assert probe_warning({"test_accuracy": 0.9, "baselines": {"linear_probe": {"test_accuracy": 0.8}}}) is None
+    assert probe_warning({"test_accuracy": 0.9}) is None
+
+
+def test_batchnorm_trains_from_scratch_and_stays_frozen_for_pretrained_weights():
+    scratch = plan_phases(load_config(None, ["model.weights=none"]), np.full(3, 50))
+    pretrained = plan_phases(load_config(None, ["model.weights=imagenet"]), np.full(3, 50))
+    assert [p.bn for p in scratch.phases] == ["train", "train"]
+    assert [p.bn for p in pretrained.phases] == ["frozen", "frozen"]
+    explicit = plan_phases(load_config(None, ["model.weights=none", "phases.1.bn=frozen"]), np.full(3, 50))
+    assert explicit.phases[1].bn == "frozen"
+
+
+def test_random_backbone_batchnorm_momentum_is_lowered():
+    import keras
+
+    model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), 3, (8, 8, 1))
+    momenta = {layer.momentum for layer in model.get_layer("backbone").layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.9}
+
+
+def test_every_run_records_baselines_health_and_warnings(trained_run):
+    metrics = json.loads((trained_run.run_dir / "metrics.json").read_text())
+    baselines = metrics["baselines"]
+    assert baselines["head_init"] == "probe"
+    for name in ("linear_probe", "knn"):
+        assert 0 <= baselines[name]["test_accuracy"] <= 1 and "val_accuracy" in baselines[name]
+    health = metrics["health"]
+    assert health["split"] == "test" and 1 <= health["predicted_classes"] <= 3
+    assert isinstance(metrics["warnings"], list)
+    assert "linear probe on the frozen features" in (trained_run.run_dir / "report.md").read_text()
+    assert load_config(None, TINY).model.head.init == "auto"
