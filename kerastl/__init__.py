@@ -40,6 +40,8 @@ _LAZY = {
     "predict": "kerastl.prediction",
     "export": "kerastl.exporting",
     "pretrain_backbone": "kerastl.pretrain",
+    "probe": "kerastl.baselines",
+    "convert_hed_vgg16": "kerastl.hed",
     "read_source": "kerastl.data.sources",
     "from_arrays": "kerastl.data.sources",
     "from_dataframe": "kerastl.data.sources",

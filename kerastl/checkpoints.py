@@ -48,6 +48,13 @@ class Progress:
         fields = {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain}
         write_json(self.path, {**fields, "rng": self.rng, "baselines": self.baselines})
 
+    def write_history(self) -> None:
+        """Write `RUN_DIR/history.csv`, one row per finished epoch, as Keras' `CSVLogger` grows its file."""
+        import pandas as pd
+
+        with atomic_path(self.path.parent.parent / "history.csv") as temp:
+            pd.DataFrame(self.rows).to_csv(temp, index=False)
+
     def rows_for_resume(self, phase: str, backup_dir: Path) -> None:
         """Drop rows of `phase` for epochs its backup does not hold (a kill between row and backup)."""
         done = backed_up_epochs(backup_dir)
@@ -127,7 +134,8 @@ def seed_states(model) -> list:
 
 
 def history_recorder(progress: Progress, phase: str):
-    """A Keras callback appending each finished epoch's logs (and seed states) to `progress` and saving it."""
+    """A Keras callback appending each finished epoch's logs (and seed states) to `progress`, saving it
+    and rewriting history.csv."""
     import keras
 
     class HistoryRecorder(keras.callbacks.Callback):
@@ -135,6 +143,7 @@ def history_recorder(progress: Progress, phase: str):
             progress.rows.append({"epoch": epoch + 1, "phase": phase, **{k: float(v) for k, v in (logs or {}).items()}})
             progress.rng[str(epoch + 1)] = [np.asarray(v.numpy()).tolist() for v in seed_states(self.model)]
             progress.save()
+            progress.write_history()  # a user watching a long run, or finding a killed one, sees the epochs done
 
     return HistoryRecorder()
 

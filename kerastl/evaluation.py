@@ -14,7 +14,7 @@ from typing import Optional
 from kerastl.config import Config, load_config
 from kerastl.data.pipeline import load_splits, read_data_source
 from kerastl.data.sources import ImageSource
-from kerastl.errors import DataError
+from kerastl.errors import DataError, RunDirError
 from kerastl.model import load_model
 from kerastl.report import write_report
 from kerastl.tta import tta_probabilities
@@ -71,9 +71,15 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
 
 
 def run_config(run_dir: Path) -> Config:
-    """The resolved config saved in a run directory (defaults when there is none)."""
+    """The resolved config saved in a run directory.
+
+    Raises:
+        RunDirError: the directory holds no config.yaml, so it is not a complete kerastl run.
+    """
     file = Path(run_dir) / "config.yaml"
-    return load_config(file) if file.is_file() else Config()
+    if not file.is_file():
+        raise RunDirError(f"{str(run_dir)!r} is not a complete kerastl run: it has no config.yaml.")
+    return load_config(file)
 
 
 def model_input_shape(model) -> tuple[int, int, int]:

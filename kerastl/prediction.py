@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from kerastl.config import AugmentConfig, DataConfig, config_from_dict
+from kerastl.config import AugmentConfig, Config, DataConfig, config_from_dict
 from kerastl.data.pipeline import read_data_source
 from kerastl.data.sources import IMAGE_SUFFIXES, load_image
 from kerastl.errors import DataError, ExportError
@@ -59,10 +59,14 @@ def load_predictor(path: str | Path) -> Predictor:
         ExportError: nothing loadable at `path`.
     """
     path = Path(path)
+    if not path.exists():
+        raise ExportError(f"No model at {str(path)!r}; expected a run directory, a model file or an export directory.")
     folder = path if path.is_dir() else path.parent
     export_info = _export_info(folder)
     if export_info:
         cfg = config_from_dict({"data": export_info["data"], "augment": export_info["augment"]})
+    elif path.is_file() and not (folder / "config.yaml").is_file():
+        cfg = Config()  # a bare .keras file: tables are read with the default options (label column "label", hwc)
     else:
         cfg = run_config(folder)
     data, augment = cfg.data, cfg.augment

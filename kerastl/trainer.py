@@ -164,8 +164,7 @@ def train(
     if splits.train.skipped:
         metrics["skipped_files"] = list(splits.train.skipped)
 
-    with atomic_path(run_dir / "history.csv") as temp:
-        history.to_csv(temp, index=False)
+    progress.write_history()  # without the rows a resume dropped
     write_json(run_dir / "metrics.json", metrics)
     plot_curves(history, run_dir / "plots" / "curves.png")
     write_report(run_dir)

@@ -24,7 +24,7 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   AlexNet from scratch (MobileNetV2 from scratch does not train on 8x8 digits without pretraining).
 - learning: test accuracy (mean ± std over seeds) and wall time of the recipes on real pretrained
   features (VGG16 with the HED weights, `kerastl weights hed-vgg16`) on `builtin:photos` (64 px) and
-  `builtin:digits` (32 px): head only, LP-FT (the default recipe: head from the linear probe, then
+  `builtin:digits` (40 per class, 32 px): head only, LP-FT (the default recipe: head from the linear probe, then
   fine-tune), fine-tune from a random head, the same default recipe from random weights (scratch),
   and the linear probe and k-NN on the frozen features (from the LP-FT runs' baselines).
 """
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("pipeline", "frozen", "endtoend", "memory", "accuracy", "learning")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
-    "digits": ["data.source=builtin:digits", "model.input_size=32", "augment.flip=false"],
+    "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
 }
 LEARNING_RECIPES = {  # recipe -> overrides; every one with the HED VGG16 weights except scratch
     "head_only": ["phases=[{name: head, epochs: 5}]"],

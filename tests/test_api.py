@@ -12,6 +12,7 @@ def test_public_functions_stay_functions_after_their_modules_load():
     import kerastl.evaluation  # noqa: F401
     import kerastl.prediction  # noqa: F401
 
-    for name in ("train", "evaluate", "predict", "build_model", "load_model", "read_source", "pretrain_backbone"):
+    for name in ("train", "evaluate", "predict", "build_model", "load_model", "read_source", "pretrain_backbone",
+                 "probe", "convert_hed_vgg16"):
         assert callable(getattr(kerastl, name)), name
     assert set(kerastl.__all__) <= set(dir(kerastl))

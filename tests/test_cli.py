@@ -150,3 +150,17 @@ def test_test_time_augmentation_is_wired_into_evaluate_and_predict(trained_run, 
     assert np.isclose(again.probabilities.sum(), 1, atol=1e-5) and once.input == again.input
     bad = run("predict", trained_run.run_dir, tmp_path / "zero.png", "--tta", "0")
     assert bad.exit_code == 2 and "at least 1" in bad.stderr
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_directory_without_config_is_not_taken_for_a_run(trained_run, tmp_path, command):
+    import shutil
+
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(trained_run.run_dir, incomplete)
+    (incomplete / "config.yaml").unlink()
+    extra = ["--output", tmp_path / "export"] if command == "export" else []
+    result = run(command, incomplete, *extra)
+    assert result.exit_code == 2
+    assert "is not a complete kerastl run: it has no config.yaml" in result.output
+    assert not (tmp_path / "export").exists() and not (incomplete / "evaluation").exists()

@@ -178,3 +178,19 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert resumed.history["epoch"].tolist() == [1, 2]
     for a, b in zip(whole.model.weights, resumed.model.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_history_csv_grows_one_row_per_finished_epoch(tmp_path):
+    import keras
+
+    from kerastl.checkpoints import CHECKPOINTS, Progress, history_recorder
+
+    progress = Progress(tmp_path / CHECKPOINTS / "progress.json")
+    recorder = history_recorder(progress, "head")
+    recorder.set_model(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+    for epoch in range(2):
+        recorder.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0})
+        history = pd.read_csv(tmp_path / "history.csv")
+        assert history["epoch"].tolist() == list(range(1, epoch + 2)) and set(history["phase"]) == {"head"}
+    assert history["loss"].tolist() == [1.0, 0.5]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically, no temporary left
