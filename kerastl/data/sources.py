@@ -285,11 +285,14 @@ def encode_label_sets(values: np.ndarray, separator: str) -> tuple[tuple[str, ..
 
 
 def infer_image_shape(num_pixels: int, image_shape: Optional[Sequence[int]], pixel_layout: str, origin: str) -> tuple:
-    """(H, W, C) for a row of `num_pixels` values: the given shape checked, or a square gray/RGB guess."""
+    """(H, W, C) for a row of `num_pixels` values: the given shape checked, or a square gray/RGB guess.
+
+    `image_shape` is the image's shape, [H, W] or [H, W, C], whatever order the row stores the pixels
+    in (`pixel_layout`). Channels written first, as in [3, 32, 32], are read as the same image when
+    that is the only reading (1 or 3 in the first place only).
+    """
     if image_shape is not None:
-        shape = tuple(image_shape) if len(image_shape) == 3 else (*image_shape, 1)
-        if pixel_layout == "chw" and len(image_shape) == 3:
-            shape = (shape[1], shape[2], shape[0])
+        shape = _image_hwc(tuple(int(d) for d in image_shape), origin)
         if math.prod(shape) != num_pixels:
             raise DataError(
                 f"{origin}: rows have {num_pixels} pixel values but image_shape {list(image_shape)} needs {math.prod(shape)}."
@@ -302,6 +305,22 @@ def infer_image_shape(num_pixels: int, image_shape: Optional[Sequence[int]], pix
     raise DataError(
         f"{origin}: {num_pixels} pixel values per row fit no square gray or RGB image; set data.image_shape [H, W, C]."
     )
+
+
+def _image_hwc(shape: tuple, origin: str) -> tuple:
+    """(H, W, C) from [H, W], [H, W, C], or unambiguously channel-first [C, H, W]."""
+    if len(shape) == 2:
+        return (*shape, 1)
+    channels_first, channels_last = shape[0] in (1, 3), shape[-1] in (1, 3)
+    if channels_first and not channels_last:
+        return (shape[1], shape[2], shape[0])
+    if channels_first and channels_last and shape[0] != shape[-1]:
+        raise DataError(
+            f"{origin}: data.image_shape {list(shape)} reads two ways: {shape[0]}×{shape[1]} pixels with {shape[2]} "
+            f"channel(s) [H, W, C], or {shape[1]}×{shape[2]} with {shape[0]} [C, H, W]; image_shape means [H, W, C], "
+            "so write the image's height, width and channels in that order."
+        )
+    return shape
 
 
 def _label_text(value) -> str:

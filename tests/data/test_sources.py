@@ -207,3 +207,21 @@ def test_progress_bar_only_when_asked(tmp_path, capsys, suffix):
     loud = read_source(str(path), chunk_size=7, progress=True)
     assert f"reading t.{suffix}" in capsys.readouterr().err
     np.testing.assert_array_equal(quiet.images, loud.images)
+
+
+@pytest.mark.parametrize("image_shape", [[32, 32, 3], [3, 32, 32]])
+def test_image_shape_means_the_image_whatever_the_pixel_layout(tmp_path, image_shape):
+    """A CIFAR-style 3072-column channel-first CSV: [32, 32, 3] (the image) and [3, 32, 32] (as stored) read alike."""
+    planes = np.arange(2 * 3072).reshape(2, 3, 32, 32) % 256
+    frame = pd.DataFrame(planes.reshape(2, -1), columns=[f"p{i}" for i in range(3072)])
+    frame.insert(0, "label", [0, 1])
+    frame.to_csv(tmp_path / "cifar.csv", index=False)
+    src = read_source(f"csv:{tmp_path / 'cifar.csv'}", image_shape=image_shape, pixel_layout="chw")
+    assert src.image_shape == (32, 32, 3)
+    np.testing.assert_array_equal(src.images, planes.transpose(0, 2, 3, 1).astype(np.uint8))
+
+
+def test_image_shape_that_reads_two_ways_names_both(tmp_path):
+    spec = write(tmp_path, "label," + ",".join(f"p{i}" for i in range(24)) + "\n0," + ",".join(["1"] * 24) + "\n")
+    with pytest.raises(DataError, match=r"reads two ways: 3×8 pixels with 1 channel\(s\) \[H, W, C\], or 8×1 with 3 \[C, H, W\]"):
+        read_source(spec, image_shape=[3, 8, 1])
