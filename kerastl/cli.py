@@ -21,8 +21,18 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
+class InternalError(click.ClickException):
+    """A bug that escaped: one line with where its traceback was logged, exit status 70 (sysexits' EX_SOFTWARE)."""
+
+    exit_code = 70
+
+
+RUN_DIR_ARGUMENTS = ("resume_dir", "output_dir", "run_dir")  # where a command's traceback log goes when it exists
+
+
 def reports_errors(command):
-    """Turn `KerastlError` raised by the wrapped command into `UserError`."""
+    """Turn `KerastlError` raised by the wrapped command into `UserError`, and any other exception into
+    `InternalError` with its traceback logged (raised as it is with `kerastl --debug`)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -30,8 +40,38 @@ def reports_errors(command):
             return command(*args, **kwargs)
         except KerastlError as exc:
             raise UserError(str(exc)) from None
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            if (click.get_current_context().obj or {}).get("debug"):
+                raise
+            log = _log_traceback(next((Path(kwargs[k]) for k in RUN_DIR_ARGUMENTS if kwargs.get(k) and Path(kwargs[k]).is_dir()), None))
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            raise InternalError(
+                f"internal error ({type(exc).__name__}: {first_line[:200]}); this is a bug in kerastl. The traceback is in "
+                f"{log}; run again with kerastl --debug to see it here."
+            ) from None
 
     return wrapper
+
+
+def _log_traceback(run_dir: Path | None) -> Path:
+    """Write the current exception's traceback to `run_dir/kerastl-error.log`, else to a new file in the temp folder."""
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    if run_dir is not None:
+        try:
+            log = run_dir / "kerastl-error.log"
+            log.write_text(text)
+            return log
+        except OSError:
+            pass
+    handle, name = tempfile.mkstemp(prefix="kerastl-error-", suffix=".log")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    return Path(name)
 
 
 def _verbosity(quiet: bool):
@@ -51,8 +91,11 @@ def _import_tensorflow_quietly() -> None:
     epilog="Example: kerastl train --config configs/quickstart.yaml --set phases.0.epochs=1",
 )
 @click.version_option(package_name="kerastl")
-def cli():
+@click.option("--debug", is_flag=True, help="Show the traceback of an internal error instead of logging it.")
+@click.pass_context
+def cli(ctx, debug):
     """Transfer learning with Keras 3: train, evaluate, predict with pretrained backbones."""
+    ctx.obj = {"debug": debug}
 
 
 @cli.command()

@@ -164,3 +164,22 @@ def test_a_directory_without_config_is_not_taken_for_a_run(trained_run, tmp_path
     assert result.exit_code == 2
     assert "is not a complete kerastl run: it has no config.yaml" in result.output
     assert not (tmp_path / "export").exists() and not (incomplete / "evaluation").exists()
+
+
+def test_an_internal_error_is_one_line_with_a_logged_traceback_and_debug_shows_it(monkeypatch, tmp_path):
+    import kerastl.baselines
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(kerastl.baselines, "probe", broken)
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\n")
+    result = run("probe", "--config", config)
+    assert result.exit_code == 70
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith("Error: internal error (RuntimeError: boom); this is a bug in kerastl.")
+    log = line.split("The traceback is in ")[1].split("; run again")[0]
+    assert "Traceback" in open(log).read() and "boom" in open(log).read()
+    debugged = run("--debug", "probe", "--config", config)
+    assert isinstance(debugged.exception, RuntimeError) and debugged.exit_code == 1
