@@ -67,6 +67,18 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     return path
 
 
+def remove_partial_files(path: Path) -> list[Path]:
+    """Remove the temporary files `atomic_path` leaves behind when a process is killed mid-write
+    (hidden `.NAME.XXXX.SUFFIX` files in the run directory and its plots/ and evaluation/); returns them."""
+    partial = [
+        file for folder in (path, path / "plots", path / "evaluation") if folder.is_dir()
+        for file in folder.glob(".*") if file.is_file()
+    ]
+    for file in partial:
+        file.unlink(missing_ok=True)
+    return partial
+
+
 def clear_run_files(path: Path) -> None:
     """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
     for name in RUN_FILES:

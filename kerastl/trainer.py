@@ -45,7 +45,7 @@ from kerastl.phases import (
 from kerastl.plots import plot_curves
 from kerastl.pretrain import resolve_weights
 from kerastl.report import write_report
-from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, write_json, write_text
+from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, remove_partial_files, write_json, write_text
 from kerastl.strategies import plan_phases
 
 CACHE = "cache"  # RUN_DIR/cache: images of a `data.cache: disk` run while it trains
@@ -100,6 +100,7 @@ def train(
     if resume:
         run_dir = process_run_dir(Path(output_dir or ""))
         cfg = resumable_config(run_dir, config, overrides)
+        remove_partial_files(run_dir)  # a kill mid-write leaves the temporary file of an atomic write
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)
@@ -151,6 +152,8 @@ def train(
         progress.completed.append(phase.name)
         progress.save()
     history = pd.DataFrame(progress.rows)
+    if not model.compiled:  # resumed after its last phase: nothing was compiled in this process
+        compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile)
     with atomic_path(run_dir / "model.keras") as temp:
         model.save(temp)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
