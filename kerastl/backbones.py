@@ -97,8 +97,13 @@ def _with_imagenet_weights(spec: BackboneSpec, constructor, kwargs: dict):
         raise WeightsError(f"ImageNet weights for backbone {spec.name!r} are not available here: {exc}") from None
     except Exception as exc:  # keras.utils.get_file raises a bare Exception on a failed download
         message = str(exc)
-        if "fetch failure" not in message:
-            raise
+        if "fetch failure" not in message:  # the download worked; reading the cached file did not
+            first_line = (message.strip().splitlines() or [type(exc).__name__])[0]
+            raise WeightsError(
+                f"ImageNet weights for backbone {spec.name!r} could not be read ({first_line}). A download cut short "
+                f"leaves a corrupt file in {keras_cache_dir()}: delete this backbone's file there and run again, or set "
+                "model.weights to a weights file path or to none."
+            ) from None
         url = re.search(r"https?://\S+?\.h5", message)
         file_name = url.group(0).rsplit("/", 1)[-1] if url else "<weights file>"
         raise WeightsError(

@@ -94,8 +94,11 @@ def export(
     held_out = splits.test or splits.validation or splits.train
     samples = held_out.take(np.arange(min(len(held_out), PARITY_SAMPLES)))
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as exc:
+        raise ExportError(f"Cannot write the export to {str(output)!r}: {exc.strerror or exc}.") from None
     try:
         predict_exported = _WRITERS[format](model, class_names, cfg, staging, quantize, splits.train)
         parity = check_parity(model, predict_exported, samples, format, quantize)

@@ -109,3 +109,18 @@ def test_pooled_features_are_the_keras_applications_own(name):
     module = importlib.import_module(f"keras.applications.{spec.module}")
     theirs = application(module.preprocess_input(images.astype("float32")), training=False)
     np.testing.assert_allclose(ours, np.asarray(theirs), rtol=1e-4, atol=1e-4)
+
+
+def test_a_corrupt_cached_imagenet_file_is_a_weights_error_naming_the_cache(monkeypatch, tmp_path):
+    import keras
+
+    def corrupt(*args, **kwargs):
+        raise OSError("Unable to synchronously open file (truncated file: eof = 1024, sblock->base_addr = 0)")
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(keras.applications, "MobileNetV2", corrupt)
+    with pytest.raises(WeightsError) as info:
+        create_backbone(get_backbone("mobilenet_v2"), "imagenet", 96, {"alpha": 0.35})
+    message = str(info.value)
+    assert "could not be read (Unable to synchronously open file (truncated file" in message
+    assert str(tmp_path / "keras" / "models") in message and "delete this backbone's file" in message

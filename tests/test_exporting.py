@@ -163,3 +163,11 @@ def test_cli_export_prints_parity_and_output(trained_run, tmp_path):
     result = CliRunner().invoke(cli, ["export", str(trained_run.run_dir), "--format", "keras", "--output", str(tmp_path / "t")])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(tmp_path / "t") and "top-1 agreement" in result.stderr
+
+
+def test_an_unwritable_export_target_is_an_export_error(trained_run, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ExportError, match=r"Cannot write the export to '.*a-file/sub/k'"):
+        export(trained_run.run_dir, "keras", blocker / "sub" / "k")
+    assert blocker.read_text() == "not a folder"
