@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import gzip
 import math
 import sys
 from contextlib import contextmanager
@@ -176,7 +178,8 @@ def read_source(
     scheme, sep, location = spec.partition(":")
     if not sep or len(scheme) == 1:  # a bare path (a Windows drive letter is not a scheme)
         path = Path(spec)
-        scheme = "folder" if path.is_dir() else path.suffix.lower().lstrip(".").replace("pq", "parquet")
+        suffix = path.with_suffix("").suffix if path.suffix.lower() == ".gz" else path.suffix  # train.csv.gz is a CSV
+        scheme = "folder" if path.is_dir() else suffix.lower().lstrip(".").replace("pq", "parquet")
         location = spec
     reader = SOURCES.get(scheme)
     if label_separator is not None and scheme not in ("csv", "parquet"):
@@ -416,17 +419,38 @@ def _to_images(pixels: np.ndarray, shape: tuple, pixel_layout: str) -> np.ndarra
     return pixels.reshape(-1, h, w, c)
 
 
+CSV_SEPARATORS = (",", ";", "\t")  # the ones spreadsheets and locales write; the header line decides
+
+
 def _read_csv(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:
+    """Read a pixel CSV as people write it: comma, semicolon or tab separated, with or without a UTF-8
+    byte-order mark, CRLF line ends, blank lines, plain or gzip-compressed (`.gz`)."""
     path = _existing_file(location)
+    with _csv_bytes(path) as (raw, text):
+        header = text.readline().decode("utf-8-sig", errors="replace")
+    separator = max(CSV_SEPARATORS, key=header.count)
+    read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
     try:
-        columns = list(pd.read_csv(path, nrows=0).columns)
+        with _csv_bytes(path) as (raw, text):
+            columns = list(read(text, nrows=0).columns)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()}).") from None
-    with open(path, "rb") as handle, _progress_bar(path, path.stat().st_size, progress) as advance:
-        chunks = pd.read_csv(handle, chunksize=chunk_size, skipinitialspace=True)
-        return _read_table(_guard_ragged(chunks, path, lambda chunk: advance(handle.tell())), columns, str(path), **options)
+    with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, progress) as advance:
+        chunks = read(text, chunksize=chunk_size)
+        return _read_table(_guard_ragged(chunks, path, lambda chunk: advance(raw.tell())), columns, str(path), **options)
+
+
+@contextmanager
+def _csv_bytes(path: Path):
+    """(the file's raw handle, for progress by bytes on disk; the handle to parse, decompressed for `.gz`)."""
+    with open(path, "rb") as raw:
+        if path.suffix.lower() == ".gz":
+            with gzip.GzipFile(fileobj=raw) as text:
+                yield raw, text
+        else:
+            yield raw, raw
 
 
 def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path, after_chunk) -> Iterator[pd.DataFrame]:
@@ -436,6 +460,8 @@ def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path, after_chunk) -> It
             after_chunk(chunk)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: ragged rows: {str(exc).strip()}") from None
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # a truncated .gz, bytes that are not text
+        raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()}).") from None
 
 
 def _read_parquet(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:

@@ -225,3 +225,31 @@ def test_image_shape_that_reads_two_ways_names_both(tmp_path):
     spec = write(tmp_path, "label," + ",".join(f"p{i}" for i in range(24)) + "\n0," + ",".join(["1"] * 24) + "\n")
     with pytest.raises(DataError, match=r"reads two ways: 3×8 pixels with 1 channel\(s\) \[H, W, C\], or 8×1 with 3 \[C, H, W\]"):
         read_source(spec, image_shape=[3, 8, 1])
+
+
+@pytest.mark.parametrize("variant", ["bom", "semicolon", "tab", "crlf", "blank-lines", "gzip"])
+def test_csv_written_the_ways_people_write_it_reads_the_same_images(tmp_path, variant):
+    import gzip
+
+    frame = pixel_table(5, 16)
+    plain = read_source(write(tmp_path, frame.to_csv(index=False), "plain.csv"))
+    text = frame.to_csv(index=False, sep={"semicolon": ";", "tab": "\t"}.get(variant, ","))
+    if variant == "crlf":
+        text = text.replace("\n", "\r\n")
+    if variant == "blank-lines":
+        text = text.replace("\n", "\n\n", 2)
+    data = ("\ufeff" + text if variant == "bom" else text).encode("utf-8")
+    path = tmp_path / ("rows.csv.gz" if variant == "gzip" else "rows.csv")
+    path.write_bytes(gzip.compress(data) if variant == "gzip" else data)
+    source = read_source(str(path))  # a bare path: .csv.gz is a CSV too
+    np.testing.assert_array_equal(source.images, plain.images)
+    assert source.class_names == plain.class_names and source.labels.tolist() == plain.labels.tolist()
+
+
+def test_a_truncated_gzip_csv_is_a_data_error(tmp_path):
+    import gzip
+
+    path = tmp_path / "rows.csv.gz"
+    path.write_bytes(gzip.compress(pixel_table(50, 16).to_csv(index=False).encode())[:200])
+    with pytest.raises(DataError, match=r"rows.csv.gz: not a readable CSV file"):
+        read_source(str(path))
