@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -358,13 +359,18 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            raise ConfigError(f"Config key {path!r} must be a finite number, got {value!r}.")
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -386,9 +392,55 @@ def _describe(hint: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
+# Inclusive bounds of numeric keys (None: unbounded); "phases.*" applies to every phase. Values outside
+# would fail later, deep in pandas, tf.data or Keras, or train nothing.
+BOUNDS = {
+    "seed": (0, 2**32 - 1),
+    "data.max_per_class": (1, None),
+    "data.chunk_size": (1, None),
+    "data.batch_size": (1, 2**16),
+    "model.input_size": (1, 2048),
+    "augment.mixup": (0, 100),
+    "augment.cutmix": (0, 100),
+    "compute.augmented_copies": (0, 1000),
+    "phases.*.epochs": (0, 100_000),
+    "phases.*.warmup_epochs": (0, 100_000),
+    "phases.*.early_stopping": (1, None),
+    "phases.*.learning_rate": (None, 10),
+    "strategy.epochs": (1, 100_000),
+    "strategy.learning_rate": (None, 10),
+    "pretrain.epochs": (1, 100_000),
+    "pretrain.learning_rate": (1e-12, 10),
+    "pretrain.batch_size": (1, 2**16),
+    "pretrain.validation": (0, 0.9),
+    "pretrain.bn_momentum": (0, 0.9999),
+}
+
+
+def _check_bounds(cfg: Config) -> None:
+    for pattern, (low, high) in BOUNDS.items():
+        section, _, rest = pattern.partition(".*.")
+        items = [(f"{section}.{i}.{rest}", _lookup(phase, rest)) for i, phase in enumerate(cfg.phases)] if rest else [
+            (pattern, _lookup(cfg, pattern))
+        ]
+        for key, value in items:
+            if value is None:
+                continue
+            if (low is not None and value < low) or (high is not None and value > high):
+                shown = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+                raise ConfigError(f"Config key {key!r} must be in {shown}, got {value}.")
+
+
+def _lookup(node: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        node = getattr(node, part, None) if node is not None else None
+    return node
+
+
 def _check_consistency(cfg: Config) -> None:
     from kerastl import registry
 
+    _check_bounds(cfg)
     split = cfg.data.split
     for name in ("validation", "test"):
         fraction = getattr(split, name)
