@@ -426,11 +426,11 @@ def _read_csv(location: str, *, chunk_size: int, progress: bool, **options) -> I
     """Read a pixel CSV as people write it: comma, semicolon or tab separated, with or without a UTF-8
     byte-order mark, CRLF line ends, blank lines, plain or gzip-compressed (`.gz`)."""
     path = _existing_file(location)
-    with _csv_bytes(path) as (raw, text):
-        header = text.readline().decode("utf-8-sig", errors="replace")
-    separator = max(CSV_SEPARATORS, key=header.count)
-    read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
     try:
+        with _csv_bytes(path) as (raw, text):
+            header = text.readline().decode("utf-8-sig", errors="replace")
+        separator = max(CSV_SEPARATORS, key=header.count)
+        read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
         with _csv_bytes(path) as (raw, text):
             columns = list(read(text, nrows=0).columns)
     except pd.errors.EmptyDataError:
