@@ -1,6 +1,8 @@
 """kerastl: transfer learning with Keras 3, from pixel tables or image folders to a deployable model.
 
-Importing kerastl is cheap; TensorFlow and Keras load on first use of a function that needs them.
+Importing kerastl registers its serializable layers and optimizers with Keras (as `import keras_hub`
+does), so `keras.saving.load_model("RUN/model.keras")` works after `import kerastl`; the heavier
+modules (training, export) load on first use.
 
 Example:
     >>> import kerastl
@@ -29,6 +31,19 @@ from kerastl.registry import backbone_names as backbone_names
 from kerastl.registry import get_backbone as get_backbone
 
 __version__ = "0.1.0"
+
+
+def _register_serializable_objects() -> None:
+    """Import the modules whose classes Keras must find by name when it loads a kerastl model, with
+    TensorFlow's native start-up chatter (CUDA probes, absl notices) kept off stderr."""
+    from kerastl.quiet import native_stderr_silenced
+
+    with native_stderr_silenced():
+        import kerastl.layers  # noqa: F401  Preprocess, Normalize
+        import kerastl.optimizers  # noqa: F401  LayerwiseAdam, ...
+
+
+_register_serializable_objects()
 
 # Public names whose modules import TensorFlow/Keras: loaded on first access.
 _LAZY = {

@@ -17,7 +17,7 @@ import numpy as np
 
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
-from kerastl.probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
+from kerastl.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
 
 COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the images ...
 COLLAPSE_EXCESS = 0.25  # ... and for this much more than its share of the true labels: collapsed

@@ -152,9 +152,6 @@ def load_model(path: str | Path):
     """
     import keras
 
-    import kerastl.layers  # noqa: F401  registers the preprocessing layers
-    import kerastl.optimizers  # noqa: F401  registers the layer-wise optimizers
-
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"

@@ -108,7 +108,7 @@ def train(
     splits = _load_splits(cfg, run_dir, progress=verbose != 0)
     plan = plan_phases(cfg, splits.train.class_counts())
 
-    import keras  # after the cheap checks: a bad config or data file fails without loading TensorFlow
+    import keras
 
     keras.utils.set_random_seed(cfg.seed)  # before the engine starts: every process of a multihost run starts alike
     if cfg.deterministic and keras.backend.backend() == "tensorflow":

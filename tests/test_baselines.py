@@ -11,7 +11,7 @@ from kerastl.config import HeadConfig, load_config
 from kerastl.data.sources import from_arrays
 from kerastl.errors import ConfigError
 from kerastl.features import extract_features
-from kerastl.probe import fit_probe, knn_accuracy
+from kerastl.linear_probe import fit_probe, knn_accuracy
 from kerastl.strategies import plan_phases
 from tests.conftest import TINY
 
