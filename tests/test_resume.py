@@ -74,12 +74,14 @@ def test_killed_during_the_head_phase_resumes_in_python(tmp_path):
 
 
 KILL_POINTS = {
+    "while the baselines are measured": lambda run_dir: (run_dir / "labels.txt").exists(),
     "between phases": lambda run_dir: (run_dir / "checkpoints" / "after_head.npz").exists(),
     "during finetune": lambda run_dir: any(row["phase"] == "finetune" for row in progress_rows(run_dir)),
+    "after the last epoch": lambda run_dir: len(progress_rows(run_dir)) == 5,
 }
 
 
-@pytest.mark.slow  # about a minute for both; the head-phase kill test stays in the default run
+@pytest.mark.slow  # about two minutes for all; the head-phase kill test stays in the default run
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
 def test_killed_in_later_phases_resumes_from_the_command_line(tmp_path, kill_point):
     run_dir = tmp_path / "run"
@@ -90,6 +92,19 @@ def test_killed_in_later_phases_resumes_from_the_command_line(tmp_path, kill_poi
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == str(run_dir)
     assert_complete(run_dir)
+    assert not [p for p in run_dir.rglob(".*")], "temporary files left behind"
+
+
+@pytest.mark.slow
+def test_a_killed_export_leaves_nothing_at_its_target_and_a_rerun_succeeds(trained_run, tmp_path):
+    target = tmp_path / "export"
+    command = [sys.executable, "-m", "kerastl", "export", str(trained_run.run_dir), "--format", "savedmodel", "--output", str(target)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    kill_when(process, lambda: any(p.name.startswith(".export.") for p in tmp_path.iterdir()), timeout=300)
+    assert not target.exists()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (target / "saved_model.pb").is_file() and (target / "export.json").is_file()
 
 
 def test_resume_refuses_a_changed_config_and_a_finished_run(tmp_path, trained_run):
