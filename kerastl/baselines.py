@@ -6,7 +6,7 @@ report.md, and with `model.head.init` probe/auto the head starts from the probe 
 training, `prediction_health` flags a model whose predictions collapsed to one class or sit at chance.
 
 Example:
-    >>> baselines = start_head(model, cfg, splits, verbose=0)       # before the phases
+    >>> baselines = start_head(model, cfg, splits, init=True)       # before the phases
     >>> baselines["linear_probe"]["test_accuracy"]
     >>> prediction_health(model, splits.test, batch_size=32)["collapsed"]
 """
@@ -23,12 +23,11 @@ COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the image
 COLLAPSE_EXCESS = 0.25  # ... and for this much more than its share of the true labels: collapsed
 
 
-def head_init(cfg: Config, processes: int = 1) -> str:
+def head_init(cfg: Config) -> str:
     """`model.head.init` resolved: "probe" or "random" (`auto` is probe wherever a probe fits the head)."""
     init = cfg.model.head.init
     if init == "auto":
-        fits = not cfg.model.head.hidden and not cfg.data.multi_label and processes == 1
-        return "probe" if fits else "random"
+        return "random" if cfg.model.head.hidden or cfg.data.multi_label else "probe"
     return init
 
 

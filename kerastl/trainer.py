@@ -131,9 +131,11 @@ def train(
         clear_run_files(run_dir)
         write_text(run_dir / "config.yaml", dump_config(cfg))
         write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+    # What the frozen features are worth, and the head started from the probe (LP-FT). Several processes
+    # each see a shard of every batch, and a multi-label head has no multinomial probe: neither applies.
     if _starts_fresh(run_dir, plan, progress) and engine.processes == 1 and not cfg.data.multi_label:
-        with engine.scope():  # the frozen features' worth, and the head started from the probe (LP-FT)
-            progress.baselines = start_head(model, cfg, splits, head_init(cfg, engine.processes) == "probe", verbose)
+        with engine.scope():
+            progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", verbose)
     progress.save()
 
     if progress.completed:
@@ -336,7 +338,7 @@ def _final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict, base
         metrics[f"{split_name}_loss"] = round(float(loss), 6)
         metrics[f"{split_name}_accuracy"] = round(float(accuracy), 6)
         metrics["num_images"]["validation" if split_name == "val" else "test"] = len(source)
-    checked = [(name, source) for name, source in (("test", splits.test), ("validation", splits.validation)) if source]
+    checked = [(name, source) for name, source in (("test", splits.test), ("validation", splits.validation)) if source is not None]
     if checked and not cfg.data.multi_label:
         name, source = checked[0]
         metrics["health"] = {"split": name, **prediction_health(model, source, cfg.data.batch_size)}
