@@ -79,11 +79,14 @@ def _verbosity(quiet: bool):
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up chatter (CUDA probes, absl notices) kept off stderr."""
+    """Import TensorFlow and start its devices with their C++ chatter (CUDA probes, absl notices) kept off
+    stderr. The devices start here, not at the first operation: the CLI owns its process."""
     from kerastl.quiet import native_stderr_silenced
 
     with native_stderr_silenced():
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices()
 
 
 @click.group(

@@ -63,12 +63,14 @@ class HeadConfig:
 
     `norm: batch` standardizes the pooled features (BatchNormalization) before the Dense layers:
     pretrained features are large and un-normalized (VGG16's reach ~500), and a fresh Dense layer on
-    them converges slowly. `init: probe` starts the output layer from a linear probe fitted on the
+    them converges slowly. `auto` is batch for pretrained weights and none for `weights: none`, whose
+    features are tiny and change as the whole network trains (there the BatchNorm's 1/std amplifies
+    the gradients into the backbone). `init: probe` starts the output layer from a linear probe fitted on the
     frozen features (LP-FT); `auto` does so wherever it applies (single-label, no hidden layers).
     """
 
     pooling: Literal["avg", "max", "flatten"] = "avg"
-    norm: Literal["batch", "none"] = "batch"
+    norm: Literal["auto", "batch", "none"] = "auto"
     dropout: float = 0.2
     hidden: tuple[int, ...] = ()
     init: Literal["auto", "probe", "random"] = "auto"

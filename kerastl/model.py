@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -104,7 +105,9 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
         set_batchnorm_momentum(backbone, SCRATCH_BN_MOMENTUM)
     backbone.trainable = False
     x = backbone(x, training=False)
-    outputs = _head(x, model_cfg.head, num_classes, seed, "sigmoid" if multi_label else "softmax", spec.pools_inside)
+    norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
+    head = replace(model_cfg.head, norm=norm)
+    outputs = _head(x, head, num_classes, seed, "sigmoid" if multi_label else "softmax", spec.pools_inside)
     return keras.Model(inputs, outputs, name=f"kerastl_{spec.name}")
 
 

@@ -263,16 +263,20 @@ def bench_accuracy(work: Path) -> dict:
     return results
 
 
-def bench_learning(work: Path, seeds: int) -> dict:
-    """Test accuracy and seconds per recipe and task over `seeds` seeds; probe and k-NN from the LP-FT runs."""
+def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: dict) -> dict:
+    """Test accuracy and seconds per recipe and task over `seeds` seeds; probe and k-NN from the LP-FT runs.
+    `recipes` limits the runs to those recipes; the others keep their `previous` results."""
     from kerastl.hed import convert_hed_vgg16
 
     weights = convert_hed_vgg16(work / "vgg16_hed.weights.h5")
-    results: dict = {}
+    results: dict = {task: dict(previous.get(task, {})) for task in LEARNING_TASKS}
+    chosen = {recipe: LEARNING_RECIPES[recipe] for recipe in (recipes or LEARNING_RECIPES)}
     for task, task_overrides in LEARNING_TASKS.items():
-        runs: dict[str, list] = {recipe: [] for recipe in (*LEARNING_RECIPES, "linear_probe", "knn")}
+        runs: dict[str, list] = {recipe: [] for recipe in chosen}
+        if "lp_ft" in chosen:
+            runs.update(linear_probe=[], knn=[])
         for seed in range(seeds):
-            for recipe, overrides in LEARNING_RECIPES.items():
+            for recipe, overrides in chosen.items():
                 base = ["model.backbone=vgg16", f"model.weights={weights}", f"seed={seed}", *task_overrides]
                 metrics = _train([*base, *overrides], work / f"{task}-{recipe}-{seed}")
                 runs[recipe].append({"test_accuracy": metrics["test_accuracy"], "seconds": metrics["wall_seconds"],
@@ -280,7 +284,7 @@ def bench_learning(work: Path, seeds: int) -> dict:
                 if recipe == "lp_ft":
                     for baseline in ("linear_probe", "knn"):
                         runs[baseline].append({"test_accuracy": metrics["baselines"][baseline]["test_accuracy"]})
-        results[task] = {recipe: _mean_std(values) for recipe, values in runs.items()}
+        results[task].update({recipe: _mean_std(values) for recipe, values in runs.items()})
     return {"seeds": seeds, "tasks": LEARNING_TASKS, "recipes": LEARNING_RECIPES, **results}
 
 
@@ -375,8 +379,9 @@ def _learning_table(r: dict) -> list[str]:
 @click.option("--size", default=64, show_default=True, help="Model input size of the end-to-end benchmark.")
 @click.option("--frozen-size", default=224, show_default=True, help="Model input size of the frozen-phase benchmark.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds of the learning benchmark.")
+@click.option("--recipe", "recipes", multiple=True, type=click.Choice(LEARNING_RECIPES), help="Learning benchmark: only these recipes.")
 @click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
-def main(only, rows, memory_rows, size, frozen_size, seeds, output):
+def main(only, rows, memory_rows, size, frozen_size, seeds, recipes, output):
     """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     chosen = only or BENCHMARKS
@@ -388,7 +393,7 @@ def main(only, rows, memory_rows, size, frozen_size, seeds, output):
         work = Path(scratch)
         runners = {"pipeline": lambda: bench_pipeline(rows, work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
-                   "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds)}
+                   "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {}))}
         for name in chosen:
             click.echo(f"running {name} ...", err=True)
             results[name] = {**runners[name](), "command": command}

@@ -75,13 +75,17 @@ def test_head_started_from_the_probe_computes_the_probe(norm):
     assert probe.accuracy(features, labels) == 1.0
 
 
-def test_head_norm_is_a_batchnorm_after_pooling():
-    model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), 3, (8, 8, 1))
-    names = [layer.name for layer in model.layers]
+def test_head_norm_is_a_batchnorm_after_pooling_for_pretrained_weights_only(tmp_path):
+    options = dict(input_size=32, backbone_options={"alpha": 0.35})
+    weights = tmp_path / "b.weights.h5"
+    build_model(ModelConfig(weights="none", **options), 3, (8, 8, 1)).get_layer("backbone").save_weights(weights)
+    pretrained = build_model(ModelConfig(weights=str(weights), **options), 3, (8, 8, 1))
+    names = [layer.name for layer in pretrained.layers]
     assert names.index("head_norm") == names.index("pool") + 1
-    plain = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35},
-                                    head=HeadConfig(norm="none")), 3, (8, 8, 1))
-    assert "head_norm" not in [layer.name for layer in plain.layers]
+    scratch = build_model(ModelConfig(weights="none", **options), 3, (8, 8, 1))  # auto: tiny random features, no norm
+    assert "head_norm" not in [layer.name for layer in scratch.layers]
+    forced = build_model(ModelConfig(weights="none", head=HeadConfig(norm="batch"), **options), 3, (8, 8, 1))
+    assert "head_norm" in [layer.name for layer in forced.layers]
 
 
 def test_probe_init_is_refused_where_it_cannot_apply():
