@@ -265,7 +265,7 @@ def advise(config_path, overrides):
 
 
 @cli.command("probe")
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file [default: the defaults].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @reports_errors
