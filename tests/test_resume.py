@@ -211,7 +211,7 @@ def test_history_csv_grows_one_row_per_finished_epoch(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically, no temporary left
 
 
-@pytest.mark.slow  # the real SIGKILL after the last epoch runs in the default suite's budget only as a slow test too
+@pytest.mark.slow  # kept out of the default suite's time budget; the SIGKILL "after the last epoch" test covers it too
 def test_a_run_killed_while_it_writes_its_results_resumes_to_a_complete_run(tmp_path, monkeypatch):
     """A kill after the last epoch (here: while the curves are written) leaves checkpoints and a temporary
     file; resuming writes every artifact, keeps each epoch once and removes the temporary file."""
