@@ -46,9 +46,9 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     from kerastl.metrics import classification_metrics, confusion_matrix, multi_label_metrics
     from kerastl.plots import plot_confusion_matrix, plot_errors
 
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-    model = load_model(run_dir)
+    run_dir = Path(run).parent if Path(run).is_file() else Path(run)  # a run directory or its model.keras
     cfg = run_config(run_dir)
+    model = load_model(run_dir)
     class_names = read_labels(run_dir)
     source, described = _evaluation_source(cfg, data, model, class_names, progress=verbose != 0)
     probabilities = tta_probabilities(
@@ -77,6 +77,8 @@ def run_config(run_dir: Path) -> Config:
         RunDirError: the directory holds no config.yaml, so it is not a complete kerastl run.
     """
     file = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).exists():
+        raise RunDirError(f"No model at {str(run_dir)!r}; expected a run directory or a .keras file.")
     if not file.is_file():
         raise RunDirError(f"{str(run_dir)!r} is not a complete kerastl run: it has no config.yaml.")
     return load_config(file)

@@ -87,9 +87,9 @@ def export(
             "(or set it to tensorflow) and export again."
         )
     run_dir = Path(run)
+    cfg = run_config(run_dir)
     model = load_model(run_dir)
     class_names = read_labels(run_dir)
-    cfg = run_config(run_dir)
     splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0])
     held_out = splits.test or splits.validation or splits.train
     samples = held_out.take(np.arange(min(len(held_out), PARITY_SAMPLES)))

@@ -11,6 +11,9 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   in [0, 1] -> mean/std normalise, one image at a time). A second row adds the model's resize and
   normalisation layers, compiled, on this CPU; a third the rate of every later epoch (the table is parsed
   once, while a per-sample Dataset redoes its route every epoch).
+- reading: seconds from a 60,000-row x 784-pixel CSV to `uint8` images, `read_source` (with its progress
+  bar and checks) vs. pyarrow's multithreaded CSV reader with `uint8` column types (the fastest plain
+  route) and plain `pandas.read_csv`; the median of three interleaved repetitions each.
 - frozen: seconds per epoch after the first of a frozen-backbone head phase, cached features vs. the
   Keras-guide way (the frozen backbone recomputed every step); and both test accuracies.
 - endtoend: training images/s of a fine-tune phase, `kerastl train` (XLA off and on) vs. a hand-written
@@ -44,7 +47,7 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("pipeline", "frozen", "endtoend", "memory", "accuracy", "learning")
+BENCHMARKS = ("pipeline", "reading", "frozen", "endtoend", "memory", "accuracy", "learning")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
     "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
@@ -117,6 +120,37 @@ def bench_pipeline(rows: int, work: Path) -> dict:
             "ratio_later_epoch": epoch_rate / tutorial_rate, "kerastl_with_resize_images_per_s": resized_rate,
             "tutorial_images_per_s": tutorial_rate, "ratio": kerastl_rate / tutorial_rate,
             "ratio_with_resize": resized_rate / tutorial_rate}
+
+
+def bench_reading(rows: int, work: Path, repetitions: int = 3) -> dict:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    from kerastl.data.sources import read_source
+
+    csv = write_pixel_csv(work / "reading.csv", rows)
+    pixel_types = {f"pixel{i}": pa.uint8() for i in range(784)}
+
+    def with_pyarrow():
+        table = pa_csv.read_csv(csv, convert_options=pa_csv.ConvertOptions(column_types=pixel_types))
+        pixels = np.column_stack([table.column(name).to_numpy() for name in pixel_types])
+        return pixels.reshape(-1, 28, 28, 1), table.column("label").to_numpy()
+
+    def with_pandas():
+        values = pd.read_csv(csv).to_numpy()
+        return values[:, 1:].astype(np.uint8).reshape(-1, 28, 28, 1), values[:, 0]
+
+    routes = {"kerastl": lambda: read_source(f"csv:{csv}", progress=True), "pyarrow": with_pyarrow, "pandas": with_pandas}
+    seconds: dict = {name: [] for name in routes}
+    for _ in range(repetitions):
+        for name, route in routes.items():
+            started = time.perf_counter()
+            route()
+            seconds[name].append(time.perf_counter() - started)
+    median = {name: float(np.median(times)) for name, times in seconds.items()}
+    return {"rows": rows, "seconds": median, "ratio_to_pyarrow": median["kerastl"] / median["pyarrow"],
+            "ratio_to_pandas": median["kerastl"] / median["pandas"]}
 
 
 def _train(overrides: list[str], run_dir: Path) -> dict:
@@ -322,6 +356,12 @@ def render(results: dict) -> str:
                      f"{r['ratio_later_epoch']:.0f}× | ≥ 100× |")
         lines.append(f"| pipeline plus the model's resize + normalise to 224 px on this CPU | {r['kerastl_with_resize_images_per_s']:,.0f} images/s | "
                      f"{r['tutorial_images_per_s']:,.0f} images/s | {r['ratio_with_resize']:.1f}× | – |")
+    if "reading" in results:
+        r = results["reading"]
+        t = r["seconds"]
+        lines.append(f"| reading: {r['rows']:,}-row × 784 CSV → uint8 images (`read_source`, progress bar and checks on) | "
+                     f"{t['kerastl']:.2f} s | {t['pyarrow']:.2f} s (pyarrow multithreaded, uint8 columns); pandas.read_csv "
+                     f"{t['pandas']:.2f} s | {r['ratio_to_pyarrow']:.2f}× the pyarrow time | ≤ 1.25× |")
     if "frozen" in results:
         r = results["frozen"]
         lines.append(f"| frozen phase, s/epoch after the first ({r['input_size']} px, {r.get('train_images', 630)} training digits) | {r['cached']['seconds_per_epoch']:.3f} s "
@@ -353,6 +393,15 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+HAND_NOTES = "## Reading these numbers"
+
+
+def _hand_notes(report: Path) -> str:
+    """The section written by hand below the generated tables, kept across runs."""
+    text = report.read_text() if report.is_file() else ""
+    return "\n" + text[text.index(HAND_NOTES):] if HAND_NOTES in text else ""
+
+
 def _learning_table(r: dict) -> list[str]:
     tasks = [task for task in LEARNING_TASKS if task in r]
     lines = ["", f"Learning quality: test accuracy, mean ± std over {r['seeds']} seeds (seconds per run), VGG16 with the "
@@ -375,13 +424,14 @@ def _learning_table(r: dict) -> list[str]:
 @click.command()
 @click.option("--only", multiple=True, type=click.Choice(BENCHMARKS), help="Run only these benchmarks (repeatable).")
 @click.option("--rows", default=3000, show_default=True, help="CSV rows of the pipeline benchmark.")
+@click.option("--reading-rows", default=60000, show_default=True, help="CSV rows of the reading benchmark.")
 @click.option("--memory-rows", default=60000, show_default=True, help="CSV rows of the memory benchmark.")
 @click.option("--size", default=64, show_default=True, help="Model input size of the end-to-end benchmark.")
 @click.option("--frozen-size", default=224, show_default=True, help="Model input size of the frozen-phase benchmark.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds of the learning benchmark.")
 @click.option("--recipe", "recipes", multiple=True, type=click.Choice(LEARNING_RECIPES), help="Learning benchmark: only these recipes.")
 @click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
-def main(only, rows, memory_rows, size, frozen_size, seeds, recipes, output):
+def main(only, rows, reading_rows, memory_rows, size, frozen_size, seeds, recipes, output):
     """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     chosen = only or BENCHMARKS
@@ -391,14 +441,14 @@ def main(only, rows, memory_rows, size, frozen_size, seeds, recipes, output):
     results["machine"] = machine()
     with tempfile.TemporaryDirectory(prefix="kerastl-bench-") as scratch:
         work = Path(scratch)
-        runners = {"pipeline": lambda: bench_pipeline(rows, work), "frozen": lambda: bench_frozen(frozen_size, work),
+        runners = {"pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
                    "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {}))}
         for name in chosen:
             click.echo(f"running {name} ...", err=True)
             results[name] = {**runners[name](), "command": command}
             click.echo(json.dumps(results[name], default=float), err=True)
-    Path(output).write_text(render(results))
+    Path(output).write_text(render(results) + _hand_notes(Path(output)))
     saved.write_text(json.dumps(results, indent=2, default=float) + "\n")
     click.echo(output)
 

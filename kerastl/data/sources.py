@@ -351,6 +351,36 @@ def _read_pixel_chunks(
     label_separator: Optional[str] = None,
     cache_dir: Optional[Path] = None,
 ) -> ImageSource:
+    layout = _table_layout(columns, origin, label_column, image_shape, pixel_layout, require_labels)
+
+    def checked_rows():
+        start = 0
+        for chunk in chunks:
+            pixels = _checked_pixels(chunk[layout.pixel_columns], start, origin, out_of_range)
+            labels = None
+            if layout.has_labels:
+                labels = chunk[label_column]
+                if labels.isna().any():
+                    row = start + int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1
+                    raise DataError(f"{origin}: row {row}, column {label_column!r}: empty label.")
+                labels = labels.to_numpy()
+            yield pixels, labels
+            start += len(chunk)
+
+    return _assemble(checked_rows(), layout, origin, label_separator, cache_dir)
+
+
+@dataclass(frozen=True)
+class _TableLayout:
+    """Where a pixel table's label and pixels are, and the image shape its rows make."""
+
+    has_labels: bool
+    pixel_columns: list
+    shape: tuple
+    pixel_layout: str
+
+
+def _table_layout(columns, origin, label_column, image_shape, pixel_layout, require_labels) -> _TableLayout:
     has_labels = label_column in columns
     if require_labels and not has_labels:
         shown = ", ".join(map(str, columns[:6])) + (", ..." if len(columns) > 6 else "")
@@ -359,25 +389,24 @@ def _read_pixel_chunks(
     if not pixel_columns:
         raise DataError(f"{origin}: no pixel columns besides {label_column!r}.")
     shape = infer_image_shape(len(pixel_columns), image_shape, pixel_layout, origin)
-    store, label_parts, start = ArrayStore(cache_dir), [], 0
+    return _TableLayout(has_labels, pixel_columns, shape, pixel_layout)
+
+
+def _assemble(rows: Iterable[tuple], layout: _TableLayout, origin: str, label_separator, cache_dir) -> ImageSource:
+    """An `ImageSource` from (uint8 pixels [n, P], label values or None) chunks."""
+    store, label_parts = ArrayStore(cache_dir), []
     try:
-        for chunk in chunks:
-            pixels = _checked_pixels(chunk[pixel_columns], start, origin, out_of_range)
-            store.append(_to_images(pixels, shape, pixel_layout))
-            if has_labels:
-                labels = chunk[label_column]
-                if labels.isna().any():
-                    row = start + int(np.flatnonzero(labels.isna().to_numpy())[0]) + 1
-                    raise DataError(f"{origin}: row {row}, column {label_column!r}: empty label.")
-                label_parts.append(labels.to_numpy())
-            start += len(chunk)
-        if start == 0:
+        for pixels, labels in rows:
+            store.append(_to_images(pixels, layout.shape, layout.pixel_layout))
+            if labels is not None:
+                label_parts.append(labels)
+        if store.rows == 0:
             raise DataError(f"{origin}: no data rows (header only).")
     except BaseException:
         store.discard()
         raise
     images = store.finish()
-    if not has_labels:
+    if not layout.has_labels:
         return ImageSource(images, None, (), origin)
     values = np.concatenate(label_parts)
     names, labels = encode_label_sets(values, label_separator) if label_separator else encode_labels(values)
@@ -424,22 +453,87 @@ CSV_SEPARATORS = (",", ";", "\t")  # the ones spreadsheets and locales write; th
 
 def _read_csv(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:
     """Read a pixel CSV as people write it: comma, semicolon or tab separated, with or without a UTF-8
-    byte-order mark, CRLF line ends, blank lines, plain or gzip-compressed (`.gz`)."""
+    byte-order mark, CRLF line ends, blank lines, plain or gzip-compressed (`.gz`).
+
+    A plain integer table goes through pyarrow's multithreaded parser straight to `uint8`; anything
+    else (0..1 floats, values outside 0..255, gaps, text, ragged rows) through pandas, which reads
+    what can be read and names the row and column of what cannot.
+    """
     path = _existing_file(location)
+    separator, columns = _csv_header(path)
+    layout_options = {k: options[k] for k in ("label_column", "image_shape", "pixel_layout", "require_labels")}
+    layout = _table_layout(columns, str(path), **layout_options)
+    try:
+        with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, progress) as advance:
+            rows = _arrow_csv_rows(text, separator, columns, layout, options["label_column"])
+            return _assemble(_after_each(rows, lambda: advance(raw.tell())), layout, str(path),
+                             options["label_separator"], options["cache_dir"])
+    except _NotPlainTable:
+        pass
+    read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
+    with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, progress) as advance:
+        chunks = read(text, chunksize=chunk_size)
+        return _read_table(_guard_ragged(chunks, path, lambda chunk: advance(raw.tell())), columns, str(path), **options)
+
+
+def _csv_header(path: Path) -> tuple[str, list]:
+    """(separator, column names as pandas reads them)."""
     try:
         with _csv_bytes(path) as (raw, text):
             header = text.readline().decode("utf-8-sig", errors="replace")
-        separator = max(CSV_SEPARATORS, key=header.count)
-        read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
-        with _csv_bytes(path) as (raw, text):
-            columns = list(read(text, nrows=0).columns)
+            text.seek(0)
+            separator = max(CSV_SEPARATORS, key=header.count)
+            columns = list(pd.read_csv(text, sep=separator, encoding="utf-8-sig", skipinitialspace=True, nrows=0).columns)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty.") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()}).") from None
-    with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, progress) as advance:
-        chunks = read(text, chunksize=chunk_size)
-        return _read_table(_guard_ragged(chunks, path, lambda chunk: advance(raw.tell())), columns, str(path), **options)
+    return separator, columns
+
+
+class _NotPlainTable(Exception):
+    """The fast reader met something only the tolerant reader reads or explains."""
+
+
+ARROW_BLOCK_BYTES = 4 << 20  # measured: 4 MiB blocks parse fastest here (1 MiB and 64 MiB are 1.3x and 2x slower)
+
+
+def _arrow_csv_rows(text, separator: str, columns: list, layout: "_TableLayout", label_column: str):
+    """(uint8 pixels, label values) per block of a CSV whose pixels are all integers in 0..255."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    names = [str(c) for c in columns]
+    pixel_names = [str(c) for c in layout.pixel_columns]
+    try:
+        batches = pa_csv.open_csv(
+            text,
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=1, block_size=ARROW_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=separator),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={name: pa.uint8() for name in pixel_names}, strings_can_be_null=True
+            ),
+        )
+        for batch in batches:
+            pixel_arrays = [batch.column(name) for name in pixel_names]
+            if any(array.null_count for array in pixel_arrays):
+                raise _NotPlainTable
+            labels = None
+            if layout.has_labels:
+                label_array = batch.column(label_column)
+                plain = pa.types.is_integer(label_array.type) or pa.types.is_string(label_array.type)
+                if label_array.null_count or not plain:
+                    raise _NotPlainTable
+                labels = label_array.to_numpy(zero_copy_only=False)
+            yield np.column_stack([array.to_numpy() for array in pixel_arrays]), labels
+    except (pa.ArrowException, OSError, EOFError):  # not a uint8, a ragged row, not text, a truncated .gz
+        raise _NotPlainTable from None
+
+
+def _after_each(items: Iterable, callback) -> Iterator:
+    for item in items:
+        yield item
+        callback()
 
 
 @contextmanager
