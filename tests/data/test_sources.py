@@ -253,3 +253,29 @@ def test_a_truncated_gzip_csv_is_a_data_error(tmp_path):
     path.write_bytes(gzip.compress(pixel_table(50, 16).to_csv(index=False).encode())[:200])
     with pytest.raises(DataError, match=r"rows.csv.gz: not a readable CSV file"):
         read_source(str(path))
+
+
+@pytest.mark.parametrize(
+    "late_cell, expected",
+    [
+        (None, None),  # plain integers: the pyarrow route, block after block
+        ("0.5", None),  # a float in a late block: read again by pandas, rounded like any float cell
+        ("300", r"row 190, column 'pixel5': value 300 is outside 0\.\.255"),
+        ("", r"row 190, column 'pixel5': empty cell"),
+    ],
+    ids=["plain", "float", "out-of-range", "empty"],
+)
+def test_csv_read_in_many_blocks_equals_pandas_or_names_the_late_bad_cell(tmp_path, monkeypatch, late_cell, expected):
+    monkeypatch.setattr("kerastl.data.sources.ARROW_BLOCK_BYTES", 2048)  # many blocks from a small file
+    frame = pixel_table(200, 16, label_values=("cat", "dog", "emu")).astype(object)
+    if late_cell is not None:
+        frame.loc[189, "pixel5"] = late_cell
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    if expected:
+        with pytest.raises(DataError, match=expected):
+            read_source(f"csv:{tmp_path / 't.csv'}")
+        return
+    src = read_source(f"csv:{tmp_path / 't.csv'}")
+    reference = pd.read_csv(tmp_path / "t.csv")
+    np.testing.assert_array_equal(src.images.reshape(200, 16), reference.iloc[:, 1:].to_numpy().round().astype(np.uint8))
+    assert [src.class_names[i] for i in src.labels] == list(reference["label"])
