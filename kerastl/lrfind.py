@@ -24,7 +24,7 @@ from kerastl.distribute import ONE_DEVICE
 from kerastl.errors import ConfigError
 from kerastl.model import build_model, input_size
 from kerastl.phases import OPTIMIZERS, compile_classifier, set_trainable
-from kerastl.pretrain import resolve_weights
+from kerastl.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed
 from kerastl.rundir import write_json
 from kerastl.strategies import plan_phases
 
@@ -56,7 +56,9 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     output_dir = Path(output_dir)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     keras.utils.set_random_seed(cfg.seed)
-    weights, _ = resolve_weights(cfg, output_dir, verbose)
+    if pretraining_needed(cfg, output_dir, done=None):
+        pretrain_backbone(cfg, output_dir / PRETRAINED_FILE, verbose)
+    weights = model_weights(cfg, output_dir)
     model = build_model(
         cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label
     )

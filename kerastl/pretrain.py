@@ -12,10 +12,12 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from kerastl.backbones import BACKBONE_LAYER_NAME, create_backbone
+from kerastl.checkpoints import repair_backup
 from kerastl.config import Config
 from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
 from kerastl.data.sources import ImageSource
@@ -29,33 +31,27 @@ from kerastl.rundir import atomic_path
 PRETRAINED_FILE = "pretrained_backbone.weights.h5"
 
 
-def resolve_weights(cfg: Config, folder: Path, verbose: int | str = "auto", done: Optional[dict] = None):
-    """The weights to build `cfg`'s model with, and the pretraining metrics.
-
-    `model.weights` as configured, except "pretrain": then the backbone is pretrained into
-    `folder/pretrained_backbone.weights.h5`, unless `done` (the metrics of an earlier pretraining)
-    says that file is already complete.
-
-    Returns:
-        `(weights, pretrain_metrics)`; the metrics are None without a pretraining stage.
-    """
-    if cfg.model.weights != "pretrain":
-        return cfg.model.weights, None
-    path = Path(folder) / PRETRAINED_FILE
-    if done is None or not path.is_file():
-        done = pretrain_backbone(cfg, path, verbose=verbose)
-    return str(path), done
+def pretraining_needed(cfg: Config, folder: Path, done: Optional[dict]) -> bool:
+    """Whether `cfg` pretrains its backbone and `folder` holds no finished pretraining (`done`: its metrics)."""
+    return cfg.model.weights == "pretrain" and (done is None or not (Path(folder) / PRETRAINED_FILE).is_file())
 
 
-def pretrain_backbone(cfg: Config, output: str | Path, verbose: int | str = "auto") -> dict:
-    """Train `cfg.model.backbone` from scratch on `cfg.pretrain.source` and save its weights to `output`.
+def model_weights(cfg: Config, folder: Path) -> str:
+    """What `cfg`'s model is built with: `model.weights`, or the pretrained file in `folder` for "pretrain"."""
+    return str(Path(folder) / PRETRAINED_FILE) if cfg.model.weights == "pretrain" else cfg.model.weights
 
-    Args:
-        cfg: a config with a `pretrain` section (its data options are used to read the source).
-        output: the weights file to write (`.weights.h5`), usable as `model.weights: PATH`.
 
-    Returns:
-        A dict with the source, classes, epochs, seconds and validation accuracy of the pretraining.
+@dataclass(frozen=True)
+class PretrainData:
+    """The pretraining source, read and checked: its classes and its train / validation parts."""
+
+    classes: tuple[str, ...]
+    train: ImageSource
+    validation: Optional[ImageSource]
+
+
+def read_pretrain_data(cfg: Config) -> PretrainData:
+    """Read and split `cfg.pretrain.source`.
 
     Raises:
         ConfigError: the config has no `pretrain` section. DataError: the source cannot be read.
@@ -63,37 +59,64 @@ def pretrain_backbone(cfg: Config, output: str | Path, verbose: int | str = "aut
     if cfg.pretrain is None:
         raise ConfigError("The config has no 'pretrain' section to pretrain from.")
     settings = cfg.pretrain
-    output = Path(output)
-    if not output.name.endswith(".weights.h5"):
-        raise ConfigError(f"Pretrained weights file {str(output)!r} must end with .weights.h5.")
     source = read_data_source(settings.source, cfg.data, input_size(cfg.model)).select(settings.classes, None, cfg.seed)
     fractions = {"validation": settings.validation} if settings.validation > 0 else {}
     train_part, held_out = stratified_split(source, fractions, cfg.seed)
-    validation = held_out.get("validation")
+    return PretrainData(source.class_names, train_part, held_out.get("validation"))
 
+
+def pretrain_backbone(
+    cfg: Config, output: str | Path, verbose: int | str = "auto", data: Optional[PretrainData] = None,
+    backup: Optional[Path] = None,
+) -> dict:
+    """Train `cfg.model.backbone` from scratch on `cfg.pretrain.source` and save its weights to `output`.
+
+    Args:
+        cfg: a config with a `pretrain` section (its data options are used to read the source).
+        output: the weights file to write (`.weights.h5`), usable as `model.weights: PATH`.
+        verbose: Keras `fit` verbosity.
+        data: the source already read by `read_pretrain_data`; None reads it.
+        backup: a folder for Keras `BackupAndRestore`, so a killed pretraining continues from its
+            last finished epoch; None trains without one.
+
+    Returns:
+        A dict with the source, classes, epochs, seconds and validation accuracy of the pretraining.
+
+    Raises:
+        ConfigError: the config has no `pretrain` section. DataError: the source cannot be read.
+    """
+    output = Path(output)
+    if not output.name.endswith(".weights.h5"):
+        raise ConfigError(f"Pretrained weights file {str(output)!r} must end with .weights.h5.")
+    data = data or read_pretrain_data(cfg)
     started = time.perf_counter()
-    model = fit_from_scratch(cfg, train_part, validation, verbose=verbose)
+    model = fit_from_scratch(cfg, data.train, data.validation, verbose=verbose, backup=backup)
     seconds = time.perf_counter() - started
     with atomic_path(output) as temp:
         model.get_layer(BACKBONE_LAYER_NAME).save_weights(temp)
     result = {
-        "source": settings.source,
-        "classes": list(source.class_names),
-        "epochs": settings.epochs,
+        "source": cfg.pretrain.source,
+        "classes": list(data.classes),
+        "epochs": cfg.pretrain.epochs,
         "seconds": round(seconds, 2),
         "weights_file": str(output),
     }
-    if validation is not None:
-        _, accuracy = model.evaluate(make_dataset(validation, settings.batch_size), verbose=0)
+    if data.validation is not None:
+        _, accuracy = model.evaluate(make_dataset(data.validation, cfg.pretrain.batch_size), verbose=0)
         result["val_accuracy"] = round(float(accuracy), 6)
     return result
 
 
-def fit_from_scratch(cfg: Config, train: ImageSource, validation: Optional[ImageSource], verbose: int | str = "auto"):
+def fit_from_scratch(
+    cfg: Config, train: ImageSource, validation: Optional[ImageSource], verbose: int | str = "auto",
+    backup: Optional[Path] = None,
+):
     """A classifier on `cfg.model.backbone` with random weights, trained whole as `cfg.pretrain` says.
 
     Unlike `build_model`, the backbone's BatchNorm layers train (training mode, momentum
-    `cfg.pretrain.bn_momentum`). Returns the compiled, trained model; its backbone is layer "backbone".
+    `cfg.pretrain.bn_momentum`). With `backup`, every epoch is backed up there (Keras
+    `BackupAndRestore`) and a rerun continues from the last one. Returns the compiled, trained
+    model; its backbone is layer "backbone".
     """
     import keras
 
@@ -117,5 +140,15 @@ def fit_from_scratch(cfg: Config, train: ImageSource, validation: Optional[Image
         epochs=settings.epochs,
         shuffle=False,  # the dataset shuffles itself, seeded
         verbose=verbose,
+        callbacks=_backup_callbacks(backup),
     )
     return model
+
+
+def _backup_callbacks(backup: Optional[Path]) -> list:
+    import keras
+
+    if backup is None:
+        return []
+    repair_backup(backup)
+    return [keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]

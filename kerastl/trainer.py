@@ -43,7 +43,7 @@ from kerastl.phases import (
     set_trainable,
 )
 from kerastl.plots import plot_curves
-from kerastl.pretrain import resolve_weights
+from kerastl.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
 from kerastl.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, remove_partial_files, write_json, write_text
 from kerastl.strategies import plan_phases
@@ -116,21 +116,23 @@ def train(
 
         tf.config.experimental.enable_op_determinism()
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
-    weights, progress.pretrain = resolve_weights(cfg, run_dir, verbose, done=progress.pretrain)
+    pretrain_data = read_pretrain_data(cfg) if pretraining_needed(cfg, run_dir, progress.pretrain) else None
+    if pretrain_data is not None:  # the run is written first, so a run killed while it pretrains resumes there
+        _open_run(run_dir, cfg, splits, progress, resume)
+        progress.pretrain = pretrain_backbone(
+            cfg, run_dir / PRETRAINED_FILE, verbose, pretrain_data, backup=run_dir / CHECKPOINTS / "pretrain"
+        )
+        progress.save()
     engine = start_engine(cfg.compute.distribute, cfg.data.batch_size)
     if resume:  # every process of a multihost run must continue from the same epoch
         check_resume_point(engine, finished_epochs(run_dir, plan.phases, progress))
     with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
         model = build_model(
-            cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights,
-            cfg.data.multi_label, cfg.compute.precision,
+            cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed,
+            model_weights(cfg, run_dir), cfg.data.multi_label, cfg.compute.precision,
         )
-
-    if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        clear_run_files(run_dir)
-        write_text(run_dir / "config.yaml", dump_config(cfg))
-        write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+    if pretrain_data is None:  # the weights fit: nothing was written before the input was known to be good
+        _open_run(run_dir, cfg, splits, progress, resume)
     # What the frozen features are worth, and the head started from the probe (LP-FT). Several processes
     # each see a shard of every batch, and a multi-label head has no multinomial probe: neither applies.
     if _starts_fresh(run_dir, plan, progress) and engine.processes == 1 and not cfg.data.multi_label:
@@ -176,6 +178,16 @@ def train(
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return TrainResult(model, history, metrics, run_dir)
+
+
+def _open_run(run_dir: Path, cfg: Config, splits: Splits, progress: Progress, resume: bool) -> None:
+    """Write what makes `run_dir` a resumable run: config.yaml, labels.txt and the progress file."""
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        clear_run_files(run_dir)
+        write_text(run_dir / "config.yaml", dump_config(cfg))
+        write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+    progress.save()
 
 
 def _starts_fresh(run_dir: Path, plan, progress: Progress) -> bool:

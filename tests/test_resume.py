@@ -20,8 +20,8 @@ from tests.conftest import TINY
 EPOCHS = {"head": 3, "finetune": 2}
 
 
-def write_config(tmp_path):
-    cfg = load_config(None, TINY + ["phases.0.epochs=3", "phases.1.epochs=2"])
+def write_config(tmp_path, *overrides):
+    cfg = load_config(None, TINY + ["phases.0.epochs=3", "phases.1.epochs=2", *overrides])
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config_to_dict(cfg)))
     return path
@@ -81,11 +81,23 @@ KILL_POINTS = {
 }
 
 
-@pytest.mark.slow  # about two minutes for all; the head-phase kill test stays in the default run
+PRETRAIN = ["model.weights=pretrain", "pretrain={source: 'builtin:digits', classes: [5, 6, 7], epochs: 3, validation: 0.2}"]
+FEATURE_FILES = "cache/*.raw"  # with data.cache: disk, the frozen features go there first
+CONFIGS = {  # kill point -> the overrides of the run it kills
+    "while the backbone pretrains": PRETRAIN,
+    "while features are cached to disk": ["data.cache=disk"],
+}
+KILL_POINTS.update({
+    "while the backbone pretrains": lambda run_dir: (run_dir / "checkpoints/pretrain/training_metadata.json").exists(),
+    "while features are cached to disk": lambda run_dir: any(run_dir.glob(FEATURE_FILES)),
+})
+
+
+@pytest.mark.slow  # about three minutes for all; the head-phase kill test stays in the default run
 @pytest.mark.parametrize("kill_point", list(KILL_POINTS))
-def test_killed_in_later_phases_resumes_from_the_command_line(tmp_path, kill_point):
+def test_killed_anywhere_resumes_from_the_command_line(tmp_path, kill_point):
     run_dir = tmp_path / "run"
-    process = start_training(write_config(tmp_path), run_dir)
+    process = start_training(write_config(tmp_path, *CONFIGS.get(kill_point, [])), run_dir)
     kill_when(process, lambda: KILL_POINTS[kill_point](run_dir))
     done = subprocess.run([sys.executable, "-m", "kerastl", "train", "--resume", str(run_dir), "--quiet"],
                           capture_output=True, text=True, timeout=600)
@@ -93,6 +105,8 @@ def test_killed_in_later_phases_resumes_from_the_command_line(tmp_path, kill_poi
     assert done.stdout.strip().splitlines()[-1] == str(run_dir)
     assert_complete(run_dir)
     assert not [p for p in run_dir.rglob(".*")], "temporary files left behind"
+    if "model.weights=pretrain" in CONFIGS.get(kill_point, []):
+        assert json.loads((run_dir / "metrics.json").read_text())["pretrain"]["classes"] == ["5", "6", "7"]
 
 
 @pytest.mark.slow
