@@ -27,8 +27,8 @@ from kerastl.errors import ExportError as ExportError
 from kerastl.errors import KerastlError as KerastlError
 from kerastl.errors import RunDirError as RunDirError
 from kerastl.errors import WeightsError as WeightsError
-from kerastl.registry import backbone_names as backbone_names
-from kerastl.registry import get_backbone as get_backbone
+from kerastl.models.backbones import backbone_names as backbone_names
+from kerastl.models.backbones import get_backbone as get_backbone
 
 __version__ = "0.1.0"
 
@@ -39,24 +39,24 @@ def _register_serializable_objects() -> None:
     from kerastl.quiet import native_stderr_silenced
 
     with native_stderr_silenced():
-        import kerastl.layers  # noqa: F401  Preprocess, Normalize
-        import kerastl.optimizers  # noqa: F401  LayerwiseAdam, ...
+        import kerastl.models.layers  # noqa: F401  Preprocess, Normalize
+        import kerastl.training.optimizers  # noqa: F401  LayerwiseAdam, ...
 
 
 _register_serializable_objects()
 
 # Public names whose modules import TensorFlow/Keras: loaded on first access.
 _LAZY = {
-    "train": "kerastl.trainer",
-    "TrainResult": "kerastl.trainer",
-    "build_model": "kerastl.model",
-    "load_model": "kerastl.model",
-    "evaluate": "kerastl.evaluation",
-    "predict": "kerastl.prediction",
-    "export": "kerastl.exporting",
-    "pretrain_backbone": "kerastl.pretrain",
-    "probe": "kerastl.baselines",
-    "convert_hed_vgg16": "kerastl.hed",
+    "train": "kerastl.training.trainer",
+    "TrainResult": "kerastl.training.trainer",
+    "build_model": "kerastl.models.classifier",
+    "load_model": "kerastl.models.classifier",
+    "evaluate": "kerastl.analysis.evaluation",
+    "predict": "kerastl.deploy.predict",
+    "export": "kerastl.deploy.export",
+    "pretrain_backbone": "kerastl.training.pretrain",
+    "probe": "kerastl.training.baselines",
+    "convert_hed_vgg16": "kerastl.models.hed",
     "read_source": "kerastl.data.sources",
     "from_arrays": "kerastl.data.sources",
     "from_dataframe": "kerastl.data.sources",

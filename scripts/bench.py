@@ -83,7 +83,7 @@ def bench_pipeline(rows: int, work: Path) -> dict:
 
     from kerastl.data.pipeline import make_dataset
     from kerastl.data.sources import read_source
-    from kerastl.layers import Normalize, Preprocess
+    from kerastl.models.layers import Normalize, Preprocess
 
     import tensorflow as tf
 
@@ -155,7 +155,7 @@ def bench_reading(rows: int, work: Path, repetitions: int = 3) -> dict:
 
 def _train(overrides: list[str], run_dir: Path) -> dict:
     from kerastl.config import load_config
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     started = time.perf_counter()
     result = train(load_config(None, overrides), output_dir=run_dir, overwrite=True, verbose=0)
@@ -165,7 +165,7 @@ def _train(overrides: list[str], run_dir: Path) -> dict:
 def pretrained_backbone(size: int, work: Path) -> list[str]:
     """Overrides using a MobileNetV2 a0.35 pretrained from scratch on digits 0-4 (ImageNet is offline here)."""
     from kerastl.config import load_config
-    from kerastl.pretrain import pretrain_backbone
+    from kerastl.training.pretrain import pretrain_backbone
 
     path = work / f"digits04_{size}.weights.h5"
     if not path.is_file():
@@ -242,7 +242,7 @@ import json, resource, sys, threading, time
 import tensorflow as tf
 from kerastl.data.pipeline import make_dataset
 from kerastl.data.sources import read_source
-from kerastl.layers import Normalize, Preprocess
+from kerastl.models.layers import Normalize, Preprocess
 peak_anonymous = 0
 def sample():  # anonymous memory: what the process needs, without file pages the kernel can drop
     global peak_anonymous
@@ -281,7 +281,7 @@ def bench_memory(rows: int, work: Path) -> dict:
 
 def bench_accuracy(work: Path) -> dict:
     from kerastl.config import load_config
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     results = {}
     for name, config, overrides in (
@@ -300,7 +300,7 @@ def bench_accuracy(work: Path) -> dict:
 def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: dict) -> dict:
     """Test accuracy and seconds per recipe and task over `seeds` seeds; probe and k-NN from the LP-FT runs.
     `recipes` limits the runs to those recipes; the others keep their `previous` results."""
-    from kerastl.hed import convert_hed_vgg16
+    from kerastl.models.hed import convert_hed_vgg16
 
     weights = convert_hed_vgg16(work / "vgg16_hed.weights.h5")
     results: dict = {task: dict(previous.get(task, {})) for task in LEARNING_TASKS}

@@ -19,8 +19,8 @@ def main(config_path, epochs):
     """Print the from-scratch test accuracy on the config's target data."""
     from kerastl.config import load_config
     from kerastl.data.pipeline import load_splits, make_dataset
-    from kerastl.model import input_size
-    from kerastl.pretrain import fit_from_scratch
+    from kerastl.models.classifier import input_size
+    from kerastl.training.pretrain import fit_from_scratch
 
     cfg = load_config(config_path)
     cfg = dataclasses.replace(cfg, pretrain=dataclasses.replace(cfg.pretrain, epochs=epochs))

@@ -33,7 +33,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """A run directory trained once through the Python API (head + finetune, 1 epoch each)."""
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     return train(load_config(None, TINY), output_dir=run_dir, verbose=0)

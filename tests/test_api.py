@@ -14,8 +14,8 @@ def test_import_kerastl_is_enough_for_plain_keras_loading(trained_run):
 
 
 def test_public_functions_stay_functions_after_their_modules_load():
-    import kerastl.evaluation  # noqa: F401
-    import kerastl.prediction  # noqa: F401
+    import kerastl.analysis.evaluation  # noqa: F401
+    import kerastl.deploy.predict  # noqa: F401
 
     for name in ("train", "evaluate", "predict", "build_model", "load_model", "read_source", "pretrain_backbone",
                  "probe", "convert_hed_vgg16"):

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerastl.augment import PRESETS, augmentation_layers
+from kerastl.models.augment import PRESETS, augmentation_layers
 from kerastl.config import AugmentConfig, ModelConfig
-from kerastl.model import build_model
+from kerastl.models.classifier import build_model
 
 
 def images(n=8, size=32):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from kerastl.backbones import create_backbone
+from kerastl.models.backbones import create_backbone
 from kerastl.errors import ConfigError, WeightsError
-from kerastl.registry import backbone_names, get_backbone
+from kerastl.models.backbones import backbone_names, get_backbone
 
 
 @pytest.mark.parametrize("name", backbone_names())
@@ -70,7 +70,7 @@ def test_alexnet_has_the_papers_shape_and_takes_a_users_weights_file(tmp_path):
 
 def test_alexnet_trains_from_scratch_end_to_end(tmp_path):
     from kerastl.config import load_config
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
     from tests.conftest import TINY
 
     overrides = [o for o in TINY if not o.startswith(("model.backbone", "model.input_size", "phases.1"))]
@@ -95,7 +95,7 @@ def test_pooled_features_are_the_keras_applications_own(name):
     import keras
 
     from kerastl import ModelConfig, build_model
-    from kerastl.features import extract_features
+    from kerastl.training.features import extract_features
 
     spec = get_backbone(name)
     size = 64 if spec.pools_inside else max(spec.min_size, 32)  # ConvNeXt's last map is 2x2 at 64 px: pooling order matters

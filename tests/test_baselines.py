@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from kerastl import ModelConfig, build_model
-from kerastl.baselines import health_warning, init_head_from_probe, prediction_health, probe_warning
+from kerastl.training.baselines import health_warning, init_head_from_probe, prediction_health, probe_warning
 from kerastl.config import HeadConfig, load_config
 from kerastl.data.sources import from_arrays
 from kerastl.errors import ConfigError
-from kerastl.features import extract_features
-from kerastl.linear_probe import fit_probe, knn_accuracy
-from kerastl.strategies import plan_phases
+from kerastl.training.features import extract_features
+from kerastl.training.linear_probe import fit_probe, knn_accuracy
+from kerastl.training.strategies import plan_phases
 from tests.conftest import TINY
 
 

@@ -135,8 +135,8 @@ def test_pretrain_command_writes_a_reusable_weights_file(tmp_path):
 
 
 def test_test_time_augmentation_is_wired_into_evaluate_and_predict(trained_run, tmp_path):
-    from kerastl.evaluation import evaluate
-    from kerastl.prediction import predict
+    from kerastl.analysis.evaluation import evaluate
+    from kerastl.deploy.predict import predict
 
     plain = evaluate(trained_run.run_dir)
     averaged = evaluate(trained_run.run_dir, tta=4)
@@ -168,12 +168,12 @@ def test_a_directory_without_config_is_not_taken_for_a_run(trained_run, tmp_path
 
 
 def test_an_internal_error_is_one_line_with_a_logged_traceback_and_debug_shows_it(monkeypatch, tmp_path):
-    import kerastl.baselines
+    import kerastl.training.baselines
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr(kerastl.baselines, "probe", broken)
+    monkeypatch.setattr(kerastl.training.baselines, "probe", broken)
     config = tmp_path / "c.yaml"
     config.write_text("name: x\n")
     result = run("probe", "--config", config)

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from kerastl.backbones import create_backbone
+from kerastl.models.backbones import create_backbone
 from kerastl.config import load_config
-from kerastl.phases import first_unfrozen
-from kerastl.registry import get_backbone
+from kerastl.training.phases import first_unfrozen
+from kerastl.models.backbones import get_backbone
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 

@@ -3,7 +3,7 @@ from click.testing import CliRunner
 
 from kerastl.cli import cli
 from kerastl.config import load_config
-from kerastl.datainfo import data_preview, data_stats
+from kerastl.analysis.datainfo import data_preview, data_stats
 from tests.conftest import TINY
 
 

@@ -4,10 +4,10 @@
 import numpy as np
 import pytest
 
-from kerastl.backbones import create_backbone
+from kerastl.models.backbones import create_backbone
 from kerastl.data.sources import read_source
-from kerastl.hed import hed_vgg16_kernels, hed_weights_file
-from kerastl.registry import get_backbone
+from kerastl.models.hed import hed_vgg16_kernels, hed_weights_file
+from kerastl.models.backbones import get_backbone
 from tests.test_cli import run, sets
 from tests.conftest import TINY
 
@@ -66,7 +66,7 @@ def test_default_recipe_reaches_the_probe_and_beats_training_from_scratch(hed_vg
     the probe, then fine-tune) is within 2 points of the linear probe and far above the same network
     trained from random weights."""
     from kerastl.config import load_config
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     task = ["data.source=builtin:photos", "data.split.validation=0.25", "data.split.test=0.25", "model.backbone=vgg16",
             "model.input_size=64", "seed=1"]

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from kerastl.cli import cli
-from kerastl.distribute import MULTIHOST_VARIABLES, ONE_DEVICE, check_batch_size, process_id, process_run_dir
+from kerastl.training.distribute import MULTIHOST_VARIABLES, ONE_DEVICE, check_batch_size, process_id, process_run_dir
 from kerastl.errors import ConfigError
 from tests.conftest import TINY
 
@@ -94,7 +94,7 @@ def test_two_processes_on_one_host_train_one_model(tmp_path):
 import json, sys
 import numpy as np
 import keras
-from kerastl.model import load_model
+from kerastl.models.classifier import load_model
 first, second = load_model(sys.argv[1]), load_model(sys.argv[2])
 print(json.dumps({"backend": keras.backend.backend(),
                   "equal": all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights())),
@@ -114,7 +114,7 @@ print(json.dumps({"backend": keras.backend.backend(),
 AGREE = """
 import json, os, sys
 import keras
-from kerastl.distribute import check_resume_point, start_engine
+from kerastl.training.distribute import check_resume_point, start_engine
 from kerastl.errors import RunDirError
 keras.utils.set_random_seed(1)
 engine = start_engine("multihost", 2)

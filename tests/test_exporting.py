@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerastl import exporting
+from kerastl.deploy import export
 from kerastl.cli import cli
 from kerastl.data.sources import read_source
 from kerastl.errors import ExportError
-from kerastl.exporting import export
-from kerastl.prediction import load_predictor, predict
+from kerastl.deploy.export import export
+from kerastl.deploy.predict import load_predictor, predict
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from kerastl.config import load_config
-from kerastl.distribute import ONE_DEVICE
-from kerastl.features import can_cache
-from kerastl.model import build_model
+from kerastl.training.distribute import ONE_DEVICE
+from kerastl.training.features import can_cache
+from kerastl.models.classifier import build_model
 from tests.conftest import TINY
 from tests.test_model import TINY_MODEL
 
@@ -20,7 +20,7 @@ HEAD_ONLY = [o for o in TINY if not o.startswith("phases")] + [
 
 
 def test_cached_head_phase_matches_the_uncached_one(tmp_path):
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     cached = train(load_config(None, HEAD_ONLY), output_dir=tmp_path / "cached", verbose=0)
     plain = train(load_config(None, HEAD_ONLY + ["compute.cache_features=false"]), output_dir=tmp_path / "plain", verbose=0)
@@ -35,8 +35,8 @@ def test_cached_head_phase_matches_the_uncached_one(tmp_path):
 
 
 def test_augmented_copies_are_random_views_that_epochs_cycle_through(tmp_path):
-    from kerastl.features import extract_features, training_features
-    from kerastl.trainer import train
+    from kerastl.training.features import extract_features, training_features
+    from kerastl.training.trainer import train
 
     overrides = ["augment.preset=light", "compute.augmented_copies=2"]
     cfg = load_config(None, HEAD_ONLY + overrides)
@@ -104,7 +104,7 @@ def test_mixed_precision_keeps_the_output_in_float32():
 
 
 def test_jit_compile_option_reaches_keras(tmp_path):
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     result = train(load_config(None, TINY + ["compute.jit_compile=false", "phases.1.epochs=0"]), output_dir=tmp_path / "r", verbose=0)
     assert result.model.jit_compile is False
@@ -117,7 +117,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from kerastl.config import load_config
-from kerastl.trainer import train
+from kerastl.training.trainer import train
 result = train(load_config(None, json.loads(sys.argv[2])), output_dir=sys.argv[1], verbose=0)
 copies = [[np.array(v) for v in variable.value.values] for variable in result.model.trainable_variables]
 print(json.dumps({"replicas": result.metrics["replicas"], "copies": len(copies[0]), "test_accuracy": result.metrics["test_accuracy"],

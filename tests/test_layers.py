@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from kerastl.layers import Normalize, Preprocess
-from kerastl.registry import backbone_names, get_backbone
+from kerastl.models.layers import Normalize, Preprocess
+from kerastl.models.backbones import backbone_names, get_backbone
 
 
 def test_preprocess_gray_to_rgb_and_resize():

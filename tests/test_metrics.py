@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import log_loss, precision_recall_fscore_support, top_k_accuracy_score
 
-from kerastl.metrics import classification_metrics, confusion_matrix, expected_calibration_error
+from kerastl.analysis.metrics import classification_metrics, confusion_matrix, expected_calibration_error
 
 
 @pytest.fixture

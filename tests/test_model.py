@@ -5,8 +5,8 @@ import pytest
 from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, PhaseConfig
 from kerastl.data.pipeline import make_dataset
 from kerastl.data.sources import read_source
-from kerastl.model import build_model, load_model
-from kerastl.phases import make_optimizer, set_trainable
+from kerastl.models.classifier import build_model, load_model
+from kerastl.training.phases import make_optimizer, set_trainable
 
 TINY_MODEL = ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35})
 

@@ -9,7 +9,7 @@ import pytest
 from kerastl.config import load_config
 from kerastl.data.sources import encode_label_sets, from_arrays, read_source
 from kerastl.errors import ConfigError, DataError
-from kerastl.metrics import multi_label_metrics
+from kerastl.analysis.metrics import multi_label_metrics
 from tests.conftest import TINY
 from tests.test_cli import run, sets
 
@@ -72,7 +72,7 @@ def test_multi_label_run_trains_evaluates_predicts_and_exports(tagged_csv, tmp_p
     config.write_text("name: tags\n")
     result = run("train", "--config", config, "--output-dir", tmp_path / "run", "--quiet", *sets(overrides))
     assert result.exit_code == 0, result.output
-    from kerastl.model import is_multi_label, load_model
+    from kerastl.models.classifier import is_multi_label, load_model
 
     model = load_model(tmp_path / "run")
     assert is_multi_label(model) and model.loss.__class__.__name__ == "BinaryCrossentropy"

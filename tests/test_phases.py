@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from kerastl.backbones import create_backbone
+from kerastl.models.backbones import create_backbone
 from kerastl.config import PhaseConfig
 from kerastl.errors import KerastlError
-from kerastl.model import build_model
-from kerastl.phases import (
+from kerastl.models.classifier import build_model
+from kerastl.training.phases import (
     backbone_blocks,
     batchnorm_statistics,
     check_batchnorm_policy,
@@ -17,7 +17,7 @@ from kerastl.phases import (
     make_optimizer,
     set_trainable,
 )
-from kerastl.registry import backbone_names, get_backbone
+from kerastl.models.backbones import backbone_names, get_backbone
 from tests.test_model import TINY_MODEL, digits, fit_one_epoch  # noqa: F401  (digits is a fixture)
 
 TOP_BLOCKS = {
@@ -74,7 +74,7 @@ def test_layerwise_optimizer_survives_save_and_load(tmp_path, digits):  # noqa: 
     compile_classifier(model, make_optimizer(phase, 4, lr_multipliers(model, 0.7)))
     model.fit(digits.images[:8], keras.utils.to_categorical(digits.labels[:8], 3), epochs=1, verbose=0)
     model.save(tmp_path / "m.keras")
-    from kerastl.model import load_model
+    from kerastl.models.classifier import load_model
 
     reloaded = load_model(tmp_path / "m.keras")
     assert type(reloaded.optimizer).__name__ == "LayerwiseAdam"

@@ -1,7 +1,7 @@
 import pytest
 
 from kerastl.errors import ConfigError
-from kerastl.registry import backbone_names, get_backbone
+from kerastl.models.backbones import backbone_names, get_backbone
 
 REQUIRED = [
     "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1",

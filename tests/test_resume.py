@@ -13,8 +13,8 @@ import yaml
 
 from kerastl.config import config_to_dict, load_config
 from kerastl.errors import RunDirError
-from kerastl.model import load_model
-from kerastl.trainer import train
+from kerastl.models.classifier import load_model
+from kerastl.training.trainer import train
 from tests.conftest import TINY
 
 EPOCHS = {"head": 3, "finetune": 2}
@@ -146,7 +146,7 @@ def write_backup(folder, weights=b"", metadata=None, previous=None):
 
 
 def test_backup_killed_during_its_first_save_is_removed(tmp_path):
-    from kerastl.checkpoints import repair_backup
+    from kerastl.training.checkpoints import repair_backup
 
     write_backup(tmp_path / "b", weights=b"\x89HDF half")
     repair_backup(tmp_path / "b")
@@ -154,7 +154,7 @@ def test_backup_killed_during_its_first_save_is_removed(tmp_path):
 
 
 def test_backup_killed_while_writing_metadata_falls_back_to_the_previous_pair(tmp_path):
-    from kerastl.checkpoints import repair_backup
+    from kerastl.training.checkpoints import repair_backup
 
     write_backup(tmp_path / "b", weights=b"epoch 3", metadata='{"epoch": ', previous=(b"epoch 2", '{"epoch": 2, "batch": 0}'))
     repair_backup(tmp_path / "b")
@@ -166,7 +166,7 @@ def test_backup_killed_while_writing_metadata_falls_back_to_the_previous_pair(tm
 
 
 def test_complete_backup_is_left_alone(tmp_path):
-    from kerastl.checkpoints import repair_backup
+    from kerastl.training.checkpoints import repair_backup
 
     write_backup(tmp_path / "b", weights=b"epoch 4", metadata='{"epoch": 4, "batch": 0}')
     repair_backup(tmp_path / "b")
@@ -212,7 +212,7 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
 def test_history_csv_grows_one_row_per_finished_epoch(tmp_path):
     import keras
 
-    from kerastl.checkpoints import CHECKPOINTS, Progress, history_recorder
+    from kerastl.training.checkpoints import CHECKPOINTS, Progress, history_recorder
 
     progress = Progress(tmp_path / CHECKPOINTS / "progress.json")
     recorder = history_recorder(progress, "head")
@@ -229,20 +229,20 @@ def test_history_csv_grows_one_row_per_finished_epoch(tmp_path):
 def test_a_run_killed_while_it_writes_its_results_resumes_to_a_complete_run(tmp_path, monkeypatch):
     """A kill after the last epoch (here: while the curves are written) leaves checkpoints and a temporary
     file; resuming writes every artifact, keeps each epoch once and removes the temporary file."""
-    import kerastl.trainer
+    import kerastl.training.trainer
 
     run_dir = tmp_path / "run"
-    real_plot = kerastl.trainer.plot_curves
+    real_plot = kerastl.training.trainer.plot_curves
 
     def killed_while_plotting(history, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         (target.parent / ".curves.abc123.png").write_bytes(b"half a png")
         raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs
 
-    monkeypatch.setattr(kerastl.trainer, "plot_curves", killed_while_plotting)
+    monkeypatch.setattr(kerastl.training.trainer, "plot_curves", killed_while_plotting)
     with pytest.raises(KeyboardInterrupt):
         train(load_config(None, TINY), output_dir=run_dir, verbose=0)
-    monkeypatch.setattr(kerastl.trainer, "plot_curves", real_plot)
+    monkeypatch.setattr(kerastl.training.trainer, "plot_curves", real_plot)
     resumed = train(None, output_dir=run_dir, resume=True, verbose=0)
     assert resumed.history["epoch"].tolist() == [1, 2]
     assert (run_dir / "plots" / "curves.png").is_file() and (run_dir / "report.md").is_file()

@@ -8,7 +8,7 @@ import pytest
 from kerastl.config import load_config
 from kerastl.errors import RunDirError
 from kerastl.rundir import atomic_path, prepare_run_dir, write_json
-from kerastl.trainer import train
+from kerastl.training.trainer import train
 from tests.conftest import TINY
 
 

@@ -69,7 +69,7 @@ def test_a_bad_table_leaves_no_cache_file(tmp_path):
 
 
 def test_train_with_disk_cache_matches_memory_and_cleans_up(pixel_csv, tmp_path):
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     common = TINY + [f"data.source=csv:{pixel_csv}", "phases.1.epochs=0", "deterministic=true"]
     disk = train(load_config(None, common + ["data.cache=disk"]), output_dir=tmp_path / "disk", verbose=0)
@@ -81,8 +81,8 @@ def test_train_with_disk_cache_matches_memory_and_cleans_up(pixel_csv, tmp_path)
 
 
 def test_cached_features_on_disk_equal_those_in_memory(tmp_path):
-    from kerastl.features import extract_features
-    from kerastl.model import build_model
+    from kerastl.training.features import extract_features
+    from kerastl.models.classifier import build_model
 
     cfg = load_config(None, TINY)
     model = build_model(cfg.model, 3, (8, 8, 1), cfg.augment, cfg.seed)

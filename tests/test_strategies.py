@@ -7,7 +7,7 @@ import pytest
 
 from kerastl.config import load_config
 from kerastl.errors import ConfigError
-from kerastl.strategies import PRESETS, SMALL_PER_CLASS, plan_phases
+from kerastl.training.strategies import PRESETS, SMALL_PER_CLASS, plan_phases
 from tests.conftest import TINY
 from tests.test_cli import run, sets
 
@@ -68,7 +68,7 @@ def test_advise_prints_the_plan_and_why(tmp_path):
 
 def test_a_run_trains_the_planned_phases_with_every_policy(tmp_path):
     overrides = BASE + ["strategy.preset=gradual", "strategy.blocks=2", "strategy.epochs=1"]
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     result = train(load_config(None, overrides), output_dir=tmp_path / "run", verbose=0)
     assert list(result.history["phase"]) == ["head", "unfreeze_1", "unfreeze_2"]
@@ -82,7 +82,7 @@ def test_a_run_trains_the_planned_phases_with_every_policy(tmp_path):
 
 
 def test_a_phase_with_bn_train_ema_and_label_smoothing_trains_end_to_end(tmp_path):
-    from kerastl.trainer import train
+    from kerastl.training.trainer import train
 
     phases = "phases=[{name: head, epochs: 1}, {name: tune, epochs: 1, unfreeze: 'blocks:1', bn: train, ema: 0.9, label_smoothing: 0.1}]"
     result = train(load_config(None, BASE + [phases]), output_dir=tmp_path / "run", verbose=0)

@@ -6,8 +6,8 @@ import pytest
 
 from kerastl.config import load_config
 from kerastl.errors import RunDirError
-from kerastl.model import load_model
-from kerastl.trainer import train
+from kerastl.models.classifier import load_model
+from kerastl.training.trainer import train
 from tests.conftest import TINY
 
 
@@ -71,8 +71,8 @@ def test_pretrain_stage_feeds_the_backbone(tmp_path):
     weights_file = tmp_path / "run" / "pretrained_backbone.weights.h5"
     assert weights_file.is_file()
     assert result.metrics["pretrain"]["classes"] == ["5", "6"] and "val_accuracy" in result.metrics["pretrain"]
-    from kerastl.backbones import create_backbone
-    from kerastl.registry import get_backbone
+    from kerastl.models.backbones import create_backbone
+    from kerastl.models.backbones import get_backbone
 
     pretrained = create_backbone(get_backbone("mobilenet_v2"), str(weights_file), 32, {"alpha": 0.35})
     trained = result.model.get_layer("backbone")
@@ -83,7 +83,7 @@ def test_pretrain_stage_feeds_the_backbone(tmp_path):
 def test_balanced_class_weight_is_inverse_frequency():
     from kerastl.data.pipeline import Splits
     from kerastl.data.sources import from_arrays
-    from kerastl.trainer import _class_weight
+    from kerastl.training.trainer import _class_weight
 
     source = from_arrays(np.zeros((8, 4, 4), "uint8"), [0] * 6 + [1] * 2)
     weights = _class_weight(Splits(source, None, None))

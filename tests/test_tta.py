@@ -3,7 +3,7 @@ import pytest
 
 from kerastl.config import AugmentConfig
 from kerastl.errors import ConfigError
-from kerastl.tta import tta_probabilities
+from kerastl.analysis.tta import tta_probabilities
 
 
 def brightness_classifier(images):

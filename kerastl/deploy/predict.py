@@ -21,11 +21,11 @@ from kerastl.config import AugmentConfig, Config, DataConfig, config_from_dict
 from kerastl.data.pipeline import read_data_source
 from kerastl.data.sources import IMAGE_SUFFIXES, load_image
 from kerastl.errors import DataError, ExportError
-from kerastl.evaluation import model_input_shape, run_config
-from kerastl.metrics import decisions
-from kerastl.model import load_model
+from kerastl.analysis.evaluation import model_input_shape, run_config
+from kerastl.analysis.metrics import decisions
+from kerastl.models.classifier import load_model
 from kerastl.quiet import native_stderr_silenced
-from kerastl.tta import tta_probabilities
+from kerastl.analysis.tta import tta_probabilities
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 

@@ -24,9 +24,9 @@ from kerastl.config import config_to_dict
 from kerastl.data.pipeline import load_splits
 from kerastl.data.sources import ImageSource
 from kerastl.errors import ExportError
-from kerastl.evaluation import model_input_shape, run_config
-from kerastl.metrics import THRESHOLD, decisions
-from kerastl.model import is_multi_label, load_model
+from kerastl.analysis.evaluation import model_input_shape, run_config
+from kerastl.analysis.metrics import THRESHOLD, decisions
+from kerastl.models.classifier import is_multi_label, load_model
 from kerastl.quiet import native_stderr_silenced
 from kerastl.rundir import read_labels
 
@@ -175,7 +175,7 @@ def _write_tflite(model, class_names, cfg, staging: Path, quantize, train: Image
         shutil.rmtree(plain, ignore_errors=True)
     (staging / "model.tflite").write_bytes(flatbuffer)
     _write_labels(staging, class_names)
-    from kerastl.prediction import tflite_predictor
+    from kerastl.deploy.predict import tflite_predictor
 
     return tflite_predictor(staging / "model.tflite")[0]
 
@@ -203,7 +203,7 @@ def _write_onnx(model, class_names, cfg, staging: Path, quantize, train: ImageSo
     with native_stderr_silenced():
         tf2onnx.convert.from_function(serve, input_signature=signature, opset=17, output_path=str(staging / "model.onnx"))
     _write_labels(staging, class_names)
-    from kerastl.prediction import onnx_predictor
+    from kerastl.deploy.predict import onnx_predictor
 
     return onnx_predictor(staging / "model.onnx")[0]
 

@@ -14,11 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kerastl.augment import augmentation_layers
-from kerastl.backbones import create_backbone
+from kerastl.models.augment import augmentation_layers
+from kerastl.models.backbones import create_backbone
 from kerastl.config import AugmentConfig, HeadConfig, ModelConfig
 from kerastl.errors import ConfigError, ExportError
-from kerastl.registry import get_backbone
+from kerastl.models.backbones import get_backbone
 
 
 HEAD_NORM = "head_norm"  # the BatchNormalization of the pooled features, with model.head.norm: batch
@@ -91,7 +91,7 @@ def build_model(
 def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label):
     import keras
 
-    from kerastl.layers import Normalize, Preprocess
+    from kerastl.models.layers import Normalize, Preprocess
 
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
     x = Preprocess(size, channels=3, crop=model_cfg.center_crop, name="preprocess")(inputs)

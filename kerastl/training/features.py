@@ -20,11 +20,11 @@ from typing import Optional
 
 import numpy as np
 
-from kerastl.augment import augmentation_layers
+from kerastl.models.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
 from kerastl.data.store import ArrayStore
-from kerastl.distribute import Engine
+from kerastl.training.distribute import Engine
 
 FEATURE_LAYER = "pool"  # features are cached at the pooling layer's output
 BATCHES_PER_CHUNK = 64  # features are computed and stored this many batches at a time

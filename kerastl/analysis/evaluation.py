@@ -15,9 +15,9 @@ from kerastl.config import Config, load_config
 from kerastl.data.pipeline import load_splits, read_data_source
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError, RunDirError
-from kerastl.model import load_model
-from kerastl.report import write_report
-from kerastl.tta import tta_probabilities
+from kerastl.models.classifier import load_model
+from kerastl.analysis.report import write_report
+from kerastl.analysis.tta import tta_probabilities
 from kerastl.rundir import atomic_path, read_labels, write_json
 
 
@@ -43,8 +43,8 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     """
     import pandas as pd
 
-    from kerastl.metrics import classification_metrics, confusion_matrix, multi_label_metrics
-    from kerastl.plots import plot_confusion_matrix, plot_errors
+    from kerastl.analysis.metrics import classification_metrics, confusion_matrix, multi_label_metrics
+    from kerastl.analysis.plots import plot_confusion_matrix, plot_errors
 
     run_dir = Path(run).parent if Path(run).is_file() else Path(run)  # a run directory or its model.keras
     cfg = run_config(run_dir)

@@ -68,8 +68,8 @@ def convert_hed_vgg16(output: str | Path, source: str | Path | None = None) -> P
         >>> convert_hed_vgg16("weights/vgg16_hed.weights.h5")
         PosixPath('weights/vgg16_hed.weights.h5')
     """
-    from kerastl.backbones import create_backbone
-    from kerastl.registry import get_backbone
+    from kerastl.models.backbones import create_backbone
+    from kerastl.models.backbones import get_backbone
 
     output = Path(output)
     if not output.name.endswith(".weights.h5"):

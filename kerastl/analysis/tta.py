@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from kerastl.augment import augmentation_layers
+from kerastl.models.augment import augmentation_layers
 from kerastl.config import AugmentConfig
 from kerastl.errors import ConfigError
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
-from kerastl.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
+from kerastl.training.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
 
 COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the images ...
 COLLAPSE_EXCESS = 0.25  # ... and for this much more than its share of the true labels: collapsed
@@ -48,7 +48,7 @@ def start_head(model, cfg: Config, splits: Splits, init: bool, verbose: int | st
 
 def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
     """Pooled backbone features of each split in `sources` (name -> ImageSource or None), in inference mode."""
-    from kerastl.features import extract_features
+    from kerastl.training.features import extract_features
 
     return {name: extract_features(model, source.images, batch_size, verbose) for name, source in sources.items() if source is not None}
 
@@ -83,7 +83,7 @@ def init_head_from_probe(model, probe: LinearProbe) -> None:
     moving statistics and the output layer its coefficients; without, the standardization is folded
     into the output layer. The model's outputs then equal `softmax(probe.logits(features))`.
     """
-    from kerastl.model import HEAD_NORM, OUTPUT_LAYER
+    from kerastl.models.classifier import HEAD_NORM, OUTPUT_LAYER
 
     output = model.get_layer(OUTPUT_LAYER)
     if HEAD_NORM not in {layer.name for layer in model.layers}:
@@ -168,7 +168,7 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
     from kerastl.config import load_config
     from kerastl.data.pipeline import load_splits
     from kerastl.errors import ConfigError
-    from kerastl.model import build_model, input_size
+    from kerastl.models.classifier import build_model, input_size
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if cfg.model.weights == "pretrain":

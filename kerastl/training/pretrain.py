@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from kerastl.backbones import BACKBONE_LAYER_NAME, create_backbone
-from kerastl.checkpoints import repair_backup
+from kerastl.models.backbones import BACKBONE_LAYER_NAME, create_backbone
+from kerastl.training.checkpoints import repair_backup
 from kerastl.config import Config
 from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
 from kerastl.data.sources import ImageSource
 from kerastl.errors import ConfigError
-from kerastl.model import input_size, set_batchnorm_momentum
-from kerastl.phases import compile_classifier
-from kerastl.registry import get_backbone
+from kerastl.models.classifier import input_size, set_batchnorm_momentum
+from kerastl.training.phases import compile_classifier
+from kerastl.models.backbones import get_backbone
 from kerastl.rundir import atomic_path
 
 
@@ -120,7 +120,7 @@ def fit_from_scratch(
     """
     import keras
 
-    from kerastl.layers import Normalize, Preprocess
+    from kerastl.models.layers import Normalize, Preprocess
 
     settings = cfg.pretrain
     spec, size = get_backbone(cfg.model.backbone), input_size(cfg.model)

@@ -15,8 +15,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from kerastl.baselines import head_init, health_warning, prediction_health, probe_warning, start_head
-from kerastl.checkpoints import (
+from kerastl.training.baselines import head_init, health_warning, prediction_health, probe_warning, start_head
+from kerastl.training.checkpoints import (
     CHECKPOINTS,
     Progress,
     backed_up_epochs,
@@ -31,10 +31,10 @@ from kerastl.checkpoints import (
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
 from kerastl.errors import RunDirError
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
-from kerastl.distribute import Engine, check_resume_point, process_run_dir, start_engine
-from kerastl.features import can_cache, extract_features, head_model, training_copies, training_features
-from kerastl.model import build_model, input_size, load_model
-from kerastl.phases import (
+from kerastl.training.distribute import Engine, check_resume_point, process_run_dir, start_engine
+from kerastl.training.features import can_cache, extract_features, head_model, training_copies, training_features
+from kerastl.models.classifier import build_model, input_size, load_model
+from kerastl.training.phases import (
     batchnorm_statistics,
     check_batchnorm_policy,
     compile_classifier,
@@ -42,11 +42,11 @@ from kerastl.phases import (
     make_optimizer,
     set_trainable,
 )
-from kerastl.plots import plot_curves
-from kerastl.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
-from kerastl.report import write_report
+from kerastl.analysis.plots import plot_curves
+from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
+from kerastl.analysis.report import write_report
 from kerastl.rundir import atomic_path, clear_run_files, prepare_run_dir, remove_partial_files, write_json, write_text
-from kerastl.strategies import plan_phases
+from kerastl.training.strategies import plan_phases
 
 CACHE = "cache"  # RUN_DIR/cache: images of a `data.cache: disk` run while it trains
 CACHED_HEAD_PATIENCE = 5  # epochs without a better validation loss before a cached head phase stops
@@ -292,7 +292,7 @@ def run_phase(
         )
         validation_data = None if validation_source is None else make_dataset(validation_source, batch_size, drop_remainder=whole)
         callbacks = [
-            history_recorder(progress, phase.name),  # before the backup: see kerastl.checkpoints
+            history_recorder(progress, phase.name),  # before the backup: see kerastl.training.checkpoints
             keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
             rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
         ]

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from kerastl.checkpoints import CHECKPOINTS, Progress
+from kerastl.training.checkpoints import CHECKPOINTS, Progress
 from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, make_dataset
-from kerastl.distribute import ONE_DEVICE
+from kerastl.training.distribute import ONE_DEVICE
 from kerastl.errors import ConfigError
-from kerastl.model import build_model, input_size
-from kerastl.phases import OPTIMIZERS, compile_classifier, set_trainable
-from kerastl.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed
+from kerastl.models.classifier import build_model, input_size
+from kerastl.training.phases import OPTIMIZERS, compile_classifier, set_trainable
+from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed
 from kerastl.rundir import write_json
-from kerastl.strategies import plan_phases
+from kerastl.training.strategies import plan_phases
 
 SMOOTHING = 0.98
 DIVERGENCE = 4.0
@@ -46,8 +46,8 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     """
     import keras
 
-    from kerastl.plots import plot_lr_find
-    from kerastl.trainer import run_phase
+    from kerastl.analysis.plots import plot_lr_find
+    from kerastl.training.trainer import run_phase
 
     if not 0 < min_lr < max_lr:
         raise ConfigError(f"lr-find needs 0 < min_lr < max_lr, got {min_lr:g} and {max_lr:g}.")

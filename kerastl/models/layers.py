@@ -2,7 +2,7 @@
 
 They use `keras.ops` only, so models stay backend-agnostic, and they are registered under the
 `kerastl` package so a saved `model.keras` reloads with `kerastl.load_model(path)` (or plain
-`keras.saving.load_model` once `kerastl.layers` is imported).
+`keras.saving.load_model` once `kerastl.models.layers` is imported).
 
 Example:
     >>> layer = Preprocess(size=32, channels=3)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kerastl.pretrain import PRETRAINED_FILE
+from kerastl.training.pretrain import PRETRAINED_FILE
 from kerastl.rundir import write_text
 
 ARTIFACTS = (

@@ -13,7 +13,7 @@ import numpy as np
 
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, load_splits
-from kerastl.model import input_size
+from kerastl.models.classifier import input_size
 
 IMBALANCE_RATIO = 3.0
 
@@ -58,9 +58,9 @@ def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_cl
     """
     import keras
 
-    from kerastl.augment import augmentation_layers
-    from kerastl.layers import Preprocess
-    from kerastl.plots import plot_class_counts, plot_image_grid
+    from kerastl.models.augment import augmentation_layers
+    from kerastl.models.layers import Preprocess
+    from kerastl.analysis.plots import plot_class_counts, plot_image_grid
 
     output_dir = Path(output_dir)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))

@@ -1,6 +1,9 @@
-"""Create `keras.applications` backbones with ImageNet, file or no weights, explaining every failure.
+"""The backbone registry (one `BackboneSpec` per backbone) and building them with ImageNet, file or no
+weights, explaining every failure.
 
 Example:
+    >>> get_backbone("mobilenet_v2").default_size
+    224
     >>> backbone = create_backbone(get_backbone("mobilenet_v2"), "none", 32, {"alpha": 0.35})
     >>> backbone.output_shape
     (None, 1, 1, 1280)
@@ -11,12 +14,80 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from kerastl.errors import ConfigError, WeightsError
-from kerastl.registry import BackboneSpec
+from kerastl.registry import Registry
 
 BACKBONE_LAYER_NAME = "backbone"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What kerastl needs to know about one `keras.applications` model.
+
+    `preprocess` is the model's own normalization mode: "tf" scales to [-1, 1], "caffe" swaps
+    RGB to BGR and subtracts the ImageNet means, "torch" scales to [0, 1] and standardises,
+    "none" means the model rescales inside itself and takes pixels in [0, 255].
+    `blocks` is a regular expression whose first group names the block a layer belongs to (layers
+    that match none belong to the block before them); `constructor` is a `keras.applications` name
+    or "module:function" for a backbone kerastl builds itself. `pools_inside` marks a backbone whose
+    pretrained classifier pools *before* a final normalization (ConvNeXt: LayerNorm of the average):
+    kerastl then lets the backbone pool (its `pooling` argument), so the features are the ones its
+    weights were trained to give.
+    """
+
+    name: str
+    constructor: str
+    module: str
+    preprocess: Literal["tf", "caffe", "torch", "none"]
+    default_size: int
+    feature_dim: int
+    params: int
+    blocks: str
+    min_size: int = 32
+    pools_inside: bool = False
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+
+_MOBILENET_V2 = r"^(expanded_conv|block_\d+)_"
+_MOBILENET_V3 = r"^(expanded_conv(?:_\d+)?)_"
+_STAGES = r"^(block\d)"  # EfficientNet(V2) stages block1..block7, VGG block1..block5
+_RESNET = r"^(conv\d)_"  # ResNet/DenseNet stages conv2..conv5
+
+for _spec in (
+    BackboneSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, 1280, 2_257_984, _MOBILENET_V2),
+    BackboneSpec("mobilenet_v3_small", "MobileNetV3Small", "mobilenet_v3", "none", 224, 576, 939_120, _MOBILENET_V3),
+    BackboneSpec("mobilenet_v3_large", "MobileNetV3Large", "mobilenet_v3", "none", 224, 960, 2_996_352, _MOBILENET_V3),
+    BackboneSpec("efficientnet_b0", "EfficientNetB0", "efficientnet", "none", 224, 1280, 4_049_571, _STAGES),
+    BackboneSpec("efficientnet_b1", "EfficientNetB1", "efficientnet", "none", 240, 1280, 6_575_239, _STAGES),
+    BackboneSpec("efficientnet_b2", "EfficientNetB2", "efficientnet", "none", 260, 1408, 7_768_569, _STAGES),
+    BackboneSpec("efficientnet_b3", "EfficientNetB3", "efficientnet", "none", 300, 1536, 10_783_535, _STAGES),
+    BackboneSpec("efficientnet_v2_b0", "EfficientNetV2B0", "efficientnet_v2", "none", 224, 1280, 5_919_312, _STAGES),
+    BackboneSpec("efficientnet_v2_b1", "EfficientNetV2B1", "efficientnet_v2", "none", 240, 1280, 6_931_124, _STAGES),
+    BackboneSpec("efficientnet_v2_b2", "EfficientNetV2B2", "efficientnet_v2", "none", 260, 1408, 8_769_374, _STAGES),
+    BackboneSpec("resnet50", "ResNet50", "resnet50", "caffe", 224, 2048, 23_587_712, _RESNET),
+    BackboneSpec("resnet50_v2", "ResNet50V2", "resnet_v2", "tf", 224, 2048, 23_564_800, _RESNET),
+    BackboneSpec("densenet121", "DenseNet121", "densenet", "torch", 224, 1024, 7_037_504, _RESNET),
+    BackboneSpec("vgg16", "VGG16", "vgg16", "caffe", 224, 512, 14_714_688, _STAGES),
+    BackboneSpec("xception", "Xception", "xception", "tf", 299, 2048, 20_861_480, r"^(block\d+)_", min_size=71),
+    BackboneSpec("convnext_tiny", "ConvNeXtTiny", "convnext", "none", 224, 768, 27_820_128, r"_(stage_\d)_", pools_inside=True),
+    BackboneSpec("alexnet", "kerastl.models.alexnet:AlexNet", "kerastl.models.alexnet", "tf", 227, 256, 3_747_200, r"^(conv\d)", min_size=67),
+):
+    BACKBONES.register(_spec.name, _spec)
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The spec of a registered backbone; unknown names raise `ConfigError` with a close match."""
+    return BACKBONES.get(name)
+
+
+def backbone_names(pattern: str = "*") -> list[str]:
+    """Registered backbone names matching a shell-style pattern."""
+    return BACKBONES.names(pattern)
 
 
 def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: dict | None = None, **overrides):
@@ -55,7 +126,7 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
 def _constructor(spec: BackboneSpec):
     import keras
 
-    if ":" in spec.constructor:  # a backbone kerastl builds itself, e.g. "kerastl.alexnet:AlexNet"
+    if ":" in spec.constructor:  # a backbone kerastl builds itself, e.g. "kerastl.models.alexnet:AlexNet"
         module, _, function = spec.constructor.partition(":")
         return getattr(importlib.import_module(module), function)
     return getattr(keras.applications, spec.constructor)

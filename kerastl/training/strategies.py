@@ -116,7 +116,7 @@ def advise(config_path, overrides=()) -> Plan:
     """
     from kerastl.config import load_config
     from kerastl.data.pipeline import load_splits
-    from kerastl.model import input_size
+    from kerastl.models.classifier import input_size
 
     cfg = load_config(config_path, overrides)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=False)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerastl.backbones import BACKBONE_LAYER_NAME
+from kerastl.models.backbones import BACKBONE_LAYER_NAME
 from kerastl.config import PhaseConfig, parse_unfreeze
 from kerastl.errors import ConfigError, KerastlError
-from kerastl.registry import BackboneSpec, Registry, get_backbone
+from kerastl.models.backbones import BackboneSpec, get_backbone
+from kerastl.registry import Registry
 
 # name -> (keras.optimizers class, its arguments besides the learning rate)
 OPTIMIZERS: Registry[tuple[str, dict]] = Registry("optimizer")
@@ -123,7 +124,7 @@ def compile_classifier(model, optimizer, label_smoothing: float = 0.0, jit_compi
     """
     import keras
 
-    from kerastl.model import is_multi_label
+    from kerastl.models.classifier import is_multi_label
 
     if is_multi_label(model):
         loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
@@ -140,7 +141,7 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[s
     """
     import keras
 
-    from kerastl.optimizers import layerwise
+    from kerastl.training.optimizers import layerwise
 
     learning_rate = phase.learning_rate
     warmup_steps = phase.warmup_epochs * steps_per_epoch

@@ -1,0 +1,1 @@
+"""Backbones (the registry of them), the in-model layers, augmentation and the classifier assembled from them."""

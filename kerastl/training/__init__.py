@@ -1,0 +1,1 @@
+"""Training: phases, strategies, optimizers, cached features, checkpoints, pretraining, baselines, the trainer."""
