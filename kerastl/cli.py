@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from kerastl.deploy.formats import FORMATS, quantizations
 from kerastl.errors import KerastlError
 
 
@@ -188,8 +189,8 @@ def predict(model, inputs, tta):
 
 @cli.command()
 @click.argument("run_dir", type=click.Path())
-@click.option("--format", "export_format", type=click.Choice(["savedmodel", "tflite", "keras", "onnx"]), default="savedmodel", show_default=True, help="Export format.")
-@click.option("--quantize", type=click.Choice(["none", "float16", "dynamic", "int8"]), default="none", show_default=True, help="TFLite quantization.")
+@click.option("--format", "export_format", type=click.Choice(FORMATS.names()), default="savedmodel", show_default=True, help="Export format.")
+@click.option("--quantize", type=click.Choice(quantizations()), default="none", show_default=True, help="Quantization (TFLite).")
 @click.option("--output", required=True, type=click.Path(), help="Directory to create for the export.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing export.")
 @reports_errors

@@ -42,5 +42,9 @@ class Registry(Generic[T]):
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"Unknown {self.kind} {name!r}.{hint} Expected one of: {', '.join(self._entries)}.")
 
+    def values(self) -> list[T]:
+        """The entries, in registration order."""
+        return list(self._entries.values())
+
     def names(self, pattern: str = "*") -> list[str]:
         return [name for name in self._entries if fnmatch.fnmatch(name, pattern)]

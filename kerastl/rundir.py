@@ -15,9 +15,12 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from kerastl.errors import RunDirError
+
+if TYPE_CHECKING:
+    from kerastl.config import Config
 
 RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md")
 
@@ -93,3 +96,19 @@ def read_labels(path: Path) -> list[str]:
     if not file.is_file():
         raise RunDirError(f"{file}: missing; is {str(path)!r} a kerastl run directory?")
     return file.read_text().splitlines()
+
+
+def run_config(run_dir: Path) -> "Config":
+    """The resolved config saved in a run directory.
+
+    Raises:
+        RunDirError: the directory holds no config.yaml, so it is not a complete kerastl run.
+    """
+    from kerastl.config import load_config
+
+    file = Path(run_dir) / "config.yaml"
+    if not Path(run_dir).exists():
+        raise RunDirError(f"No model at {str(run_dir)!r}; expected a run directory or a .keras file.")
+    if not file.is_file():
+        raise RunDirError(f"{str(run_dir)!r} is not a complete kerastl run: it has no config.yaml.")
+    return load_config(file)

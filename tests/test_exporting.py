@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kerastl.deploy import export
 from kerastl.cli import cli
 from kerastl.data.sources import read_source
 from kerastl.errors import ExportError
 from kerastl.deploy.export import export
+from kerastl.deploy.formats import FORMATS
 from kerastl.deploy.predict import load_predictor, predict
 
 
@@ -130,7 +130,7 @@ def test_existing_target_needs_overwrite_and_is_replaced_whole(trained_run, tmp_
 
 
 def test_failed_parity_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
-    monkeypatch.setitem(exporting.MAX_ABS_DIFF, ("keras", "none"), -1.0)
+    monkeypatch.setitem(FORMATS.get("keras").parity, "none", -1.0)
     with pytest.raises(ExportError, match="differs from the Keras model .* nothing was written"):
         export(trained_run.run_dir, "keras", tmp_path / "k")
     assert list(tmp_path.iterdir()) == []
@@ -139,7 +139,7 @@ def test_failed_parity_leaves_nothing_behind(trained_run, tmp_path, monkeypatch)
 def test_failed_export_keeps_the_previous_one(trained_run, tmp_path, monkeypatch):
     export(trained_run.run_dir, "keras", tmp_path / "k")
     before = (tmp_path / "k" / "export.json").read_bytes()
-    monkeypatch.setitem(exporting.MAX_ABS_DIFF, ("keras", "none"), -1.0)
+    monkeypatch.setitem(FORMATS.get("keras").parity, "none", -1.0)
     with pytest.raises(ExportError):
         export(trained_run.run_dir, "keras", tmp_path / "k", overwrite=True)
     assert (tmp_path / "k" / "export.json").read_bytes() == before
@@ -149,7 +149,7 @@ def test_failed_export_keeps_the_previous_one(trained_run, tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--format", "keras", "--quantize", "int8"], "applies to --format tflite only"),
+        (["--format", "keras", "--quantize", "int8"], "applies to format tflite only"),
         (["--format", "pytorch"], "Invalid value for '--format'"),
     ],
 )

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Optional
 
 
-from kerastl.config import Config, load_config
+from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, read_data_source
 from kerastl.data.sources import ImageSource
-from kerastl.errors import DataError, RunDirError
-from kerastl.models.classifier import load_model
+from kerastl.errors import DataError
+from kerastl.models.classifier import load_model, model_input_shape
 from kerastl.analysis.report import write_report
 from kerastl.analysis.tta import tta_probabilities
-from kerastl.rundir import atomic_path, read_labels, write_json
+from kerastl.rundir import atomic_path, read_labels, run_config, write_json
 
 
 def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose: int | str = 0) -> dict:
@@ -68,25 +68,6 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     if (run_dir / "metrics.json").is_file():
         write_report(run_dir)
     return report
-
-
-def run_config(run_dir: Path) -> Config:
-    """The resolved config saved in a run directory.
-
-    Raises:
-        RunDirError: the directory holds no config.yaml, so it is not a complete kerastl run.
-    """
-    file = Path(run_dir) / "config.yaml"
-    if not Path(run_dir).exists():
-        raise RunDirError(f"No model at {str(run_dir)!r}; expected a run directory or a .keras file.")
-    if not file.is_file():
-        raise RunDirError(f"{str(run_dir)!r} is not a complete kerastl run: it has no config.yaml.")
-    return load_config(file)
-
-
-def model_input_shape(model) -> tuple[int, int, int]:
-    """(H, W, C) of the raw images a kerastl model takes."""
-    return tuple(int(d) for d in model.input_shape[1:])
 
 
 def _evaluation_source(cfg: Config, data: Optional[str], model, class_names, progress: bool) -> tuple[ImageSource, str]:

@@ -98,7 +98,7 @@ BUILTINS.register("digits", _digits)
 BUILTINS.register("photos", _photos)
 
 
-def read_builtin(name: str, **_):
+def read_builtin(name: str):
     """The built-in dataset `name` as an `ImageSource` (`builtin:NAME` in a config).
 
     Raises:

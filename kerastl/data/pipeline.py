@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from kerastl.config import AugmentConfig, DataConfig
-from kerastl.data.sources import ImageSource, read_source
+from kerastl.data.sources import ImageSource, ReadOptions, read_source
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
 
@@ -48,8 +48,15 @@ def read_data_source(
 ) -> ImageSource:
     """Read `spec` with the reading options of a `DataConfig` (`progress`: a bar on stderr for tables;
     with `data.cache: disk`, images go to raw files in `cache_dir`, see `kerastl.data.store`)."""
-    return read_source(
-        spec,
+    return read_source(spec, read_options(data, image_size, require_labels, progress, cache_dir))
+
+
+def read_options(
+    data: DataConfig, image_size: Optional[int], require_labels: bool = True, progress: bool = False,
+    cache_dir: Optional[Path] = None,
+) -> ReadOptions:
+    """The `ReadOptions` a `DataConfig` sets (`cache_dir` only with `data.cache: disk`)."""
+    return ReadOptions(
         label_column=data.label_column,
         image_shape=data.image_shape,
         pixel_layout=data.pixel_layout,

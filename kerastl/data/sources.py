@@ -26,7 +26,7 @@ import pandas as pd
 
 from kerastl.data.builtin import read_builtin
 from kerastl.data.store import ArrayStore, take_rows
-from kerastl.errors import DataError
+from kerastl.errors import ConfigError, DataError
 from kerastl.registry import Registry
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -128,37 +128,16 @@ class ImageSource:
         return source
 
 
-SourceReader = Callable[..., ImageSource]
-SOURCES: Registry[SourceReader] = Registry("data source")
+@dataclass(frozen=True)
+class ReadOptions:
+    """How sources are read: the `data.*` reading keys of a config, with the same defaults.
 
-
-def read_source(
-    spec: str,
-    *,
-    label_column: str = "label",
-    image_shape: Optional[Sequence[int]] = None,
-    pixel_layout: str = "hwc",
-    require_labels: bool = True,
-    chunk_size: int = 10_000,
-    out_of_range: str = "error",
-    image_size: Optional[int] = None,
-    channels: int = 3,
-    bad_images: str = "error",
-    progress: bool = False,
-    label_separator: Optional[str] = None,
-    cache_dir: Optional[Path] = None,
-) -> ImageSource:
-    """Read the source named by `scheme:location`, e.g. `csv:train.csv`, `folder:photos/`, `builtin:digits`.
-
-    A bare path is read by its suffix (`.csv`, `.parquet`) or as a folder.
-
-    Args:
-        spec: `builtin:digits`, `csv:PATH`, `parquet:PATH`, `folder:PATH`, or a bare path.
+    Attributes:
         label_column: name of the label column in pixel tables.
         image_shape: [H, W] or [H, W, C] of pixel tables; inferred from the pixel count if None.
         pixel_layout: "hwc" or "chw": the order of pixels in a table row.
         require_labels: whether a table without the label column is an error.
-        chunk_size: rows read at a time from tables.
+        chunk_size: rows read at a time from Parquet and from CSVs that need pandas.
         out_of_range: "error" or "clip" for pixel values outside 0..255.
         image_size: side length image-folder pictures are resized to (square).
         channels: 1 or 3, the channels image-folder pictures are converted to.
@@ -168,37 +147,94 @@ def read_source(
             string (e.g. "cat|dog"); None for one label per row.
         cache_dir: tables and image folders: write the images to raw files in this folder as they are
             read and return them memory-mapped (bounded memory); None holds them in memory.
+    """
+
+    label_column: str = "label"
+    image_shape: Optional[Sequence[int]] = None
+    pixel_layout: str = "hwc"
+    require_labels: bool = True
+    chunk_size: int = 10_000
+    out_of_range: str = "error"
+    image_size: Optional[int] = None
+    channels: int = 3
+    bad_images: str = "error"
+    progress: bool = False
+    label_separator: Optional[str] = None
+    cache_dir: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """One kind of data source, read from `NAME:LOCATION` or from a bare path it recognises.
+
+    Attributes:
+        name: the scheme, e.g. "csv".
+        read: `read(location, options)` -> `ImageSource`.
+        suffixes: bare paths ending in one of these are this kind (lower case, e.g. ".csv.gz").
+        directory: a bare path that is a directory is this kind.
+        table: one image per row of pixel values (`data.pixel_layout` applies; `predict` reads every row).
+        multi_label: can hold several labels per image (`data.label_separator`).
+    """
+
+    name: str
+    read: Callable[[str, ReadOptions], ImageSource]
+    suffixes: tuple[str, ...] = ()
+    directory: bool = False
+    table: bool = False
+    multi_label: bool = False
+
+
+SOURCE_KINDS: Registry[SourceKind] = Registry("data source")
+
+
+def source_kind(spec: str) -> tuple[SourceKind, str]:
+    """The kind of source `spec` names and its location: `scheme:location`, or a bare path by its suffix.
+
+    Raises:
+        ConfigError: an unknown scheme, or a bare path no kind recognises.
+    """
+    scheme, sep, location = spec.partition(":")
+    if sep and len(scheme) > 1:  # a Windows drive letter is not a scheme
+        return SOURCE_KINDS.get(scheme), location
+    path = Path(spec)
+    for kind in SOURCE_KINDS.values():
+        if (kind.directory and path.is_dir()) or (kind.suffixes and path.name.lower().endswith(kind.suffixes)):
+            return kind, spec
+    if not path.exists():
+        raise DataError(f"{spec}: no such file or folder.")
+    suffixes = ", ".join(suffix for kind in SOURCE_KINDS.values() for suffix in kind.suffixes)
+    raise ConfigError(
+        f"Cannot tell what kind of data {spec!r} is: write SCHEME:PATH with a scheme among "
+        f"{', '.join(SOURCE_KINDS.names())}, or a folder or a file ending in {suffixes}."
+    )
+
+
+def read_source(spec: str, options: Optional[ReadOptions] = None, **changes) -> ImageSource:
+    """Read the source named by `scheme:location`, e.g. `csv:train.csv`, `folder:photos/`, `builtin:digits`.
+
+    A bare path is read by its suffix (`.csv`, `.csv.gz`, `.parquet`) or as a folder.
+
+    Args:
+        spec: `builtin:NAME`, `csv:PATH`, `parquet:PATH`, `folder:PATH`, or a bare path.
+        options: how to read it (`ReadOptions`); default `ReadOptions()`.
+        **changes: `ReadOptions` fields to change, e.g. `label_column="kind"`.
 
     Returns:
         The `ImageSource`.
 
     Raises:
-        DataError: the source is missing, empty or malformed.
+        DataError: the source is missing, empty or malformed. ConfigError: an unknown kind of source.
+
+    Example:
+        >>> read_source("builtin:digits").images.shape
+        (1797, 8, 8, 1)
     """
-    scheme, sep, location = spec.partition(":")
-    if not sep or len(scheme) == 1:  # a bare path (a Windows drive letter is not a scheme)
-        path = Path(spec)
-        suffix = path.with_suffix("").suffix if path.suffix.lower() == ".gz" else path.suffix  # train.csv.gz is a CSV
-        scheme = "folder" if path.is_dir() else suffix.lower().lstrip(".").replace("pq", "parquet")
-        location = spec
-    reader = SOURCES.get(scheme)
-    if label_separator is not None and scheme not in ("csv", "parquet"):
-        raise DataError(f"{spec}: multi-label data needs a label column, so a csv: or parquet: table (or kerastl.from_arrays).")
-    return reader(
-        location,
-        label_column=label_column,
-        image_shape=image_shape,
-        pixel_layout=pixel_layout,
-        require_labels=require_labels,
-        chunk_size=chunk_size,
-        out_of_range=out_of_range,
-        image_size=image_size,
-        channels=channels,
-        bad_images=bad_images,
-        progress=progress,
-        label_separator=label_separator,
-        cache_dir=cache_dir,
-    )
+    options = replace(options or ReadOptions(), **changes)
+    kind, location = source_kind(spec)
+    if options.label_separator is not None and not kind.multi_label:
+        multi = ", ".join(f"{k.name}:" for k in SOURCE_KINDS.values() if k.multi_label)
+        raise DataError(f"{spec}: multi-label data needs a label column, so a {multi} table (or kerastl.from_arrays).")
+    return kind.read(location, options)
 
 
 def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None, origin: str = "arrays") -> ImageSource:
@@ -258,9 +294,11 @@ def from_dataframe(
         >>> from_dataframe(frame).image_shape
         (2, 2, 1)
     """
-    return _read_pixel_chunks(
-        [frame], list(frame.columns), origin, label_column, image_shape, pixel_layout, require_labels, out_of_range
+    options = ReadOptions(
+        label_column=label_column, image_shape=image_shape, pixel_layout=pixel_layout, require_labels=require_labels,
+        out_of_range=out_of_range,
     )
+    return _read_pixel_chunks([frame], list(frame.columns), origin, options)
 
 
 def encode_labels(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
@@ -339,24 +377,14 @@ def _label_sort_key(name: str):
         return (1, 0.0, name)
 
 
-def _read_pixel_chunks(
-    chunks: Iterable[pd.DataFrame],
-    columns: list,
-    origin: str,
-    label_column: str,
-    image_shape,
-    pixel_layout: str,
-    require_labels: bool,
-    out_of_range: str,
-    label_separator: Optional[str] = None,
-    cache_dir: Optional[Path] = None,
-) -> ImageSource:
-    layout = _table_layout(columns, origin, label_column, image_shape, pixel_layout, require_labels)
+def _read_pixel_chunks(chunks: Iterable[pd.DataFrame], columns: list, origin: str, options: ReadOptions) -> ImageSource:
+    layout = _table_layout(columns, origin, options)
+    label_column = options.label_column
 
     def checked_rows():
         start = 0
         for chunk in chunks:
-            pixels = _checked_pixels(chunk[layout.pixel_columns], start, origin, out_of_range)
+            pixels = _checked_pixels(chunk[layout.pixel_columns], start, origin, options.out_of_range)
             labels = None
             if layout.has_labels:
                 labels = chunk[label_column]
@@ -367,7 +395,7 @@ def _read_pixel_chunks(
             yield pixels, labels
             start += len(chunk)
 
-    return _assemble(checked_rows(), layout, origin, label_separator, cache_dir)
+    return _assemble(checked_rows(), layout, origin, options)
 
 
 @dataclass(frozen=True)
@@ -380,21 +408,22 @@ class _TableLayout:
     pixel_layout: str
 
 
-def _table_layout(columns, origin, label_column, image_shape, pixel_layout, require_labels) -> _TableLayout:
+def _table_layout(columns, origin: str, options: ReadOptions) -> _TableLayout:
+    label_column = options.label_column
     has_labels = label_column in columns
-    if require_labels and not has_labels:
+    if options.require_labels and not has_labels:
         shown = ", ".join(map(str, columns[:6])) + (", ..." if len(columns) > 6 else "")
         raise DataError(f"{origin}: no label column {label_column!r}; the columns are: {shown}. Set data.label_column.")
     pixel_columns = [c for c in columns if c != label_column] if has_labels else list(columns)
     if not pixel_columns:
         raise DataError(f"{origin}: no pixel columns besides {label_column!r}.")
-    shape = infer_image_shape(len(pixel_columns), image_shape, pixel_layout, origin)
-    return _TableLayout(has_labels, pixel_columns, shape, pixel_layout)
+    shape = infer_image_shape(len(pixel_columns), options.image_shape, options.pixel_layout, origin)
+    return _TableLayout(has_labels, pixel_columns, shape, options.pixel_layout)
 
 
-def _assemble(rows: Iterable[tuple], layout: _TableLayout, origin: str, label_separator, cache_dir) -> ImageSource:
+def _assemble(rows: Iterable[tuple], layout: _TableLayout, origin: str, options: ReadOptions) -> ImageSource:
     """An `ImageSource` from (uint8 pixels [n, P], label values or None) chunks."""
-    store, label_parts = ArrayStore(cache_dir), []
+    store, label_parts = ArrayStore(options.cache_dir), []
     try:
         for pixels, labels in rows:
             store.append(_to_images(pixels, layout.shape, layout.pixel_layout))
@@ -409,7 +438,8 @@ def _assemble(rows: Iterable[tuple], layout: _TableLayout, origin: str, label_se
     if not layout.has_labels:
         return ImageSource(images, None, (), origin)
     values = np.concatenate(label_parts)
-    names, labels = encode_label_sets(values, label_separator) if label_separator else encode_labels(values)
+    separator = options.label_separator
+    names, labels = encode_label_sets(values, separator) if separator else encode_labels(values)
     return ImageSource(images, labels, names, origin)
 
 
@@ -451,7 +481,7 @@ def _to_images(pixels: np.ndarray, shape: tuple, pixel_layout: str) -> np.ndarra
 CSV_SEPARATORS = (",", ";", "\t")  # the ones spreadsheets and locales write; the header line decides
 
 
-def _read_csv(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:
+def _read_csv(location: str, options: ReadOptions) -> ImageSource:
     """Read a pixel CSV as people write it: comma, semicolon or tab separated, with or without a UTF-8
     byte-order mark, CRLF line ends, blank lines, plain or gzip-compressed (`.gz`).
 
@@ -461,19 +491,17 @@ def _read_csv(location: str, *, chunk_size: int, progress: bool, **options) -> I
     """
     path = _existing_file(location)
     separator, columns = _csv_header(path)
-    layout_options = {k: options[k] for k in ("label_column", "image_shape", "pixel_layout", "require_labels")}
-    layout = _table_layout(columns, str(path), **layout_options)
+    layout = _table_layout(columns, str(path), options)
     try:
-        with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, progress) as advance:
-            rows = _arrow_csv_rows(text, separator, columns, layout, options["label_column"])
-            return _assemble(_after_each(rows, lambda: advance(raw.tell())), layout, str(path),
-                             options["label_separator"], options["cache_dir"])
+        with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, options.progress) as advance:
+            rows = _arrow_csv_rows(text, separator, columns, layout, options.label_column)
+            return _assemble(_after_each(rows, lambda: advance(raw.tell())), layout, str(path), options)
     except _NotPlainTable:
         pass
     read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
-    with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, progress) as advance:
-        chunks = read(text, chunksize=chunk_size)
-        return _read_table(_guard_ragged(chunks, path, lambda chunk: advance(raw.tell())), columns, str(path), **options)
+    with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, options.progress) as advance:
+        chunks = read(text, chunksize=options.chunk_size)
+        return _read_pixel_chunks(_guard_ragged(chunks, path, lambda chunk: advance(raw.tell())), columns, str(path), options)
 
 
 def _csv_header(path: Path) -> tuple[str, list]:
@@ -558,7 +586,7 @@ def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path, after_chunk) -> It
         raise DataError(f"{path}: not a readable CSV file ({str(exc).strip()}).") from None
 
 
-def _read_parquet(location: str, *, chunk_size: int, progress: bool, **options) -> ImageSource:
+def _read_parquet(location: str, options: ReadOptions) -> ImageSource:
     import pyarrow.parquet as pq
 
     path = _existing_file(location)
@@ -567,17 +595,17 @@ def _read_parquet(location: str, *, chunk_size: int, progress: bool, **options) 
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
     columns = list(table_file.schema_arrow.names)
-    with _progress_bar(path, table_file.metadata.num_rows, progress) as advance:
+    with _progress_bar(path, table_file.metadata.num_rows, options.progress) as advance:
 
         def batches():
             rows_read = 0
-            for batch in table_file.iter_batches(batch_size=chunk_size):
+            for batch in table_file.iter_batches(batch_size=options.chunk_size):
                 frame = batch.to_pandas()
                 yield frame
                 rows_read += len(frame)
                 advance(rows_read)
 
-        return _read_table(batches(), columns, str(path), **options)
+        return _read_pixel_chunks(batches(), columns, str(path), options)
 
 
 @contextmanager
@@ -592,20 +620,8 @@ def _progress_bar(path: Path, total: int, enabled: bool):
         yield lambda done: bar.update(done - bar.pos)
 
 
-def _read_table(
-    chunks, columns, origin, *, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator,
-    cache_dir, **_
-):
-    return _read_pixel_chunks(
-        chunks, columns, origin, label_column, image_shape, pixel_layout, require_labels, out_of_range, label_separator,
-        cache_dir,
-    )
-
-
-def _read_folder(
-    location: str, *, image_size: Optional[int], channels: int, bad_images: str, cache_dir: Optional[Path], **_
-) -> ImageSource:
-    root = Path(location)
+def _read_folder(location: str, options: ReadOptions) -> ImageSource:
+    root, bad_images, channels = Path(location), options.bad_images, options.channels
     if not root.is_dir():
         raise DataError(f"{root}: no such folder.")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -626,8 +642,8 @@ def _read_folder(
             raise DataError(f"{folder}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         files += images
         labels += [index] * len(images)
-    size = image_size or 224
-    store, keep = ArrayStore(cache_dir), []
+    size = options.image_size or 224
+    store, keep = ArrayStore(options.cache_dir), []
     try:
         with ThreadPoolExecutor() as pool:
             decoded = pool.map(lambda p: load_image(p, size, channels, raise_errors=bad_images == "error"), files)
@@ -677,7 +693,10 @@ def _existing_file(location: str) -> Path:
     return path
 
 
-SOURCES.register("csv", _read_csv)
-SOURCES.register("parquet", _read_parquet)
-SOURCES.register("builtin", read_builtin)
-SOURCES.register("folder", _read_folder)
+for _kind in (
+    SourceKind("csv", _read_csv, suffixes=(".csv", ".csv.gz", ".tsv"), table=True, multi_label=True),
+    SourceKind("parquet", _read_parquet, suffixes=(".parquet", ".pq"), table=True, multi_label=True),
+    SourceKind("builtin", lambda name, options: read_builtin(name), table=True),  # served as pixel rows too
+    SourceKind("folder", _read_folder, directory=True),
+):
+    SOURCE_KINDS.register(_kind.name, _kind)

@@ -19,15 +19,12 @@ import numpy as np
 
 from kerastl.config import AugmentConfig, Config, DataConfig, config_from_dict
 from kerastl.data.pipeline import read_data_source
-from kerastl.data.sources import IMAGE_SUFFIXES, load_image
-from kerastl.errors import DataError, ExportError
-from kerastl.analysis.evaluation import model_input_shape, run_config
+from kerastl.data.sources import IMAGE_SUFFIXES, SOURCE_KINDS, load_image, source_kind
+from kerastl.deploy.formats import FORMATS
+from kerastl.errors import DataError, ExportError, KerastlError
 from kerastl.analysis.metrics import decisions
-from kerastl.models.classifier import load_model
-from kerastl.quiet import native_stderr_silenced
 from kerastl.analysis.tta import tta_probabilities
-
-TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+from kerastl.rundir import run_config
 
 
 @dataclass(frozen=True)
@@ -69,20 +66,14 @@ def load_predictor(path: str | Path) -> Predictor:
         cfg = Config()  # a bare .keras file: tables are read with the default options (label column "label", hwc)
     else:
         cfg = run_config(folder)
-    data, augment = cfg.data, cfg.augment
-    if (path / "saved_model.pb").is_file():
-        return _savedmodel_predictor(path, data, augment)
-    onnx = path if path.suffix == ".onnx" else path / "model.onnx"
-    if onnx.is_file():
-        run, shape = onnx_predictor(onnx)
-        return Predictor(run, shape, _labels(folder, None), data, augment)
-    tflite = path if path.suffix == ".tflite" else path / "model.tflite"
-    if tflite.is_file():
-        run, shape = tflite_predictor(tflite)
-        return Predictor(run, shape, _labels(folder, None), data, augment)
-    model = load_model(path)
-    labels = _labels(folder, model.output_shape[-1])
-    return Predictor(lambda images: model.predict(images, verbose=0), model_input_shape(model), labels, data, augment)
+    for export_format in FORMATS.values():
+        target = export_format.locate(path)
+        if target is not None:
+            loaded = export_format.load(target)
+            labels = _labels(folder / export_format.labels_folder if path.is_dir() else folder, loaded.num_classes)
+            return Predictor(loaded.run, loaded.input_shape, labels, cfg.data, cfg.augment)
+    files = ", ".join(fmt.file for fmt in FORMATS.values())
+    raise ExportError(f"No model at {str(path)!r}: it holds none of {files}.")
 
 
 def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) -> list[Prediction]:
@@ -110,14 +101,14 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
                 raise DataError(f"{item}: no such file.")
             names.append(str(item))
             images.append(load_image(item, shape[:2], shape[2])[None])
-        elif suffix in TABLE_SUFFIXES:
+        elif _is_table(item):
             table = read_data_source(str(item), predictor.data, image_size=None, require_labels=False)
             if table.image_shape != shape:
                 raise DataError(f"{item}: rows hold {table.image_shape} images, the model takes {shape}.")
             names += [f"{item}:row {i + 1}" for i in range(len(table))]
             images.append(table.images)
         else:
-            allowed = ", ".join(IMAGE_SUFFIXES + TABLE_SUFFIXES)
+            allowed = ", ".join(IMAGE_SUFFIXES + tuple(s for kind in SOURCE_KINDS.values() if kind.table for s in kind.suffixes))
             raise DataError(f"{item}: cannot predict on {suffix or 'a file without suffix'!r} files; expected one of: {allowed}.")
     if not names:
         raise DataError("No inputs to predict.")
@@ -135,62 +126,11 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
     ]
 
 
-def tflite_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int]]:
-    """A function running a `.tflite` model on a batch of uint8 images, and its input (H, W, C)."""
-    interpreter = _tflite_interpreter(path)
-    input_details = interpreter.get_input_details()[0]
-    input_index = input_details["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
-    shape = tuple(int(d) for d in input_details["shape_signature"][1:])
-
-    def run(images: np.ndarray) -> np.ndarray:
-        interpreter.resize_tensor_input(input_index, images.shape)
-        with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate" notices
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(input_index, images.astype(np.uint8))
-            interpreter.invoke()
-        return interpreter.get_tensor(output_index).copy()
-
-    return run, shape
-
-
-def onnx_predictor(path: Path) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int, int]]:
-    """A function running a `.onnx` model (from `kerastl export --format onnx`) with onnxruntime, and its input (H, W, C)."""
+def _is_table(item: Path) -> bool:
     try:
-        import onnxruntime
-    except ImportError:
-        raise ExportError("Running ONNX models needs the onnx extra: pip install -e \".[onnx]\".") from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    shape = tuple(int(d) for d in session.get_inputs()[0].shape[1:])
-    return (lambda images: session.run(None, {"images": images.astype(np.uint8)})[0]), shape
-
-
-def _tflite_interpreter(path: Path):
-    import warnings
-
-    import tensorflow as tf
-
-    with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai_edge_litert
-        warnings.simplefilter("ignore")
-        try:
-            return tf.lite.Interpreter(model_path=str(path))
-        except ValueError as exc:
-            raise ExportError(f"{path}: not a loadable TFLite model ({exc}).") from None
-
-
-def _savedmodel_predictor(path: Path, data: DataConfig, augment: AugmentConfig) -> Predictor:
-    import tensorflow as tf
-
-    serve = tf.saved_model.load(str(path)).signatures.get("serving_default")
-    if serve is None or "images" not in serve.structured_input_signature[1]:
-        raise ExportError(f"{path}: the SavedModel has no serving_default signature taking images.")
-    shape = tuple(int(d) for d in serve.structured_input_signature[1]["images"].shape[1:])
-    num_classes = int(serve.structured_outputs["probabilities"].shape[-1])
-
-    def run(images: np.ndarray) -> np.ndarray:
-        return serve(images=tf.constant(images, tf.uint8))["probabilities"].numpy()
-
-    return Predictor(run, shape, _labels(path / "assets", num_classes), data, augment)
+        return source_kind(str(item))[0].table
+    except KerastlError:
+        return False
 
 
 def _labels(folder: Path, num_classes) -> list[str]:

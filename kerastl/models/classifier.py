@@ -164,3 +164,8 @@ def load_model(path: str | Path):
         return keras.saving.load_model(path, safe_mode=True)
     except (ValueError, OSError) as exc:
         raise ExportError(f"{path}: not a loadable Keras model ({str(exc).splitlines()[0]}).") from None
+
+
+def model_input_shape(model) -> tuple[int, int, int]:
+    """(H, W, C) of the raw images a kerastl model takes."""
+    return tuple(int(d) for d in model.input_shape[1:])
