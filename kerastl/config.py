@@ -92,7 +92,7 @@ class ModelConfig:
 class AugmentConfig:
     """Augmentation inside the model (training only) and MixUp/CutMix on batches."""
 
-    preset: Literal["none", "light", "strong"] = "light"
+    preset: str = "light"
     flip: bool = True
     mixup: float = 0.0
     cutmix: float = 0.0
@@ -112,7 +112,7 @@ class PhaseConfig:
     name: str
     epochs: int = 5
     learning_rate: float = 1e-3
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    optimizer: str = "adam"
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: int = 0
     unfreeze: Union[int, str, None] = None
@@ -131,7 +131,7 @@ class StrategyConfig:
     and `learning_rate` are those of the head phase, later phases scale them (see kerastl.training.strategies).
     """
 
-    preset: Literal["auto", "head", "guide", "top", "gradual", "deep"] = "auto"
+    preset: str = "auto"
     similarity: Optional[Literal["high", "low"]] = None
     epochs: int = 5
     learning_rate: float = 1e-3
@@ -161,7 +161,7 @@ class ComputeConfig:
     augmented_copies: int = 0
     jit_compile: Literal["auto", True, False] = "auto"
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
-    distribute: Literal["none", "mirrored", "multihost"] = "none"
+    distribute: str = "none"
 
 
 def _default_phases() -> tuple[PhaseConfig, ...]:
@@ -439,9 +439,46 @@ def _lookup(node: Any, dotted: str) -> Any:
     return node
 
 
+# Config keys whose values are the names of a registry ("module:NAME"), besides the values listed: the
+# registry is the one list of choices, imported when a config is checked. "phases.*" is every phase.
+REGISTRY_CHOICES = {
+    "model.backbone": ("kerastl.models.backbones:BACKBONES", ()),
+    "augment.preset": ("kerastl.models.augment:PRESETS", ()),
+    "phases.*.optimizer": ("kerastl.training.optimizers:OPTIMIZERS", ()),
+    "strategy.preset": ("kerastl.training.strategies:PRESETS", ("auto",)),
+    "compute.distribute": ("kerastl.training.distribute:ENGINES", ()),
+}
+
+
+def choice_registry(key: str):
+    """The `Registry` whose names config key `key` takes (a key of `REGISTRY_CHOICES`)."""
+    import importlib
+
+    module, _, name = REGISTRY_CHOICES[key][0].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _check_registry_choices(cfg: Config) -> None:
+    for key, (_, also) in REGISTRY_CHOICES.items():
+        section, _, field_name = key.rpartition(".")
+        if section == "phases.*":
+            places = [(f"phases.{i}.{field_name}", getattr(p, field_name)) for i, p in enumerate(cfg.phases)]
+        else:
+            places = [(key, _lookup(cfg, key))] if _lookup(cfg, section) is not None else []
+        for path, value in places:
+            if value in also:
+                continue
+            try:
+                choice_registry(key).get(value)
+            except ConfigError as exc:
+                extra = f" (or {', '.join(also)})" if also else ""
+                raise ConfigError(f"Config key {path!r}: {exc}".rstrip(".") + f"{extra}.") from None
+
+
 def _check_consistency(cfg: Config) -> None:
     from kerastl.models.backbones import get_backbone
 
+    _check_registry_choices(cfg)
     _check_bounds(cfg)
     split = cfg.data.split
     for name in ("validation", "test"):

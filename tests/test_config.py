@@ -49,7 +49,7 @@ def test_dump_round_trips():
         ("phases.1.lr_decay=1.5", "Config key 'phases.1.lr_decay' must be in (0, 1], got 1.5"),
         ("phases.1.bn=update", "Config key 'phases.1.bn' must be one of 'auto', 'frozen', 'train'; got 'update'"),
         ("phases.1.ema=1", "Config key 'phases.1.ema' must be in (0, 1), e.g. 0.999; got 1.0"),
-        ("strategy.preset=fast", "Config key 'strategy.preset' must be one of 'auto', 'head', 'guide', 'top', 'gradual', 'deep'; got 'fast'"),
+        ("strategy.preset=fast", "Config key 'strategy.preset': Unknown strategy preset 'fast'. Expected one of: head, guide, top, gradual, deep (or auto)."),
         ("model.backbone=resnet", "Unknown backbone 'resnet'. Did you mean 'resnet50'?"),
         ("model.input_size=16", "below the minimum 32 of backbone 'mobilenet_v2'"),
         ("data.split.test=0.9", "must sum to less than 1"),

@@ -114,7 +114,7 @@ SCENARIOS = {  # the start of a README example -> the command that must print it
     "Error: data/train.csv: 785 pixel values": not_square,
     "Error: photos/dogs/notes.txt": not_an_image,
     "Error: Unknown config key": unknown_key,
-    "Error: Unknown backbone": unknown_backbone,
+    "Error: Config key 'model.backbone'": unknown_backbone,
     "Error: Config key 'model.input_size'": below_minimum,
     "Error: Weights file": weights_misfit,
     "Error: Output directory": holds_a_run,

@@ -23,7 +23,8 @@ from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.training.distribute import ONE_DEVICE
 from kerastl.errors import ConfigError
 from kerastl.models.classifier import build_model, input_size
-from kerastl.training.phases import OPTIMIZERS, compile_classifier, set_trainable
+from kerastl.training.optimizers import OPTIMIZERS
+from kerastl.training.phases import compile_classifier, set_trainable
 from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed
 from kerastl.rundir import write_json
 from kerastl.training.strategies import plan_phases
@@ -70,8 +71,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     for index, phase in enumerate(phases):
         set_trainable(model, phase)
         saved = model.get_weights()
-        class_name, arguments = OPTIMIZERS.get(phase.optimizer)
-        compile_classifier(model, getattr(keras.optimizers, class_name)(learning_rate=min_lr, **arguments), phase.label_smoothing)
+        compile_classifier(model, OPTIMIZERS.get(phase.optimizer).build(min_lr), phase.label_smoothing)
         rates, losses = _range_test(model, batches, steps, min_lr, max_lr)
         model.set_weights(saved)
         results[phase.name] = {

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, ContextManager
 
 from kerastl.errors import ConfigError, RunDirError
+from kerastl.registry import Registry
 
 MULTIHOST_VARIABLES = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",  # host:port of process 0, the coordinator
@@ -100,17 +101,16 @@ def start_engine(name: str, batch_size: int) -> Engine:
         ConfigError: `multihost` off the JAX backend or without its variables, or a batch size that is
             not a multiple of the number of replicas.
     """
-    if name == "mirrored":
-        import tensorflow as tf
-
-        strategy = tf.distribute.MirroredStrategy()
-        engine = Engine(name, strategy.scope, strategy.num_replicas_in_sync)
-    elif name == "multihost":
-        engine = _start_multihost()
-    else:
-        engine = ONE_DEVICE
+    engine = ENGINES.get(name)()
     check_batch_size(engine, batch_size)
     return engine
+
+
+def _start_mirrored() -> Engine:
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy()
+    return Engine("mirrored", strategy.scope, strategy.num_replicas_in_sync)
 
 
 def check_batch_size(engine: Engine, batch_size: int) -> None:
@@ -147,3 +147,10 @@ def _gather_from_processes(value: int) -> list[int]:
     from jax.experimental import multihost_utils
 
     return [int(v) for v in np.asarray(multihost_utils.process_allgather(np.int32(value))).ravel()]
+
+
+# compute.distribute -> a function starting that engine
+ENGINES: Registry[Callable[[], Engine]] = Registry("distribute engine")
+ENGINES.register("none", lambda: ONE_DEVICE)
+ENGINES.register("mirrored", _start_mirrored)
+ENGINES.register("multihost", _start_multihost)

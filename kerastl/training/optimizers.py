@@ -5,15 +5,48 @@ rate by the multiplier of the variable it updates (1.0 for variables not listed)
 EMA, clipping and saving all stay Keras' own. They are registered under the `kerastl` package so a
 compiled `model.keras` reloads.
 
+The optimizers a phase can name (`phases[].optimizer`) are the entries of `OPTIMIZERS`.
+
 Example:
-    >>> optimizer = layerwise("Adam")(learning_rate=1e-3, lr_multipliers={"block_16_project/kernel": 0.7})
+    >>> optimizer = OPTIMIZERS.get("adamw").build(1e-3, lr_multipliers={"block_16_project/kernel": 0.7})
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Optional
+
 import keras
 
-BASES = ("Adam", "AdamW", "SGD", "RMSprop")
+from kerastl.registry import Registry
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """A Keras optimizer a phase can choose: its class name in `keras.optimizers` and kerastl's defaults."""
+
+    name: str
+    keras_class: str
+    defaults: dict = field(default_factory=dict)
+
+    def build(self, learning_rate, lr_multipliers: Optional[dict] = None, ema: Optional[float] = None):
+        """The optimizer at `learning_rate` (a float or a schedule); layer-wise with `lr_multipliers`."""
+        arguments = dict(self.defaults)
+        if ema is not None:
+            arguments.update(use_ema=True, ema_momentum=ema)
+        if lr_multipliers:
+            return layerwise(self.keras_class)(learning_rate=learning_rate, lr_multipliers=lr_multipliers, **arguments)
+        return getattr(keras.optimizers, self.keras_class)(learning_rate=learning_rate, **arguments)
+
+
+OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
+for _spec in (
+    OptimizerSpec("adam", "Adam"),
+    OptimizerSpec("adamw", "AdamW", {"weight_decay": 1e-4}),
+    OptimizerSpec("sgd", "SGD", {"momentum": 0.9}),
+    OptimizerSpec("rmsprop", "RMSprop"),
+):
+    OPTIMIZERS.register(_spec.name, _spec)
 
 
 def _make_layerwise(base: type) -> type:
@@ -39,9 +72,9 @@ def _make_layerwise(base: type) -> type:
     return keras.saving.register_keras_serializable(package="kerastl")(Layerwise)
 
 
-_LAYERWISE = {name: _make_layerwise(getattr(keras.optimizers, name)) for name in BASES}
+_LAYERWISE = {spec.keras_class: _make_layerwise(getattr(keras.optimizers, spec.keras_class)) for spec in OPTIMIZERS.values()}
 
 
-def layerwise(name: str) -> type:
-    """The layer-wise variant of the Keras optimizer class `name` (one of BASES)."""
-    return _LAYERWISE[name]
+def layerwise(keras_class: str) -> type:
+    """The layer-wise variant of the Keras optimizer class `keras_class` (e.g. "Adam")."""
+    return _LAYERWISE[keras_class]

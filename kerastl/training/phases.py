@@ -14,18 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kerastl.models.backbones import BACKBONE_LAYER_NAME
 from kerastl.config import PhaseConfig, parse_unfreeze
 from kerastl.errors import ConfigError, KerastlError
-from kerastl.models.backbones import BackboneSpec, get_backbone
-from kerastl.registry import Registry
-
-# name -> (keras.optimizers class, its arguments besides the learning rate)
-OPTIMIZERS: Registry[tuple[str, dict]] = Registry("optimizer")
-OPTIMIZERS.register("adam", ("Adam", {}))
-OPTIMIZERS.register("adamw", ("AdamW", {"weight_decay": 1e-4}))
-OPTIMIZERS.register("sgd", ("SGD", {"momentum": 0.9}))
-OPTIMIZERS.register("rmsprop", ("RMSprop", {}))
+from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, get_backbone
 
 
 @dataclass(frozen=True)
@@ -141,7 +132,7 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[s
     """
     import keras
 
-    from kerastl.training.optimizers import layerwise
+    from kerastl.training.optimizers import OPTIMIZERS
 
     learning_rate = phase.learning_rate
     warmup_steps = phase.warmup_epochs * steps_per_epoch
@@ -154,12 +145,7 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[s
             warmup_target=phase.learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
-    class_name, arguments = OPTIMIZERS.get(phase.optimizer)
-    if phase.ema is not None:
-        arguments = {**arguments, "use_ema": True, "ema_momentum": phase.ema}
-    if multipliers:
-        return layerwise(class_name)(learning_rate=learning_rate, lr_multipliers=multipliers, **arguments)
-    return getattr(keras.optimizers, class_name)(learning_rate=learning_rate, **arguments)
+    return OPTIMIZERS.get(phase.optimizer).build(learning_rate, multipliers, phase.ema)
 
 
 def batchnorm_statistics(model) -> dict[str, list]:
