@@ -36,7 +36,9 @@ class BackboneSpec:
     or "module:function" for a backbone kerastl builds itself. `pools_inside` marks a backbone whose
     pretrained classifier pools *before* a final normalization (ConvNeXt: LayerNorm of the average):
     kerastl then lets the backbone pool (its `pooling` argument), so the features are the ones its
-    weights were trained to give.
+    weights were trained to give. `imagenet` says whether Keras has ImageNet weights for it
+    (`model.weights: imagenet`); `params` and `feature_dim` are for `kerastl backbones` and are
+    checked against the built model by the tests.
     """
 
     name: str
@@ -49,6 +51,7 @@ class BackboneSpec:
     blocks: str
     min_size: int = 32
     pools_inside: bool = False
+    imagenet: bool = True
 
 
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
@@ -59,23 +62,91 @@ _STAGES = r"^(block\d)"  # EfficientNet(V2) stages block1..block7, VGG block1..b
 _RESNET = r"^(conv\d)_"  # ResNet/DenseNet stages conv2..conv5
 
 for _spec in (
-    BackboneSpec("mobilenet_v2", "MobileNetV2", "mobilenet_v2", "tf", 224, 1280, 2_257_984, _MOBILENET_V2),
-    BackboneSpec("mobilenet_v3_small", "MobileNetV3Small", "mobilenet_v3", "none", 224, 576, 939_120, _MOBILENET_V3),
-    BackboneSpec("mobilenet_v3_large", "MobileNetV3Large", "mobilenet_v3", "none", 224, 960, 2_996_352, _MOBILENET_V3),
-    BackboneSpec("efficientnet_b0", "EfficientNetB0", "efficientnet", "none", 224, 1280, 4_049_571, _STAGES),
-    BackboneSpec("efficientnet_b1", "EfficientNetB1", "efficientnet", "none", 240, 1280, 6_575_239, _STAGES),
-    BackboneSpec("efficientnet_b2", "EfficientNetB2", "efficientnet", "none", 260, 1408, 7_768_569, _STAGES),
-    BackboneSpec("efficientnet_b3", "EfficientNetB3", "efficientnet", "none", 300, 1536, 10_783_535, _STAGES),
-    BackboneSpec("efficientnet_v2_b0", "EfficientNetV2B0", "efficientnet_v2", "none", 224, 1280, 5_919_312, _STAGES),
-    BackboneSpec("efficientnet_v2_b1", "EfficientNetV2B1", "efficientnet_v2", "none", 240, 1280, 6_931_124, _STAGES),
-    BackboneSpec("efficientnet_v2_b2", "EfficientNetV2B2", "efficientnet_v2", "none", 260, 1408, 8_769_374, _STAGES),
-    BackboneSpec("resnet50", "ResNet50", "resnet50", "caffe", 224, 2048, 23_587_712, _RESNET),
-    BackboneSpec("resnet50_v2", "ResNet50V2", "resnet_v2", "tf", 224, 2048, 23_564_800, _RESNET),
-    BackboneSpec("densenet121", "DenseNet121", "densenet", "torch", 224, 1024, 7_037_504, _RESNET),
-    BackboneSpec("vgg16", "VGG16", "vgg16", "caffe", 224, 512, 14_714_688, _STAGES),
-    BackboneSpec("xception", "Xception", "xception", "tf", 299, 2048, 20_861_480, r"^(block\d+)_", min_size=71),
-    BackboneSpec("convnext_tiny", "ConvNeXtTiny", "convnext", "none", 224, 768, 27_820_128, r"_(stage_\d)_", pools_inside=True),
-    BackboneSpec("alexnet", "kerastl.models.alexnet:AlexNet", "kerastl.models.alexnet", "tf", 227, 256, 3_747_200, r"^(conv\d)", min_size=67),
+    BackboneSpec(
+        name="mobilenet_v2", constructor="MobileNetV2", module="mobilenet_v2", preprocess="tf",
+        default_size=224, feature_dim=1280, params=2_257_984,
+        blocks=_MOBILENET_V2,
+    ),
+    BackboneSpec(
+        name="mobilenet_v3_small", constructor="MobileNetV3Small", module="mobilenet_v3", preprocess="none",
+        default_size=224, feature_dim=576, params=939_120,
+        blocks=_MOBILENET_V3,
+    ),
+    BackboneSpec(
+        name="mobilenet_v3_large", constructor="MobileNetV3Large", module="mobilenet_v3", preprocess="none",
+        default_size=224, feature_dim=960, params=2_996_352,
+        blocks=_MOBILENET_V3,
+    ),
+    BackboneSpec(
+        name="efficientnet_b0", constructor="EfficientNetB0", module="efficientnet", preprocess="none",
+        default_size=224, feature_dim=1280, params=4_049_571,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="efficientnet_b1", constructor="EfficientNetB1", module="efficientnet", preprocess="none",
+        default_size=240, feature_dim=1280, params=6_575_239,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="efficientnet_b2", constructor="EfficientNetB2", module="efficientnet", preprocess="none",
+        default_size=260, feature_dim=1408, params=7_768_569,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="efficientnet_b3", constructor="EfficientNetB3", module="efficientnet", preprocess="none",
+        default_size=300, feature_dim=1536, params=10_783_535,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="efficientnet_v2_b0", constructor="EfficientNetV2B0", module="efficientnet_v2", preprocess="none",
+        default_size=224, feature_dim=1280, params=5_919_312,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="efficientnet_v2_b1", constructor="EfficientNetV2B1", module="efficientnet_v2", preprocess="none",
+        default_size=240, feature_dim=1280, params=6_931_124,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="efficientnet_v2_b2", constructor="EfficientNetV2B2", module="efficientnet_v2", preprocess="none",
+        default_size=260, feature_dim=1408, params=8_769_374,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="resnet50", constructor="ResNet50", module="resnet50", preprocess="caffe",
+        default_size=224, feature_dim=2048, params=23_587_712,
+        blocks=_RESNET,
+    ),
+    BackboneSpec(
+        name="resnet50_v2", constructor="ResNet50V2", module="resnet_v2", preprocess="tf",
+        default_size=224, feature_dim=2048, params=23_564_800,
+        blocks=_RESNET,
+    ),
+    BackboneSpec(
+        name="densenet121", constructor="DenseNet121", module="densenet", preprocess="torch",
+        default_size=224, feature_dim=1024, params=7_037_504,
+        blocks=_RESNET,
+    ),
+    BackboneSpec(
+        name="vgg16", constructor="VGG16", module="vgg16", preprocess="caffe",
+        default_size=224, feature_dim=512, params=14_714_688,
+        blocks=_STAGES,
+    ),
+    BackboneSpec(
+        name="xception", constructor="Xception", module="xception", preprocess="tf",
+        default_size=299, feature_dim=2048, params=20_861_480,
+        blocks=r"^(block\d+)_", min_size=71,
+    ),
+    BackboneSpec(
+        name="convnext_tiny", constructor="ConvNeXtTiny", module="convnext", preprocess="none",
+        default_size=224, feature_dim=768, params=27_820_128,
+        blocks=r"_(stage_\d)_", pools_inside=True,
+    ),
+    BackboneSpec(
+        name="alexnet", constructor="kerastl.models.alexnet:AlexNet", module="kerastl.models.alexnet", preprocess="tf",
+        default_size=227, feature_dim=256, params=3_747_200,
+        blocks=r"^(conv\d)", min_size=67, imagenet=False,
+    ),
 ):
     BACKBONES.register(_spec.name, _spec)
 
@@ -106,7 +177,7 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
     constructor = _constructor(spec)
     kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
     if weights == "imagenet":
-        if ":" in spec.constructor:
+        if not spec.imagenet:
             raise WeightsError(
                 f"Backbone {spec.name!r} has no ImageNet weights in Keras; set model.weights to none (train from "
                 "scratch), pretrain, or a weights file path."
