@@ -22,7 +22,9 @@ from kerastl.errors import RunDirError
 if TYPE_CHECKING:
     from kerastl.config import Config
 
-RUN_FILES = ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md")
+RUN_FILES = (
+    "config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md", "heldout.npz", "calibration.npz",
+)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from typing import Optional
 
 from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, read_data_source
+from kerastl.data.samples import HELDOUT_FILE, load_heldout
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
 from kerastl.models.classifier import load_model, model_input_shape
@@ -50,7 +51,7 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     cfg = run_config(run_dir)
     model = load_model(run_dir)
     class_names = read_labels(run_dir)
-    source, described = _evaluation_source(cfg, data, model, class_names, progress=verbose != 0)
+    source, described = _evaluation_source(run_dir, cfg, data, model, class_names, progress=verbose != 0)
     probabilities = tta_probabilities(
         lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
         source.images, cfg.augment, tta, seed=cfg.seed,
@@ -70,11 +71,15 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     return report
 
 
-def _evaluation_source(cfg: Config, data: Optional[str], model, class_names, progress: bool) -> tuple[ImageSource, str]:
+def _evaluation_source(
+    run_dir: Path, cfg: Config, data: Optional[str], model, class_names, progress: bool
+) -> tuple[ImageSource, str]:
     height, _, _ = model_input_shape(model)
     if data is not None:
         source = read_data_source(data, cfg.data, image_size=height, progress=progress).with_classes(class_names)
         described = data
+    elif (held_out := load_heldout(run_dir)) is not None and held_out.complete:  # kept by the run: no re-read
+        source, described = held_out.source, f"{cfg.data.source} ({held_out.split} split, kept in {HELDOUT_FILE})"
     else:
         splits = load_splits(cfg.data, cfg.seed, image_size=height, progress=progress)
         source = splits.test if splits.test is not None else splits.validation

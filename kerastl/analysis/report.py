@@ -20,6 +20,8 @@ ARTIFACTS = (
     ("metrics.json", "headline metrics"),
     ("model.keras", "trained model (takes raw uint8 pixels)"),
     ("labels.txt", "class names"),
+    ("heldout.npz", "the held-out images and labels export and evaluate use (test split, else validation)"),
+    ("calibration.npz", "class-balanced training images for int8 calibration"),
     (PRETRAINED_FILE, "backbone weights from the pretraining stage"),
     ("plots/curves.png", "training curves"),
     ("evaluation/metrics.json", "evaluation metrics"),

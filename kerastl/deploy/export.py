@@ -22,6 +22,7 @@ import numpy as np
 
 from kerastl.config import config_to_dict
 from kerastl.data.pipeline import load_splits
+from kerastl.data.samples import CALIBRATION_SAMPLES, balanced_indices, load_calibration, load_heldout, stratified_indices
 from kerastl.data.sources import ImageSource, source_kind
 from kerastl.deploy.formats import FORMATS, MIN_TOP1_AGREEMENT, ExportFormat, ExportJob, quantizations
 from kerastl.errors import ConfigError, ExportError, KerastlError
@@ -30,7 +31,6 @@ from kerastl.models.classifier import load_model, model_input_shape
 from kerastl.rundir import read_labels, run_config
 
 PARITY_SAMPLES = 256
-REPRESENTATIVE_SAMPLES = 200
 
 
 def export(
@@ -81,9 +81,7 @@ def export(
     cfg = run_config(run_dir)
     model = load_model(run_dir)
     class_names = read_labels(run_dir)
-    splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0])
-    held_out = splits.test or splits.validation or splits.train
-    samples = held_out.take(np.arange(min(len(held_out), PARITY_SAMPLES)))
+    samples, calibration, parity_split = _parity_and_calibration(run_dir, cfg, model)
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -91,9 +89,9 @@ def export(
     except OSError as exc:
         raise ExportError(f"Cannot write the export to {str(output)!r}: {exc.strerror or exc}.") from None
     try:
-        job = ExportJob(model, class_names, staging, quantize, splits.train.images[:REPRESENTATIVE_SAMPLES], _pixel_layout(cfg))
+        job = ExportJob(model, class_names, staging, quantize, calibration, _pixel_layout(cfg))
         predict_exported = export_format.write(job)
-        parity = check_parity(model, predict_exported, samples, export_format, quantize)
+        parity = {**check_parity(model, predict_exported, samples, export_format, quantize), "split": parity_split}
         info = _describe(cfg, model, class_names, format, quantize, parity)
         (staging / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         _move_into_place(staging, output)
@@ -131,6 +129,24 @@ def check_parity(model, predict_exported, samples: ImageSource, export_format: E
                 f"held-out images (bound {MIN_TOP1_AGREEMENT:.0%}); nothing was written."
             )
     return parity
+
+
+def _parity_and_calibration(run_dir: Path, cfg, model) -> tuple[ImageSource, np.ndarray, str]:
+    """Parity images (a stratified sample of the run's held-out split), calibration images, and the split's name.
+
+    Both come from the run directory (`heldout.npz`, `calibration.npz`); a run trained before kerastl
+    kept them re-reads and re-splits its data.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    held_out, calibration = load_heldout(run_dir), load_calibration(run_dir)
+    if held_out is None or calibration is None:
+        splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0])
+        split = "test" if splits.test is not None else "validation" if splits.validation is not None else "train"
+        source = splits.test or splits.validation or splits.train
+        calibration = splits.train.take(balanced_indices(splits.train, CALIBRATION_SAMPLES, rng)).images
+    else:
+        split, source = held_out.split, held_out.source
+    return source.take(stratified_indices(source, PARITY_SAMPLES, rng)), calibration, split
 
 
 def _export_format(name: str) -> ExportFormat:

@@ -30,6 +30,7 @@ from kerastl.training.checkpoints import (
 )
 from kerastl.config import Config, PhaseConfig, config_to_dict, dump_config, load_config
 from kerastl.errors import RunDirError
+from kerastl.data.samples import save_run_samples
 from kerastl.data.pipeline import Splits, load_splits, make_dataset
 from kerastl.training.distribute import Engine, check_resume_point, process_run_dir, start_engine
 from kerastl.training.features import can_cache, extract_features, head_model, training_copies, training_features
@@ -187,6 +188,8 @@ def _open_run(run_dir: Path, cfg: Config, splits: Splits, progress: Progress, re
         clear_run_files(run_dir)
         write_text(run_dir / "config.yaml", dump_config(cfg))
         write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
+        split = "test" if splits.test is not None else "validation"
+        save_run_samples(run_dir, splits.test or splits.validation, split, splits.train, cfg.seed)
     progress.save()
 
 
