@@ -476,8 +476,6 @@ def _check_registry_choices(cfg: Config) -> None:
 
 
 def _check_consistency(cfg: Config) -> None:
-    from kerastl.models.backbones import get_backbone
-
     _check_registry_choices(cfg)
     _check_bounds(cfg)
     split = cfg.data.split
@@ -493,26 +491,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"Config key 'data.batch_size' must be at least 1, got {cfg.data.batch_size}.")
     if cfg.data.image_shape is not None and (len(cfg.data.image_shape) not in (2, 3) or min(cfg.data.image_shape) < 1):
         raise ConfigError(f"Config key 'data.image_shape' must be [H, W] or [H, W, C], got {list(cfg.data.image_shape)}.")
-    spec = get_backbone(cfg.model.backbone)
-    size = cfg.model.input_size
-    if size is not None and size < spec.min_size:
-        raise ConfigError(
-            f"Config key 'model.input_size' is {size}, below the minimum {spec.min_size} of backbone {spec.name!r}."
-        )
-    if spec.pools_inside and cfg.model.head.pooling == "flatten":
-        raise ConfigError(
-            f"Config key 'model.head.pooling' is 'flatten', but backbone {spec.name!r} pools inside itself, before its "
-            "final normalization; use avg or max."
-        )
-    if cfg.model.center_crop is not None and not 0 < cfg.model.center_crop <= 1:
-        raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
-    if not 0 <= cfg.model.head.dropout < 1:
-        raise ConfigError(f"Config key 'model.head.dropout' must be in [0, 1), got {cfg.model.head.dropout}.")
-    if cfg.model.head.init == "probe" and (cfg.model.head.hidden or cfg.data.multi_label):
-        raise ConfigError(
-            "Config key 'model.head.init' is 'probe', which needs a single-label head without hidden layers; "
-            "set it to auto or random, or drop model.head.hidden / data.multi_label."
-        )
+    _check_model(cfg)
     if cfg.data.multi_label and cfg.data.class_weight is not None:
         raise ConfigError("Config key 'data.class_weight' works for single-label data only; drop it with data.multi_label: true.")
     if cfg.data.multi_label and not cfg.data.label_separator:
@@ -538,6 +517,31 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'phases.{i}.ema' must be in (0, 1), e.g. 0.999; got {phase.ema}.")
         if not 0 <= phase.label_smoothing < 1:
             raise ConfigError(f"Config key 'phases.{i}.label_smoothing' must be in [0, 1), got {phase.label_smoothing}.")
+
+
+def _check_model(cfg: Config) -> None:
+    from kerastl.models.backbones import get_backbone
+
+    spec = get_backbone(cfg.model.backbone)
+    size = cfg.model.input_size
+    if size is not None and size < spec.min_size:
+        raise ConfigError(
+            f"Config key 'model.input_size' is {size}, below the minimum {spec.min_size} of backbone {spec.name!r}."
+        )
+    if spec.pools_inside and cfg.model.head.pooling == "flatten":
+        raise ConfigError(
+            f"Config key 'model.head.pooling' is 'flatten', but backbone {spec.name!r} pools inside itself, before its "
+            "final normalization; use avg or max."
+        )
+    if cfg.model.center_crop is not None and not 0 < cfg.model.center_crop <= 1:
+        raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
+    if not 0 <= cfg.model.head.dropout < 1:
+        raise ConfigError(f"Config key 'model.head.dropout' must be in [0, 1), got {cfg.model.head.dropout}.")
+    if cfg.model.head.init == "probe" and (cfg.model.head.hidden or cfg.data.multi_label):
+        raise ConfigError(
+            "Config key 'model.head.init' is 'probe', which needs a single-label head without hidden layers; "
+            "set it to auto or random, or drop model.head.hidden / data.multi_label."
+        )
 
 
 def _check_strategy(cfg: Config) -> None:

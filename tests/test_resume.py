@@ -229,20 +229,20 @@ def test_history_csv_grows_one_row_per_finished_epoch(tmp_path):
 def test_a_run_killed_while_it_writes_its_results_resumes_to_a_complete_run(tmp_path, monkeypatch):
     """A kill after the last epoch (here: while the curves are written) leaves checkpoints and a temporary
     file; resuming writes every artifact, keeps each epoch once and removes the temporary file."""
-    import kerastl.training.trainer
+    import kerastl.training.finishing
 
     run_dir = tmp_path / "run"
-    real_plot = kerastl.training.trainer.plot_curves
+    real_plot = kerastl.training.finishing.plot_curves
 
     def killed_while_plotting(history, target):
         target.parent.mkdir(parents=True, exist_ok=True)
         (target.parent / ".curves.abc123.png").write_bytes(b"half a png")
         raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs
 
-    monkeypatch.setattr(kerastl.training.trainer, "plot_curves", killed_while_plotting)
+    monkeypatch.setattr(kerastl.training.finishing, "plot_curves", killed_while_plotting)
     with pytest.raises(KeyboardInterrupt):
         train(load_config(None, TINY), output_dir=run_dir, verbose=0)
-    monkeypatch.setattr(kerastl.training.trainer, "plot_curves", real_plot)
+    monkeypatch.setattr(kerastl.training.finishing, "plot_curves", real_plot)
     resumed = train(None, output_dir=run_dir, resume=True, verbose=0)
     assert resumed.history["epoch"].tolist() == [1, 2]
     assert (run_dir / "plots" / "curves.png").is_file() and (run_dir / "report.md").is_file()

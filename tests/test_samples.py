@@ -28,6 +28,23 @@ def test_parity_sample_keeps_the_class_proportions():
     assert np.bincount(labels[chosen]).tolist() == [60, 30, 10]
 
 
+def test_export_and_evaluate_read_the_kept_samples_not_the_data(trained_run, tmp_path, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was read again")
+
+    monkeypatch.setattr("kerastl.deploy.export.load_splits", no_data)
+    monkeypatch.setattr("kerastl.analysis.evaluation.load_splits", no_data)
+    held_out = load_heldout(trained_run.run_dir)
+    assert held_out.split == "test" and held_out.complete
+    assert len(held_out.source) == trained_run.metrics["num_images"]["test"]
+    assert set(np.unique(np.load(trained_run.run_dir / "calibration.npz")["labels"])) == {0, 1, 2}
+    evaluated = evaluate(trained_run.run_dir)
+    assert evaluated["accuracy"] == pytest.approx(trained_run.metrics["test_accuracy"], abs=1e-6)
+    info = export(trained_run.run_dir, "keras", tmp_path / "k")
+    assert info["parity"]["split"] == "test" and info["parity"]["samples"] == len(held_out.source)
+
+
+@pytest.mark.slow  # trains its own run (about 45 s): the test above shows the same without deleting anything
 def test_a_run_exports_and_evaluates_after_its_data_is_deleted(tmp_path):
     from sklearn.datasets import load_digits  # the digits 0-2 of builtin:digits, as a CSV the run reads
 

@@ -83,7 +83,7 @@ def test_pretrain_stage_feeds_the_backbone(tmp_path):
 def test_balanced_class_weight_is_inverse_frequency():
     from kerastl.data.pipeline import Splits
     from kerastl.data.sources import from_arrays
-    from kerastl.training.trainer import _class_weight
+    from kerastl.training.fitting import class_weight as _class_weight
 
     source = from_arrays(np.zeros((8, 4, 4), "uint8"), [0] * 6 + [1] * 2)
     weights = _class_weight(Splits(source, None, None))

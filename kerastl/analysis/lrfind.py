@@ -48,7 +48,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     import keras
 
     from kerastl.analysis.plots import plot_lr_find
-    from kerastl.training.trainer import run_phase
+    from kerastl.training.fitting import run_phase
 
     if not 0 < min_lr < max_lr:
         raise ConfigError(f"lr-find needs 0 < min_lr < max_lr, got {min_lr:g} and {max_lr:g}.")

@@ -1,0 +1,146 @@
+"""Fitting one phase: the data it trains on (cached backbone features or images), its callbacks, `fit`.
+
+Example:
+    >>> rows, details = run_phase(model, cfg.phases[0], cfg, splits, run_dir, progress, ONE_DEVICE, verbose=0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from kerastl.config import Config, PhaseConfig
+from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.data.sources import ImageSource
+from kerastl.training.checkpoints import Progress, backed_up_epochs, backup_dir, history_recorder, repair_backup, rng_restorer
+from kerastl.training.distribute import Engine
+from kerastl.training.features import can_cache, extract_features, head_model, training_copies, training_features
+from kerastl.training.phases import (
+    batchnorm_statistics,
+    check_batchnorm_policy,
+    compile_classifier,
+    lr_multipliers,
+    make_optimizer,
+    set_trainable,
+)
+
+CACHE = "cache"  # RUN_DIR/cache: images of a `data.cache: disk` run, and frozen features, while it trains
+CACHED_HEAD_PATIENCE = 5  # epochs without a better validation loss before a cached head phase stops
+
+
+def run_phase(
+    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose
+) -> tuple[list[dict], dict]:
+    """Train `model` for one phase, continuing from its backup if one exists.
+
+    Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
+    in `progress` and backed up (Keras `BackupAndRestore`) before the next begins. After fit, the
+    phase's BatchNorm policy is checked against the statistics before and after. On a distributed
+    `engine`, training and validation batches drop the remainder (every replica gets an equal share).
+
+    Returns:
+        The phase's history rows, and details for metrics.json: the BatchNorm check summary,
+        whether the head trained on cached features and from how many augmented copies (empty for
+        a phase of 0 epochs).
+
+    Raises:
+        KerastlError: the BatchNorm policy did not hold.
+    """
+    backup = backup_dir(run_dir, phase.name)
+    repair_backup(backup)
+    progress.rows_for_resume(phase.name, backup)
+    first_epoch = sum(1 for row in progress.rows if row["phase"] in progress.completed)
+    details: dict = {}
+    if phase.epochs > 0:
+        trained_layers = set_trainable(model, phase)
+        inputs = phase_inputs(model, phase, cfg, splits, run_dir, engine, verbose)
+        batch_size, whole = cfg.data.batch_size, engine.distributed
+        steps_per_epoch = len(splits.train) // batch_size if whole else -(-len(splits.train) // batch_size)
+        optimizer = make_optimizer(phase, steps_per_epoch, lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None)
+        for compiled in {id(m): m for m in (model, inputs.fitted)}.values():  # the head model shares the variables
+            compile_classifier(compiled, optimizer, phase.label_smoothing, cfg.compute.jit_compile)
+        last_epoch = first_epoch + phase.epochs
+        # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
+        start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
+        train_data = make_dataset(
+            inputs.train, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch),
+            drop_remainder=whole, copies=inputs.copies,
+        )
+        validation_data = None if inputs.validation is None else make_dataset(inputs.validation, batch_size, drop_remainder=whole)
+        statistics_before = batchnorm_statistics(model)
+        inputs.fitted.fit(
+            train_data,
+            validation_data=validation_data,
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            steps_per_epoch=steps_per_epoch,
+            class_weight=class_weight(splits) if cfg.data.class_weight == "balanced" else None,
+            callbacks=phase_callbacks(phase, cfg, progress, backup, run_dir, inputs.cached, validation_data is not None),
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=verbose,
+        )
+        inputs.fitted._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
+        details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
+        details["cached_features"] = inputs.cached
+        if inputs.cached and cfg.augment.preset != "none":
+            details["augmented_copies"] = inputs.copies
+    return [row for row in progress.rows if row["phase"] == phase.name], details
+
+
+@dataclass(frozen=True)
+class PhaseInputs:
+    """What a phase fits: the model `fit` runs on (the full model, or its head on cached features) and its data."""
+
+    fitted: Any
+    train: ImageSource
+    validation: Optional[ImageSource]
+    cached: bool  # the images are the frozen backbone's features, computed once
+    copies: int  # augmented copies of the training images the features were computed from
+
+
+def phase_inputs(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, engine: Engine, verbose) -> PhaseInputs:
+    """The full model on the images, or, when the backbone is frozen, its head on features computed once."""
+    if not can_cache(cfg, phase, engine):
+        return PhaseInputs(model, splits.train, splits.validation, cached=False, copies=1)
+    features_dir = run_dir / CACHE if cfg.data.cache == "disk" else None
+    train = replace(splits.train, images=training_features(model, cfg, splits.train.images, verbose, features_dir))
+    validation = splits.validation
+    if validation is not None:
+        validation = replace(
+            validation, images=extract_features(model, validation.images, cfg.data.batch_size, verbose, features_dir)
+        )
+    return PhaseInputs(head_model(model), train, validation, cached=True, copies=training_copies(cfg))
+
+
+def phase_callbacks(
+    phase: PhaseConfig, cfg: Config, progress: Progress, backup: Path, run_dir: Path, cached: bool, validated: bool
+) -> list:
+    """History rows, the per-epoch backup and seed states, TensorBoard, early stopping."""
+    import keras
+
+    callbacks = [
+        history_recorder(progress, phase.name),  # before the backup: see kerastl.training.checkpoints
+        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+        rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
+    ]
+    if cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    # A cached epoch costs well under a second: a head on cached features trains until validation stops improving.
+    patience = phase.early_stopping or (CACHED_HEAD_PATIENCE if cached and validated else None)
+    if patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(monitor="val_loss" if validated else "loss", patience=patience, restore_best_weights=True)
+        )
+    return callbacks
+
+
+def class_weight(splits: Splits) -> dict[int, float]:
+    """Inverse class frequency weights of the training split (`data.class_weight: balanced`)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    classes = np.arange(len(splits.class_names))
+    weights = compute_class_weight("balanced", classes=classes, y=splits.train.labels)
+    return {int(k): float(w) for k, w in zip(classes, weights)}
