@@ -39,6 +39,7 @@ def _register_serializable_objects() -> None:
     from kerastl.quiet import native_stderr_silenced
 
     with native_stderr_silenced():
+        import kerastl.models.classifier  # noqa: F401  ImageClassifier
         import kerastl.models.layers  # noqa: F401  Preprocess, Normalize
         import kerastl.training.optimizers  # noqa: F401  LayerwiseAdam, ...
 

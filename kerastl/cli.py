@@ -40,7 +40,7 @@ def reports_errors(command):
         try:
             return command(*args, **kwargs)
         except KerastlError as exc:
-            raise UserError(str(exc)) from None
+            raise UserError(exc.cli_message) from None
         except click.ClickException:
             raise
         except Exception as exc:
@@ -312,7 +312,7 @@ def lr_find(config_path, output, steps, min_lr, max_lr, overrides):
     """Learning-rate range test: suggests a learning rate for each phase."""
     _import_tensorflow_quietly()
     from kerastl.config import load_config
-    from kerastl.analysis.lrfind import lr_find as run_lr_find
+    from kerastl.training.lrfind import lr_find as run_lr_find
 
     result = run_lr_find(load_config(config_path, overrides), output, steps=steps, min_lr=min_lr, max_lr=max_lr)
     click.echo(f"{'phase':<16} {'configured':>11} {'suggested':>11} {'min-loss/10':>11}")

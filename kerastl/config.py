@@ -90,12 +90,19 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation inside the model (training only) and MixUp/CutMix on batches."""
+    """Augmentation inside the model (training only), and on training batches in tf.data: Keras' MixUp
+    and CutMix, and keras-cv's GridMask (`gridmask`: the largest share of each grid cell masked, 0 = off)."""
 
     preset: str = "light"
     flip: bool = True
     mixup: float = 0.0
     cutmix: float = 0.0
+    gridmask: float = 0.0
+
+    @property
+    def on_batches(self) -> bool:
+        """Whether training batches are augmented in tf.data (then the backbone sees new pixels every epoch)."""
+        return self.mixup > 0 or self.cutmix > 0 or self.gridmask > 0
 
 
 @dataclass(frozen=True)
@@ -404,6 +411,7 @@ BOUNDS = {
     "model.input_size": (1, 2048),
     "augment.mixup": (0, 100),
     "augment.cutmix": (0, 100),
+    "augment.gridmask": (0, 1),
     "compute.augmented_copies": (0, 1000),
     "phases.*.epochs": (0, 100_000),
     "phases.*.warmup_epochs": (0, 100_000),

@@ -2,7 +2,20 @@
 
 
 class KerastlError(Exception):
-    """Base class of every error kerastl raises on bad input."""
+    """Base class of every error kerastl raises on bad input.
+
+    What to do about it is said in the caller's terms: `str(error)` ends with `python` (e.g. "pass
+    overwrite=True"), the CLI prints `cli_message`, which ends with `cli` (e.g. "pass --overwrite").
+
+    Example:
+        >>> error = RunDirError("'runs/a' holds a run; ", python="pass overwrite=True.", cli="pass --overwrite.")
+        >>> str(error), error.cli_message
+        ("'runs/a' holds a run; pass overwrite=True.", "'runs/a' holds a run; pass --overwrite.")
+    """
+
+    def __init__(self, message: str, python: str = "", cli: str = ""):
+        super().__init__(message + python)
+        self.cli_message = message + (cli or python)
 
 
 class ConfigError(KerastlError):

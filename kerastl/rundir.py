@@ -22,6 +22,7 @@ from kerastl.errors import RunDirError
 if TYPE_CHECKING:
     from kerastl.config import Config
 
+PRETRAINED_FILE = "pretrained_backbone.weights.h5"  # with model.weights: pretrain
 RUN_FILES = (
     "config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md", "heldout.npz", "calibration.npz",
 )
@@ -63,8 +64,9 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
         raise RunDirError(f"Output directory {str(path)!r} is a file.")
     if (path / "config.yaml").exists() and not overwrite:
         raise RunDirError(
-            f"Output directory {str(path)!r} already holds a run; pass --overwrite to replace it "
-            "(or --resume to continue it)."
+            f"Output directory {str(path)!r} already holds a run; ",
+            python="pass overwrite=True to replace it (or resume=True to continue it).",
+            cli="pass --overwrite to replace it (or --resume to continue it).",
         )
     probe = path if path.exists() else next(p for p in path.parents if p.exists())
     if not os.access(probe, os.W_OK | os.X_OK):

@@ -6,9 +6,16 @@ def test_import_kerastl_is_enough_for_plain_keras_loading(trained_run):
     """In a fresh process, `import kerastl` then `keras.saving.load_model` (no custom_objects) loads a run's model,
     and the import prints nothing."""
     code = (f"import kerastl, keras, numpy as np; model = keras.saving.load_model({str(trained_run.run_dir / 'model.keras')!r}); "
-            "print(model.predict(np.zeros((1, 8, 8, 1), 'uint8'), verbose=0).shape)")
+            "print(model.predict(np.zeros((1, 8, 8, 1), 'uint8'), verbose=0).shape); print(type(model).__name__); "
+            "print(sorted(model.facts.items()))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.split() == ["(1,", "3)"], done.stderr
+    assert done.returncode == 0, done.stderr
+    shape, model_class, facts = done.stdout.strip().splitlines()
+    assert shape == "(1, 3)" and model_class == "ImageClassifier"
+    assert facts == str(sorted({  # what the model knows about itself, from the file alone
+        "backbone": "mobilenet_v2", "class_names": ["0", "1", "2"], "feature_layer": "pool", "input_size": 32,
+        "multi_label": False, "normalization": "tf", "weights": "none",
+    }.items()))
     quiet = subprocess.run([sys.executable, "-c", "import kerastl"], capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == ""
 

@@ -43,3 +43,21 @@ def test_light_augmentation_changes_training_images_only():
     x = images()
     assert not np.allclose(layers(x, training=True), x)
     np.testing.assert_array_equal(layers(x, training=False), x)
+
+
+def test_gridmask_blanks_part_of_each_training_image_and_keeps_the_labels():
+    from kerastl.data.pipeline import make_dataset
+    from kerastl.data.sources import from_arrays
+    from kerastl.training.distribute import ONE_DEVICE
+    from kerastl.training.features import can_cache
+    from kerastl.config import load_config
+
+    source = from_arrays(np.full((16, 32, 32, 3), 200, "uint8"), [0, 1] * 8)
+    images, labels = next(iter(make_dataset(source, 16, shuffle=True, seed=3, augment=AugmentConfig(gridmask=0.6))))
+    images = images.numpy()
+    assert images.dtype == np.uint8 and set(np.unique(images)) == {0, 200}
+    masked = (images == 0).mean(axis=(1, 2, 3))
+    assert (masked < 0.6).all() and masked.mean() > 0.02  # every image keeps most of itself, the batch is masked
+    assert sorted(labels.numpy().argmax(axis=1).tolist()) == [0] * 8 + [1] * 8
+    cfg = load_config(None, ["augment.preset=none", "augment.gridmask=0.5"])
+    assert not can_cache(cfg, cfg.phases[0], ONE_DEVICE)  # new pixels every epoch: no cached features

@@ -121,7 +121,7 @@ def test_existing_target_needs_overwrite_and_is_replaced_whole(trained_run, tmp_
     target = tmp_path / "k"
     target.mkdir()
     (target / "keep.txt").write_text("mine")
-    with pytest.raises(ExportError, match="already exists; pass --overwrite"):
+    with pytest.raises(ExportError, match="already exists; pass overwrite=True"):
         export(trained_run.run_dir, "keras", target)
     assert (target / "keep.txt").read_text() == "mine"
     export(trained_run.run_dir, "keras", target, overwrite=True)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from kerastl.config import load_config
 from kerastl.errors import ConfigError
-from kerastl.analysis.lrfind import lr_find, suggest
+from kerastl.training.lrfind import lr_find, suggest
 from tests.conftest import TINY
 
 

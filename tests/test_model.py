@@ -107,3 +107,21 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, digits):
     model.save(tmp_path / "m.keras")
     reloaded = load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(reloaded.predict(digits.images[:8], verbose=0), model.predict(digits.images[:8], verbose=0), atol=1e-6)
+
+
+def test_the_model_carries_its_facts_and_a_model_saved_before_them_still_works(tmp_path):
+    from kerastl.models.classifier import ImageClassifier, model_facts
+
+    model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), 2, (8, 8, 1),
+                        multi_label=True, class_names=["cat", "dog"])
+    assert isinstance(model, ImageClassifier)
+    assert model_facts(model) == {
+        "backbone": "mobilenet_v2", "class_names": ["cat", "dog"], "multi_label": True, "feature_layer": "pool",
+        "normalization": "tf", "input_size": 32, "weights": "none",
+    }
+    model.save(tmp_path / "m.keras")
+    assert load_model(tmp_path / "m.keras").facts == model.facts
+    older = keras.Model(model.inputs, model.outputs, name=model.name)  # how kerastl saved models before facts
+    facts = model_facts(older)
+    assert (facts["backbone"], facts["multi_label"], facts["feature_layer"]) == ("mobilenet_v2", True, "pool")
+    assert set_trainable(older, PhaseConfig(name="top", unfreeze="blocks:1"))  # the backbone's blocks found

@@ -46,6 +46,7 @@ def test_output_directory_inside_a_file_is_refused(tmp_path):
         prepare_run_dir(tmp_path / "afile", overwrite=False)
 
 
+@pytest.mark.slow  # two full runs; test_resume's resumed-equals-uninterrupted run checks the same determinism by default
 def test_deterministic_runs_are_bit_identical(tmp_path):
     cfg = load_config(None, TINY + ["deterministic=true", "augment.preset=light", "augment.flip=false"])
     first = train(cfg, output_dir=tmp_path / "a", verbose=0)

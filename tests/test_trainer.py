@@ -47,7 +47,7 @@ def test_saved_model_predicts_like_the_trained_one(trained_run):
 
 def test_existing_run_is_not_overwritten_without_permission(trained_run):
     before = (trained_run.run_dir / "metrics.json").read_bytes()
-    with pytest.raises(RunDirError, match="already holds a run; pass --overwrite"):
+    with pytest.raises(RunDirError, match=r"already holds a run; pass overwrite=True to replace it \(or resume=True to continue it\)"):
         train(load_config(None, TINY), output_dir=trained_run.run_dir, verbose=0)
     assert (trained_run.run_dir / "metrics.json").read_bytes() == before
 

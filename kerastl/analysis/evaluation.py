@@ -84,7 +84,7 @@ def _evaluation_source(
         splits = load_splits(cfg.data, cfg.seed, image_size=height, progress=progress)
         source = splits.test if splits.test is not None else splits.validation
         if source is None:
-            raise DataError(f"Run {cfg.name!r} has no test or validation split; pass --data SOURCE.")
+            raise DataError(f"Run {cfg.name!r} has no test or validation split; ", python="pass data=SOURCE.", cli="pass --data SOURCE.")
         source = source.with_classes(class_names)
         described = f"{cfg.data.source} ({'test' if splits.test is not None else 'validation'} split)"
     if source.image_shape != model_input_shape(model):

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kerastl.training.pretrain import PRETRAINED_FILE
-from kerastl.rundir import write_text
+from kerastl.rundir import PRETRAINED_FILE, write_text
 
 ARTIFACTS = (
     ("config.yaml", "resolved config"),

@@ -24,7 +24,7 @@ def tta_probabilities(predict: Callable[[np.ndarray], np.ndarray], images: np.nd
     import keras
 
     if n < 1:
-        raise ConfigError(f"--tta takes a number of passes of at least 1, got {n}.")
+        raise ConfigError(f"Test-time augmentation takes a number of passes of at least 1 (tta), got {n}.")
     total = predict(images).astype(np.float64)
     if n == 1:
         return total.astype(np.float32)

@@ -162,7 +162,7 @@ def make_dataset(
     """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches
     (multi-hot labels for multi-label sources).
 
-    Unlabelled sources give image batches only. MixUp/CutMix (from `augment`) mix whole batches.
+    Unlabelled sources give image batches only. GridMask/MixUp/CutMix (from `augment`) work on whole batches.
     With `shuffle` and `epoch_range=(start, stop)` the dataset holds the batches of those epochs
     back to back, each epoch in an order that depends only on `seed` and its number (stateless
     `index_shuffle`), so a resumed run sees the same order as an uninterrupted one; fit it with
@@ -204,9 +204,9 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    mixer = batch_mixer(augment, seed) if augment is not None else None
-    if mixer is not None:
-        dataset = dataset.map(mixer, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    augment_batch = batch_augmentation(augment, seed) if augment is not None else None
+    if augment_batch is not None:
+        dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -237,15 +237,20 @@ def image_batches(images: np.ndarray, batch_size: int):
     return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def batch_mixer(augment: AugmentConfig, seed: int):
-    """A batch function applying Keras' MixUp and/or CutMix, or None when both are off.
+def batch_augmentation(augment: AugmentConfig, seed: int):
+    """A batch function applying keras-cv's GridMask, then Keras' MixUp and/or CutMix; None when all are off.
 
-    Mixed images are rounded back to `uint8`, so the model input stays the same dtype.
+    Augmented images are rounded back to `uint8`, so the model input stays the same dtype. GridMask
+    is keras-cv's (Keras 3 has none); it runs here, in tf.data, where keras-cv layers work.
     """
     import keras
     import tensorflow as tf
 
     layers = []
+    if augment.gridmask > 0:
+        import keras_cv
+
+        layers.append(keras_cv.layers.GridMask(ratio_factor=(0.0, augment.gridmask), fill_mode="constant", seed=seed))
     if augment.mixup > 0:
         layers.append(keras.layers.MixUp(alpha=augment.mixup, seed=seed))
     if augment.cutmix > 0:
@@ -253,11 +258,11 @@ def batch_mixer(augment: AugmentConfig, seed: int):
     if not layers:
         return None
 
-    def mix(images, labels):
+    def augment_batch(images, labels):
         batch = {"images": tf.cast(images, "float32"), "labels": labels}
         for layer in layers:
             batch = layer(batch)
-        mixed = tf.cast(tf.round(tf.clip_by_value(batch["images"], 0, 255)), tf.uint8)
-        return mixed, batch["labels"]
+        augmented = tf.cast(tf.round(tf.clip_by_value(batch["images"], 0, 255)), tf.uint8)
+        return augmented, batch["labels"]
 
-    return mix
+    return augment_batch

@@ -69,7 +69,10 @@ def export(
         raise ExportError(f"Quantization {quantize!r} applies to format {' or '.join(takes)} only, not {format!r}.")
     output = Path(output)
     if output.exists() and not overwrite:
-        raise ExportError(f"Export target {str(output)!r} already exists; pass --overwrite to replace it.")
+        raise ExportError(
+            f"Export target {str(output)!r} already exists; ", python="pass overwrite=True to replace it.",
+            cli="pass --overwrite to replace it.",
+        )
     import keras
 
     if keras.backend.backend() != "tensorflow":  # a run trained on JAX saved a backend-neutral .keras file

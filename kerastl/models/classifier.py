@@ -14,18 +14,57 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from kerastl.models.augment import augmentation_layers
-from kerastl.models.backbones import create_backbone
+import keras
+
 from kerastl.config import AugmentConfig, HeadConfig, ModelConfig
 from kerastl.errors import ConfigError, ExportError
-from kerastl.models.backbones import get_backbone
+from kerastl.models.augment import augmentation_layers
+from kerastl.models.backbones import create_backbone, get_backbone
 
-
+FEATURE_LAYER = "pool"  # the pooled features: the head's input, and what frozen phases cache
 HEAD_NORM = "head_norm"  # the BatchNormalization of the pooled features, with model.head.norm: batch
 OUTPUT_LAYER = "probabilities"
 # With random weights BatchNorm learns its statistics from the few hundred steps a small dataset gives;
 # Keras' 0.99 (MobileNetV2: 0.999) leaves them near their initial values and inference at chance.
 SCRATCH_BN_MOMENTUM = 0.9
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class ImageClassifier(keras.Model):
+    """A kerastl model: raw `uint8` pixels in, class probabilities out, and what kerastl knows about it.
+
+    A functional model (preprocessing, backbone, head) whose config also holds its `facts`, so they
+    travel with `model.keras` (as keras-hub's `ImageClassifier` holds its backbone and preprocessor):
+    `backbone` (the registry name), `class_names`, `multi_label`, `feature_layer` (the layer whose
+    output is the pooled features), `normalization` (the backbone's preprocessing mode), `input_size`
+    (the backbone's input side) and `weights` (what the backbone started from).
+
+    Example:
+        >>> model = build_model(ModelConfig(weights="none", input_size=32), 3, (28, 28, 1))
+        >>> model.facts["backbone"], model.facts["multi_label"], model.facts["class_names"]
+        ('mobilenet_v2', False, ['0', '1', '2'])
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):  # Functional's own signature: Keras revives it as one
+        facts = kwargs.pop("facts", {})
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+        self.facts = dict(facts)
+
+    def get_config(self):
+        return {**super().get_config(), "facts": self.facts}
+
+
+def model_facts(model) -> dict:
+    """The kerastl facts of `model` (see `ImageClassifier`); for a model saved by kerastl before models carried
+    them, the same facts read from its layer names and output activation."""
+    if isinstance(model, ImageClassifier):
+        return model.facts
+    return {
+        "backbone": model.name.removeprefix("kerastl_"),
+        "class_names": [str(k) for k in range(model.output_shape[-1])],
+        "multi_label": getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid,
+        "feature_layer": FEATURE_LAYER,
+    }
 
 
 def input_size(model_cfg: ModelConfig) -> int:
@@ -42,7 +81,8 @@ def build_model(
     weights: Optional[str] = None,
     multi_label: bool = False,
     precision: str = "float32",
-):
+    class_names: Optional[Sequence[str]] = None,
+) -> ImageClassifier:
     """A Keras model taking raw `uint8` images at their native shape and returning class probabilities
     (softmax; independent sigmoid probabilities per class with `multi_label`).
 
@@ -59,9 +99,10 @@ def build_model(
         multi_label: a sigmoid head for images holding any number of the classes.
         precision: Keras dtype policy of the layers: "float32", "mixed_float16" or "mixed_bfloat16";
             the output layer always computes in float32.
+        class_names: the name of each class, kept in the model's facts; default "0".."K-1".
 
     Returns:
-        An uncompiled `keras.Model`.
+        An uncompiled `ImageClassifier`.
 
     Raises:
         ConfigError: unknown backbone or invalid options. WeightsError: weights unavailable or unfit.
@@ -71,8 +112,6 @@ def build_model(
         >>> model.get_layer("backbone").trainable
         False
     """
-    import keras
-
     if num_classes < 2:
         raise ConfigError(f"A classifier needs at least 2 classes, got num_classes={num_classes}.")
     spec = get_backbone(model_cfg.backbone)
@@ -83,14 +122,22 @@ def build_model(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # layers take the policy when created; restored at once
     try:
-        return _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label)
+        inputs, outputs = _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label)
     finally:
         keras.config.set_dtype_policy(previous)
+    facts = {
+        "backbone": spec.name,
+        "class_names": [str(name) for name in class_names] if class_names is not None else [str(k) for k in range(num_classes)],
+        "multi_label": multi_label,
+        "feature_layer": FEATURE_LAYER,
+        "normalization": spec.preprocess,
+        "input_size": size,
+        "weights": "none" if weights == "none" else "imagenet" if weights == "imagenet" else "file",
+    }
+    return ImageClassifier(inputs, outputs, name=f"kerastl_{spec.name}", facts=facts)
 
 
 def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label):
-    import keras
-
     from kerastl.models.layers import Normalize, Preprocess
 
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
@@ -108,13 +155,11 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
     head = replace(model_cfg.head, norm=norm)
     outputs = _head(x, head, num_classes, seed, "sigmoid" if multi_label else "softmax", spec.pools_inside)
-    return keras.Model(inputs, outputs, name=f"kerastl_{spec.name}")
+    return inputs, outputs
 
 
 def set_batchnorm_momentum(backbone, momentum: float) -> None:
     """Set the momentum of every BatchNormalization layer of `backbone`."""
-    import keras
-
     for layer in backbone.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = momentum
@@ -122,21 +167,17 @@ def set_batchnorm_momentum(backbone, momentum: float) -> None:
 
 def is_multi_label(model) -> bool:
     """Whether a kerastl model has a multi-label (sigmoid) head."""
-    import keras
-
-    return getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid
+    return bool(model_facts(model)["multi_label"])
 
 
 def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: str, pooled: bool):
     """pool (an identity when the backbone pooled itself) -> norm -> [dropout -> hidden]* -> dropout -> output."""
-    import keras
-
     pooling = {
         "avg": keras.layers.GlobalAveragePooling2D,
         "max": keras.layers.GlobalMaxPooling2D,
         "flatten": keras.layers.Flatten,
     }[head.pooling]
-    x = (keras.layers.Identity if pooled else pooling)(name="pool")(features)
+    x = (keras.layers.Identity if pooled else pooling)(name=FEATURE_LAYER)(features)
     if head.norm == "batch":
         x = keras.layers.BatchNormalization(name=HEAD_NORM)(x)
     for i, units in enumerate(head.hidden):
@@ -153,8 +194,6 @@ def load_model(path: str | Path):
     Example:
         >>> model = load_model("runs/quickstart/model.keras")
     """
-    import keras
-
     path = Path(path)
     if path.is_dir():
         path = path / "model.keras"

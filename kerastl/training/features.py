@@ -24,15 +24,15 @@ from kerastl.models.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
 from kerastl.data.store import ArrayStore
+from kerastl.models.classifier import model_facts
 from kerastl.training.distribute import Engine
 
-FEATURE_LAYER = "pool"  # features are cached at the pooling layer's output
 BATCHES_PER_CHUNK = 64  # features are computed and stored this many batches at a time
 
 
 def can_cache(cfg: Config, phase: PhaseConfig, engine: Engine) -> bool:
     """Whether `phase` trains the head on cached features: `compute.cache_features` (default true), the
-    backbone frozen, no MixUp/CutMix, augmentation off or `compute.augmented_copies` > 0, and one
+    backbone frozen, no MixUp/CutMix/GridMask, augmentation off or `compute.augmented_copies` > 0, and one
     process (with several, each would need the features of every image, not of its shard)."""
     augment = cfg.augment
     return (
@@ -40,8 +40,7 @@ def can_cache(cfg: Config, phase: PhaseConfig, engine: Engine) -> bool:
         and engine.processes == 1
         and parse_unfreeze(phase.unfreeze)[0] == "head"
         and (augment.preset == "none" or cfg.compute.augmented_copies > 0)
-        and augment.mixup == 0
-        and augment.cutmix == 0
+        and not augment.on_batches
     )
 
 
@@ -99,7 +98,7 @@ def _append_features(extractor, images: np.ndarray, batch_size: int, store: Arra
 def _extractor(model):
     import keras
 
-    return keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
+    return keras.Model(model.input, model.get_layer(model_facts(model)["feature_layer"]).output)
 
 
 def _augmented_extractor(model, augmentation):
@@ -107,7 +106,8 @@ def _augmented_extractor(model, augmentation):
     `augmentation` the model's own layers."""
     import keras
 
-    preprocess, normalize, backbone, pool = (model.get_layer(n) for n in ("preprocess", "normalize", "backbone", FEATURE_LAYER))
+    names = ("preprocess", "normalize", "backbone", model_facts(model)["feature_layer"])
+    preprocess, normalize, backbone, pool = (model.get_layer(name) for name in names)
 
     class AugmentedFeatures(keras.Model):
         def call(self, images):
@@ -121,9 +121,9 @@ def head_model(model):
     """A model from pooled features to the output, built from the full model's own head layers."""
     import keras
 
-    layers = model.layers
-    start = [layer.name for layer in layers].index(FEATURE_LAYER) + 1
-    inputs = keras.Input(shape=model.get_layer(FEATURE_LAYER).output.shape[1:], name="features")
+    layers, feature_layer = model.layers, model_facts(model)["feature_layer"]
+    start = [layer.name for layer in layers].index(feature_layer) + 1
+    inputs = keras.Input(shape=model.get_layer(feature_layer).output.shape[1:], name="features")
     x = inputs
     for layer in layers[start:]:
         x = layer(x)

@@ -28,8 +28,10 @@ class Block:
 
 
 def backbone_spec(model) -> BackboneSpec:
-    """The registered spec of a kerastl model's backbone (models are named `kerastl_<backbone>`)."""
-    return get_backbone(model.name.removeprefix("kerastl_"))
+    """The registered spec of a kerastl model's backbone (from the facts the model carries)."""
+    from kerastl.models.classifier import model_facts
+
+    return get_backbone(model_facts(model)["backbone"])
 
 
 def backbone_blocks(layers: list, spec: BackboneSpec) -> list[Block]:

@@ -25,10 +25,9 @@ from kerastl.errors import ConfigError
 from kerastl.models.classifier import input_size, set_batchnorm_momentum
 from kerastl.training.phases import compile_classifier
 from kerastl.models.backbones import get_backbone
-from kerastl.rundir import atomic_path
+from kerastl.rundir import PRETRAINED_FILE, atomic_path
 
 
-PRETRAINED_FILE = "pretrained_backbone.weights.h5"
 
 
 def pretraining_needed(cfg: Config, folder: Path, done: Optional[dict]) -> bool:

@@ -99,7 +99,7 @@ def train(
     with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
         model = build_model(
             cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed,
-            model_weights(cfg, run_dir), cfg.data.multi_label, cfg.compute.precision,
+            model_weights(cfg, run_dir), cfg.data.multi_label, cfg.compute.precision, splits.class_names,
         )
     if not opened:  # the weights fit: nothing was written before the input was known to be good
         _open_run(run_dir, cfg, splits, progress, resume)
@@ -206,7 +206,9 @@ def resumable_config(run_dir: Path, config: Config | str | Path | None, override
     if differences:
         raise RunDirError(
             f"Cannot resume {str(run_dir)!r}: the config no longer matches the checkpoint at "
-            + "; ".join(differences[:3]) + ". Resume without --config, or start a new run."
+            + "; ".join(differences[:3]) + ". ",
+            python="Resume with config=None, or start a new run.",
+            cli="Resume without --config, or start a new run.",
         )
     return saved
 
