@@ -82,6 +82,7 @@ def build_model(
     multi_label: bool = False,
     precision: str = "float32",
     class_names: Optional[Sequence[str]] = None,
+    backbone_training: Optional[bool] = False,
 ) -> ImageClassifier:
     """A Keras model taking raw `uint8` images at their native shape and returning class probabilities
     (softmax; independent sigmoid probabilities per class with `multi_label`).
@@ -100,6 +101,9 @@ def build_model(
         precision: Keras dtype policy of the layers: "float32", "mixed_float16" or "mixed_bfloat16";
             the output layer always computes in float32.
         class_names: the name of each class, kept in the model's facts; default "0".."K-1".
+        backbone_training: the `training` argument the backbone is called with. False (transfer learning)
+            keeps its BatchNorm in inference mode whatever is unfrozen; None lets it follow `fit`, for
+            pretraining a backbone from scratch, whose BatchNorm statistics must be learned.
 
     Returns:
         An uncompiled `ImageClassifier`.
@@ -122,7 +126,9 @@ def build_model(
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # layers take the policy when created; restored at once
     try:
-        inputs, outputs = _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label)
+        inputs, outputs = _assemble(
+            model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training
+        )
     finally:
         keras.config.set_dtype_policy(previous)
     facts = {
@@ -137,7 +143,7 @@ def build_model(
     return ImageClassifier(inputs, outputs, name=f"kerastl_{spec.name}", facts=facts)
 
 
-def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label):
+def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training):
     from kerastl.models.layers import Normalize, Preprocess
 
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
@@ -151,7 +157,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     if weights == "none":
         set_batchnorm_momentum(backbone, SCRATCH_BN_MOMENTUM)
     backbone.trainable = False
-    x = backbone(x, training=False)
+    x = backbone(x, training=backbone_training)
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
     head = replace(model_cfg.head, norm=norm)
     outputs = _head(x, head, num_classes, seed, "sigmoid" if multi_label else "softmax", spec.pools_inside)

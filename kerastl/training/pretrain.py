@@ -12,20 +12,19 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from kerastl.models.backbones import BACKBONE_LAYER_NAME, create_backbone
-from kerastl.training.checkpoints import repair_backup
-from kerastl.config import Config
+from kerastl.config import Config, HeadConfig
 from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
 from kerastl.data.sources import ImageSource
 from kerastl.errors import ConfigError
-from kerastl.models.classifier import input_size, set_batchnorm_momentum
-from kerastl.training.phases import compile_classifier
-from kerastl.models.backbones import get_backbone
+from kerastl.models.backbones import BACKBONE_LAYER_NAME
+from kerastl.models.classifier import build_model, input_size, set_batchnorm_momentum
 from kerastl.rundir import PRETRAINED_FILE, atomic_path
+from kerastl.training.checkpoints import repair_backup
+from kerastl.training.phases import compile_classifier
 
 
 
@@ -112,26 +111,24 @@ def fit_from_scratch(
 ):
     """A classifier on `cfg.model.backbone` with random weights, trained whole as `cfg.pretrain` says.
 
-    Unlike `build_model`, the backbone's BatchNorm layers train (training mode, momentum
+    The model `build_model` assembles (preprocessing, backbone, pooling, a plain softmax layer), except that
+    the backbone trains whole and its BatchNorm layers train too (training mode, momentum
     `cfg.pretrain.bn_momentum`). With `backup`, every epoch is backed up there (Keras
     `BackupAndRestore`) and a rerun continues from the last one. Returns the compiled, trained
     model; its backbone is layer "backbone".
     """
     import keras
 
-    from kerastl.models.layers import Normalize, Preprocess
-
     settings = cfg.pretrain
-    spec, size = get_backbone(cfg.model.backbone), input_size(cfg.model)
     keras.utils.set_random_seed(cfg.seed)
-    backbone = create_backbone(spec, "none", size, cfg.model.backbone_options)
+    plain_head = HeadConfig(pooling="avg", norm="none", dropout=0.0)
+    model = build_model(
+        replace(cfg.model, weights="none", head=plain_head), len(train.class_names), train.image_shape, seed=cfg.seed,
+        class_names=train.class_names, backbone_training=None,
+    )
+    backbone = model.get_layer(BACKBONE_LAYER_NAME)
+    backbone.trainable = True
     set_batchnorm_momentum(backbone, settings.bn_momentum)
-    inputs = keras.Input(shape=train.image_shape, dtype="uint8")
-    x = Preprocess(size, channels=3, crop=cfg.model.center_crop)(inputs)
-    x = Normalize(spec.preprocess)(x)
-    x = keras.layers.GlobalAveragePooling2D()(backbone(x))
-    outputs = keras.layers.Dense(len(train.class_names), activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
     compile_classifier(model, keras.optimizers.Adam(settings.learning_rate))
     model.fit(
         make_dataset(train, settings.batch_size, shuffle=True, seed=cfg.seed),
