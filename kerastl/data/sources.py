@@ -303,6 +303,9 @@ def from_dataframe(
 
 def encode_labels(values: np.ndarray) -> tuple[tuple[str, ...], np.ndarray]:
     """Class names (numeric order for numbers, else alphabetical) and each value's class index."""
+    if np.issubdtype(values.dtype, np.integer):  # the usual labels: sorted numerically without a Python loop
+        unique, index = np.unique(values, return_inverse=True)
+        return tuple(str(v) for v in unique.tolist()), index.reshape(-1).astype(np.int64)
     as_text = [_label_text(v) for v in values]
     unique = sorted(set(as_text), key=_label_sort_key)
     index = {name: i for i, name in enumerate(unique)}
