@@ -82,11 +82,11 @@ def _evaluation_source(
         source, described = held_out.source, f"{cfg.data.source} ({held_out.split} split, kept in {HELDOUT_FILE})"
     else:
         splits = load_splits(cfg.data, cfg.seed, image_size=height, progress=progress)
-        source = splits.test if splits.test is not None else splits.validation
+        split, source = splits.held_out()
         if source is None:
             raise DataError(f"Run {cfg.name!r} has no test or validation split; ", python="pass data=SOURCE.", cli="pass --data SOURCE.")
         source = source.with_classes(class_names)
-        described = f"{cfg.data.source} ({'test' if splits.test is not None else 'validation'} split)"
+        described = f"{cfg.data.source} ({split} split)"
     if source.image_shape != model_input_shape(model):
         raise DataError(f"{source.origin}: images are {source.image_shape}, the model takes {model_input_shape(model)}.")
     return source, described

@@ -37,6 +37,10 @@ class Splits:
     def class_names(self) -> tuple[str, ...]:
         return self.train.class_names
 
+    def held_out(self) -> tuple[str, Optional[ImageSource]]:
+        """The split a run is judged on and its name: test, else validation (None when there is neither)."""
+        return ("test", self.test) if self.test is not None else ("validation", self.validation)
+
 
 def read_data_source(
     spec: str,

@@ -26,7 +26,7 @@ import pandas as pd
 
 from kerastl.data.builtin import read_builtin
 from kerastl.data.store import ArrayStore, take_rows
-from kerastl.errors import ConfigError, DataError
+from kerastl.errors import ConfigError, DataError, KerastlError
 from kerastl.registry import Registry
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -207,6 +207,15 @@ def source_kind(spec: str) -> tuple[SourceKind, str]:
         f"Cannot tell what kind of data {spec!r} is: write SCHEME:PATH with a scheme among "
         f"{', '.join(SOURCE_KINDS.names())}, or a folder or a file ending in {suffixes}."
     )
+
+
+def is_table(spec: str) -> bool:
+    """Whether `spec` names a pixel table (one image per row), even when the file is gone; False for
+    anything that is not a recognisable source."""
+    try:
+        return source_kind(spec)[0].table
+    except KerastlError:
+        return False
 
 
 def read_source(spec: str, options: Optional[ReadOptions] = None, **changes) -> ImageSource:

@@ -23,9 +23,9 @@ import numpy as np
 from kerastl.config import config_to_dict
 from kerastl.data.pipeline import load_splits
 from kerastl.data.samples import CALIBRATION_SAMPLES, balanced_indices, load_calibration, load_heldout, stratified_indices
-from kerastl.data.sources import ImageSource, source_kind
+from kerastl.data.sources import ImageSource, is_table
 from kerastl.deploy.formats import FORMATS, MIN_TOP1_AGREEMENT, ExportFormat, ExportJob, quantizations
-from kerastl.errors import ConfigError, ExportError, KerastlError
+from kerastl.errors import ConfigError, ExportError
 from kerastl.analysis.metrics import decisions
 from kerastl.models.classifier import load_model, model_input_shape
 from kerastl.rundir import read_labels, run_config
@@ -95,7 +95,7 @@ def export(
         job = ExportJob(model, class_names, staging, quantize, calibration, _pixel_layout(cfg))
         predict_exported = export_format.write(job)
         parity = {**check_parity(model, predict_exported, samples, export_format, quantize), "split": parity_split}
-        info = _describe(cfg, model, class_names, format, quantize, parity)
+        info = _describe(cfg, model, job, export_format, parity)
         (staging / "export.json").write_text(json.dumps(info, indent=2) + "\n")
         _move_into_place(staging, output)
     finally:
@@ -144,8 +144,9 @@ def _parity_and_calibration(run_dir: Path, cfg, model) -> tuple[ImageSource, np.
     held_out, calibration = load_heldout(run_dir), load_calibration(run_dir)
     if held_out is None or calibration is None:
         splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0])
-        split = "test" if splits.test is not None else "validation" if splits.validation is not None else "train"
-        source = splits.test or splits.validation or splits.train
+        split, source = splits.held_out()
+        if source is None:  # a run trained on all its data: parity on training images
+            split, source = "train", splits.train
         calibration = splits.train.take(balanced_indices(splits.train, CALIBRATION_SAMPLES, rng)).images
     else:
         split, source = held_out.split, held_out.source
@@ -161,27 +162,23 @@ def _export_format(name: str) -> ExportFormat:
 
 def _pixel_layout(cfg) -> Optional[str]:
     """The pixel order of the rows the model was trained on, or None for pictures."""
-    try:
-        table = source_kind(cfg.data.source)[0].table
-    except KerastlError:  # the training data is gone; the SavedModel then takes images only
-        table = False
-    return cfg.data.pixel_layout if table else None
+    return cfg.data.pixel_layout if is_table(cfg.data.source) else None
 
 
-def _describe(cfg, model, class_names, format, quantize, parity) -> dict:
+def _describe(cfg, model, job: ExportJob, export_format: ExportFormat, parity: dict) -> dict:
     import keras
     import tensorflow as tf
 
     import kerastl
 
     return {
-        "format": format,
-        "quantize": quantize,
+        "format": export_format.name,
+        "quantize": job.quantize,
         "backbone": cfg.model.backbone,
         "input_shape": list(model_input_shape(model)),
         "input_dtype": "uint8",
-        "class_names": list(class_names),
-        "signatures": ["serving_default"] + (list(FORMATS.get(format).signatures) if _pixel_layout(cfg) else []),
+        "class_names": list(job.class_names),
+        "signatures": ["serving_default"] + (list(export_format.signatures) if job.pixel_layout else []),
         "data": config_to_dict(cfg)["data"],
         "augment": config_to_dict(cfg)["augment"],
         "versions": {"kerastl": kerastl.__version__, "tensorflow": tf.__version__, "keras": keras.__version__},

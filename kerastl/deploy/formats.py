@@ -56,7 +56,8 @@ class ExportFormat:
 
     Attributes:
         name: the `--format` value.
-        file: what the export folder holds; `load` takes the folder for "saved_model.pb", else the file.
+        file: the file the export folder holds.
+        loads_folder: `load` takes the export folder (SavedModel) rather than `file`.
         write: `write(job)` writes the format into `job.staging` and returns a `Runner` on what it wrote.
         load: `load(target)` -> `Loaded`, for `kerastl predict` and served exports.
         parity: quantization -> the largest allowed |probability difference| against the Keras model,
@@ -72,6 +73,7 @@ class ExportFormat:
     parity: dict = field(default_factory=lambda: {"none": 1e-5})
     labels_folder: str = ""
     signatures: tuple[str, ...] = ()
+    loads_folder: bool = False
 
     @property
     def quantizations(self) -> tuple[str, ...]:
@@ -80,9 +82,9 @@ class ExportFormat:
     def locate(self, path: Path) -> Optional[Path]:
         """What `load` takes if `path` (a file or folder) holds this format, else None."""
         if path.is_file():
-            return path if path.name.endswith(Path(self.file).suffix) and self.file != "saved_model.pb" else None
+            return path if path.name.endswith(Path(self.file).suffix) and not self.loads_folder else None
         if (path / self.file).is_file():
-            return path if self.file == "saved_model.pb" else path / self.file
+            return path if self.loads_folder else path / self.file
         return None
 
 
@@ -283,7 +285,7 @@ def _load_onnx(path: Path) -> Loaded:
 # the quickstart model's probabilities by up to 6e-3 while every top-1 answer stayed the same.
 for _format in (
     ExportFormat("savedmodel", "saved_model.pb", _write_savedmodel, _load_savedmodel, labels_folder="assets",
-                 signatures=("serve_pixels",)),
+                 signatures=("serve_pixels",), loads_folder=True),
     ExportFormat("tflite", "model.tflite", _write_tflite, _load_tflite,
                  parity={"none": 1e-3, "float16": None, "dynamic": None, "int8": None}),
     ExportFormat("keras", "model.keras", _write_keras, _load_keras),

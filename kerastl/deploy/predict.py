@@ -19,9 +19,9 @@ import numpy as np
 
 from kerastl.config import AugmentConfig, Config, DataConfig, config_from_dict
 from kerastl.data.pipeline import read_data_source
-from kerastl.data.sources import IMAGE_SUFFIXES, SOURCE_KINDS, load_image, source_kind
+from kerastl.data.sources import IMAGE_SUFFIXES, SOURCE_KINDS, is_table, load_image
 from kerastl.deploy.formats import FORMATS
-from kerastl.errors import DataError, ExportError, KerastlError
+from kerastl.errors import DataError, ExportError
 from kerastl.analysis.metrics import decisions
 from kerastl.analysis.tta import tta_probabilities
 from kerastl.rundir import run_config
@@ -101,7 +101,7 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
                 raise DataError(f"{item}: no such file.")
             names.append(str(item))
             images.append(load_image(item, shape[:2], shape[2])[None])
-        elif _is_table(item):
+        elif is_table(str(item)):
             table = read_data_source(str(item), predictor.data, image_size=None, require_labels=False)
             if table.image_shape != shape:
                 raise DataError(f"{item}: rows hold {table.image_shape} images, the model takes {shape}.")
@@ -124,13 +124,6 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
     return [
         Prediction(name, predictor.class_names[k], float(p[k]), p) for name, k, p in zip(names, best, probabilities)
     ]
-
-
-def _is_table(item: Path) -> bool:
-    try:
-        return source_kind(str(item))[0].table
-    except KerastlError:
-        return False
 
 
 def _labels(folder: Path, num_classes) -> list[str]:

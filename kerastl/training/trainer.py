@@ -166,8 +166,8 @@ def _open_run(run_dir: Path, cfg: Config, splits: Splits, progress: Progress, re
         clear_run_files(run_dir)
         write_text(run_dir / "config.yaml", dump_config(cfg))
         write_text(run_dir / "labels.txt", "\n".join(splits.class_names) + "\n")
-        split = "test" if splits.test is not None else "validation"
-        save_run_samples(run_dir, splits.test or splits.validation, split, splits.train, cfg.seed)
+        split, held_out = splits.held_out()
+        save_run_samples(run_dir, held_out, split, splits.train, cfg.seed)
     progress.save()
 
 
