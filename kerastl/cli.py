@@ -162,14 +162,15 @@ def pretrain(config_path, output, overrides, quiet):
 @click.argument("run_dir", type=click.Path())
 @click.option("--data", help="Labelled source to evaluate on, e.g. csv:test.csv [default: the run's test split].")
 @click.option("--tta", default=1, show_default=True, help="Test-time augmentation passes, averaged (1 = none).")
+@click.option("--explain", is_flag=True, help="Grad-CAM heatmaps over the images of errors.png.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
-def evaluate(run_dir, data, tta, quiet):
+def evaluate(run_dir, data, tta, explain, quiet):
     """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
     _import_tensorflow_quietly()
     from kerastl.analysis.evaluation import evaluate as run_evaluation
 
-    report = run_evaluation(run_dir, data, tta=tta, verbose=_verbosity(quiet))
+    report = run_evaluation(run_dir, data, tta=tta, verbose=_verbosity(quiet), explain=explain)
     click.echo(format_report(report))
 
 
@@ -177,14 +178,53 @@ def evaluate(run_dir, data, tta, quiet):
 @click.argument("model", type=click.Path())
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--tta", default=1, show_default=True, help="Test-time augmentation passes, averaged (1 = none).")
+@click.option("--min-confidence", default=0.0, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="Answer 'unknown' when the top probability is below this.")
 @reports_errors
-def predict(model, inputs, tta):
+def predict(model, inputs, tta, min_confidence):
     """Predict image files or CSV/Parquet pixel rows; prints input, label and probability per line."""
     _import_tensorflow_quietly()
     from kerastl.deploy.predict import predict as run_prediction
 
-    for prediction in run_prediction(model, inputs, tta=tta):
+    for prediction in run_prediction(model, inputs, tta=tta, min_confidence=min_confidence):
         click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--student", required=True, help="Backbone of the student, e.g. mobilenet_v3_small (see kerastl backbones).")
+@click.option("--output-dir", type=click.Path(file_okay=False), help="Run directory [default: runs/<teacher name>-<student>].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a key of the student's config, e.g. distill.temperature=4.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in the output directory.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@reports_errors
+def distill(run_dir, student, output_dir, overrides, overwrite, quiet):
+    """Train a smaller backbone on the soft targets of a trained run; prints the run directory and the comparison."""
+    _import_tensorflow_quietly()
+    from kerastl.training.distillation import distill as run_distillation
+
+    result = run_distillation(run_dir, student, output_dir, overrides, overwrite, verbose=_verbosity(quiet))
+    facts = result.metrics["distillation"]
+    for role in ("teacher", "student"):
+        side = facts[role]
+        click.echo(f"{role}\t{side['backbone']}\ttest accuracy {side.get('test_accuracy', float('nan')):.4f}"
+                   f"\t{side['parameters']:,} parameters\t{side['ms_per_image']:.3f} ms/image")
+    click.echo(str(result.run_dir))
+
+
+@cli.command()
+@click.argument("model", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--output", default="explanations", show_default=True, type=click.Path(file_okay=False), help="Directory for the pictures.")
+@click.option("--layer", help="Backbone layer to explain [default: its last feature map].")
+@reports_errors
+def explain(model, inputs, output, layer):
+    """Grad-CAM heatmaps over images or pixel-table rows: where the model saw its answer; prints the files."""
+    _import_tensorflow_quietly()
+    from kerastl.analysis.gradcam import explain as run_explain
+
+    for path in run_explain(model, inputs, output, layer=layer):
+        click.echo(str(path))
 
 
 @cli.command()
@@ -212,7 +252,24 @@ def export(run_dir, export_format, quantize, output, overwrite):
 
 @cli.group()
 def data():
-    """Look at the configured data before training."""
+    """Look at the configured data before training, and at its labels after."""
+
+
+@data.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--top", default=20, show_default=True, type=click.IntRange(min=0), help="How many to print.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@reports_errors
+def issues(run_dir, top, quiet):
+    """Rank a run's training and validation images by loss: possible label issues (RUN/issues/)."""
+    _import_tensorflow_quietly()
+    from kerastl.analysis.labelissues import find_label_issues
+
+    table = find_label_issues(run_dir, verbose=_verbosity(quiet))
+    for row in table.head(top).itertuples():
+        click.echo(f"{row.rank}\t{row.split}\t{row.source}\t{row.image}\tgiven {row.given}\tpredicted {row.predicted}"
+                   f"\tp(given) {row.p_given:.4f}")
+    click.echo(f"All {len(table)} ranked in {Path(run_dir) / 'issues' / 'label_issues.csv'}", err=True)
 
 
 @data.command()

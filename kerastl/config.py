@@ -49,6 +49,7 @@ class DataConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     batch_size: int = 32
     class_weight: Optional[Literal["balanced"]] = None
+    sampling: Optional[Literal["balanced"]] = None
     chunk_size: int = 10_000
     out_of_range: Literal["error", "clip"] = "error"
     bad_images: Literal["error", "skip"] = "error"
@@ -171,6 +172,48 @@ class ComputeConfig:
     distribute: str = "none"
 
 
+@dataclass(frozen=True)
+class LossConfig:
+    """The training loss: `crossentropy`, or `focal` (Keras' focal cross-entropy, Lin et al., 2017: the loss of
+    an image is scaled by (1 - p)^gamma, so the many easy images of large classes count less)."""
+
+    kind: Literal["crossentropy", "focal"] = "crossentropy"
+    focal_gamma: float = 2.0
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation (Hinton et al., 2015): train on soft targets from a trained kerastl run,
+    `alpha` x the true label + (1 - alpha) x the teacher's probabilities at `temperature`."""
+
+    teacher: str
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Experiment tracking: `kind: mlflow` logs the config as parameters, every epoch's metrics, the final
+    metrics and the run's files to MLflow (the `tracking` extra). `uri` is the MLflow tracking URI;
+    default a local SQLite store `mlflow.db` beside the run directory, artifacts in `mlartifacts/` there."""
+
+    kind: Literal["none", "mlflow"] = "none"
+    uri: Optional[str] = None
+    experiment: str = "kerastl"
+
+
+@dataclass(frozen=True)
+class ResultsConfig:
+    """What a run leaves once it has trained: `keep` which weights as `model.keras` (`best`: the epoch with the
+    lowest validation loss, the last weights kept too as `model_last.keras` when they differ; `last`),
+    `calibration` (`temperature`: temperature scaling fitted on the validation split) and `evaluation`
+    (write `evaluation/`, as `kerastl evaluate` does, on the held-out split)."""
+
+    keep: Literal["best", "last"] = "best"
+    calibration: Literal["temperature", "none"] = "temperature"
+    evaluation: bool = True
+
+
 def _default_phases() -> tuple[PhaseConfig, ...]:
     return (
         PhaseConfig(name="head", epochs=5, learning_rate=1e-3),
@@ -191,7 +234,11 @@ class Config:
     phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
     strategy: Optional[StrategyConfig] = None
     pretrain: Optional[PretrainConfig] = None
+    distill: Optional[DistillConfig] = None
     compute: ComputeConfig = field(default_factory=ComputeConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    results: ResultsConfig = field(default_factory=ResultsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     tensorboard: bool = False
     deterministic: bool = False
 
@@ -424,6 +471,9 @@ BOUNDS = {
     "pretrain.batch_size": (1, 2**16),
     "pretrain.validation": (0, 0.9),
     "pretrain.bn_momentum": (0, 0.9999),
+    "loss.focal_gamma": (0, 10),
+    "distill.temperature": (0.05, 100),
+    "distill.alpha": (0, 1),
 }
 
 
@@ -500,8 +550,9 @@ def _check_consistency(cfg: Config) -> None:
     if cfg.data.image_shape is not None and (len(cfg.data.image_shape) not in (2, 3) or min(cfg.data.image_shape) < 1):
         raise ConfigError(f"Config key 'data.image_shape' must be [H, W] or [H, W, C], got {list(cfg.data.image_shape)}.")
     _check_model(cfg)
-    if cfg.data.multi_label and cfg.data.class_weight is not None:
-        raise ConfigError("Config key 'data.class_weight' works for single-label data only; drop it with data.multi_label: true.")
+    for key in ("class_weight", "sampling"):
+        if cfg.data.multi_label and getattr(cfg.data, key) is not None:
+            raise ConfigError(f"Config key 'data.{key}' works for single-label data only; drop it with data.multi_label: true.")
     if cfg.data.multi_label and not cfg.data.label_separator:
         raise ConfigError("Config key 'data.label_separator' must not be empty.")
     if cfg.model.weights == "pretrain" and cfg.pretrain is None:

@@ -1,10 +1,11 @@
 """The run directory: its layout, the overwrite rule, and atomic writers (temp file + rename).
 
 Layout:
-    config.yaml   resolved config          history.csv  one row per epoch, with a `phase` column
-    metrics.json  headline numbers         model.keras  the trained model (raw pixels in)
-    labels.txt    one class name per line  report.md    headline numbers and links to everything
-    plots/        curves.png               evaluation/  written by `kerastl evaluate`
+    config.yaml   resolved config          history.csv       one row per epoch, with a `phase` column
+    metrics.json  headline numbers         model.keras       the model kept (best by validation; raw pixels in)
+    labels.txt    one class name per line  model_last.keras  the last weights, when they are not the best
+    report.md     one page with everything MODEL_CARD.md     what the model is, for whoever uses it
+    plots/        curves.png               evaluation/       held-out evaluation (train and `kerastl evaluate`)
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ if TYPE_CHECKING:
     from kerastl.config import Config
 
 PRETRAINED_FILE = "pretrained_backbone.weights.h5"  # with model.weights: pretrain
+LAST_MODEL_FILE = "model_last.keras"  # the weights training ended with, when model.keras holds better ones
+MODEL_CARD_FILE = "MODEL_CARD.md"
+EXPORTS_FILE = "exports.json"  # every export of the run with its parity check (written by kerastl export)
 RUN_FILES = (
     "config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md", "heldout.npz", "calibration.npz",
+    LAST_MODEL_FILE, MODEL_CARD_FILE, EXPORTS_FILE,
 )
 
 
@@ -90,7 +95,7 @@ def clear_run_files(path: Path) -> None:
     """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    for folder in ("evaluation", "plots", "tensorboard", "checkpoints"):
+    for folder in ("evaluation", "plots", "tensorboard", "checkpoints", "issues"):
         shutil.rmtree(path / folder, ignore_errors=True)
 
 

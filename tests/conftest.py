@@ -22,6 +22,7 @@ TINY = [
     "phases.1.epochs=1",
     "phases.1.learning_rate=0.01",
     "phases.1.unfreeze=20",
+    "results.evaluation=false",  # evaluation/ pictures cost ~2 s a run; the tests of the run folder turn it on
 ]
 
 
@@ -36,4 +37,45 @@ def trained_run(tmp_path_factory):
     from kerastl.training.trainer import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
-    return train(load_config(None, TINY), output_dir=run_dir, verbose=0)
+    return train(load_config(None, [*TINY, "results.evaluation=true"]), output_dir=run_dir, verbose=0)
+
+
+def small_cnn(include_top=False, weights=None, input_shape=(32, 32, 3), name="small_cnn"):
+    """Three convolutions (stride 1, 2, 2): an 8 x 8 feature map at 32 px whose cells see about 11 pixels
+    each; trains from scratch in seconds, so tests can check what a model that learned does."""
+    import keras
+
+    inputs = keras.Input(shape=input_shape)
+    x = inputs
+    for index, (filters, strides) in enumerate(((16, 1), (32, 2), (32, 2)), start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=strides, padding="same", name=f"conv{index}")(x)
+        x = keras.layers.ReLU(name=f"conv{index}_relu")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def small_cnn_spec():
+    """The registry entry of `small_cnn`, as a user adds a backbone."""
+    from kerastl.models.backbones import BackboneSpec
+
+    return BackboneSpec(name="small_cnn", constructor="tests.conftest:small_cnn", module="tests.conftest", preprocess="tf",
+                        default_size=32, feature_dim=32, params=14_336, blocks=r"^(conv\d)", imagenet=False)
+
+
+@pytest.fixture(scope="module")
+def small_cnn_backbone():
+    """`model.backbone: small_cnn` registered for the module's tests that use it."""
+    from kerastl.models.backbones import BACKBONES
+
+    patch = pytest.MonkeyPatch()
+    patch.setitem(BACKBONES._entries, "small_cnn", small_cnn_spec())
+    yield "small_cnn"
+    patch.undo()
+
+
+def small_cnn_overrides(source: str, *extra: str) -> list[str]:
+    """Config overrides training `small_cnn` from scratch on a one-channel `source`: one head epoch, then
+    the whole network (`phases.1.epochs` in `extra`, which win over these)."""
+    return [o for o in TINY if not o.startswith(("data.", "model.", "phases."))] + [
+        f"data.source={source}", "data.channels=1", "model.backbone=small_cnn", "model.weights=none", "model.input_size=32",
+        "phases.0.epochs=1", "phases.1.unfreeze=all", "phases.1.learning_rate=0.003", *extra,
+    ]

@@ -26,7 +26,7 @@ def savedmodel(trained_run, tmp_path_factory):
     return out, export(trained_run.run_dir, "savedmodel", out)
 
 
-def test_savedmodel_layout_and_export_json(savedmodel):
+def test_savedmodel_layout_and_export_json(savedmodel, trained_run):
     out, info = savedmodel
     assert (out / "saved_model.pb").is_file() and (out / "assets" / "labels.txt").read_text().split() == ["0", "1", "2"]
     on_disk = json.loads((out / "export.json").read_text())
@@ -35,6 +35,9 @@ def test_savedmodel_layout_and_export_json(savedmodel):
     assert info["backbone"] == "mobilenet_v2" and set(info["versions"]) == {"kerastl", "tensorflow", "keras"}
     assert info["signatures"] == ["serving_default", "serve_pixels"]
     assert info["parity"]["max_abs_diff"] <= 1e-5 and info["parity"]["samples"] > 0
+    recorded = {entry["path"]: entry for entry in json.loads((trained_run.run_dir / "exports.json").read_text())}
+    assert recorded[str(out)]["parity"] == info["parity"] and recorded[str(out)]["format"] == "savedmodel"
+    assert f"| `{out}` | savedmodel | none | {info['parity']['samples']} |" in (trained_run.run_dir / "MODEL_CARD.md").read_text()
 
 
 def test_savedmodel_serves_raw_pixels_without_kerastl(savedmodel, trained_run, digits, tmp_path):

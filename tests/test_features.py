@@ -29,7 +29,7 @@ def test_cached_head_phase_matches_the_uncached_one(tmp_path):
     for split in ("val_accuracy", "test_accuracy"):
         assert abs(cached.metrics[split] - plain.metrics[split]) <= 0.01
     np.testing.assert_allclose(
-        cached.model.get_layer("probabilities").kernel.numpy(), plain.model.get_layer("probabilities").kernel.numpy(), atol=1e-3
+        cached.model.get_layer("logits").kernel.numpy(), plain.model.get_layer("logits").kernel.numpy(), atol=1e-3
     )
     assert (tmp_path / "cached" / "model.keras").is_file()  # the full model, head inside
 
@@ -126,6 +126,7 @@ print(json.dumps({"replicas": result.metrics["replicas"], "copies": len(copies[0
 """
 
 
+@pytest.mark.slow  # 45 s: a second process with two logical devices; distribute.py is also checked by test_distribute (slow)
 def test_mirrored_strategy_trains_on_two_devices_with_weights_in_sync(tmp_path):
     import json
     import subprocess

@@ -51,7 +51,7 @@ def test_augmentation_is_active_in_training_only(digits):
 
 def test_head_phase_leaves_every_backbone_weight_bit_identical(digits):
     model = build_model(TINY_MODEL, 3, digits.image_shape)
-    backbone, head = model.get_layer("backbone"), model.get_layer("probabilities")
+    backbone, head = model.get_layer("backbone"), model.get_layer("logits")
     before, head_before = snapshot(backbone), snapshot(head)
     fit_one_epoch(model, digits, PhaseConfig(name="head", learning_rate=0.01))
     for a, b in zip(before, snapshot(backbone), strict=True):

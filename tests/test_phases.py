@@ -56,7 +56,7 @@ def test_layerwise_decay_moves_the_deeper_block_less_in_one_step_with_equal_grad
     set_trainable(model, phase)
     backbone = model.get_layer("backbone")
     top, deeper = backbone.get_layer("block_16_project").kernel, backbone.get_layer("block_15_project").kernel
-    head = model.get_layer("probabilities").kernel
+    head = model.get_layer("logits").kernel
     before = {v.path: v.numpy().copy() for v in (top, deeper, head)}
     optimizer = make_optimizer(phase, steps_per_epoch=1, multipliers=lr_multipliers(model, phase.lr_decay))
     variables = model.trainable_variables
@@ -106,9 +106,9 @@ def test_ema_keeps_the_weights_near_their_moving_average(digits):  # noqa: F811
     def head_step(ema):
         keras.utils.set_random_seed(0)
         model = build_model(TINY_MODEL, 3, digits.image_shape)
-        start = model.get_layer("probabilities").kernel.numpy().copy()
+        start = model.get_layer("logits").kernel.numpy().copy()
         fit_one_epoch(model, digits, PhaseConfig(name="head", learning_rate=0.05, ema=ema))
-        return float(np.abs(model.get_layer("probabilities").kernel.numpy() - start).mean())
+        return float(np.abs(model.get_layer("logits").kernel.numpy() - start).mean())
 
     plain, averaged = head_step(None), head_step(0.99)
     assert 0 < averaged < plain / 2  # the weights end at the average, which lags the raw weights

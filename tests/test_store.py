@@ -75,8 +75,8 @@ def test_train_with_disk_cache_matches_memory_and_cleans_up(pixel_csv, tmp_path)
     disk = train(load_config(None, common + ["data.cache=disk"]), output_dir=tmp_path / "disk", verbose=0)
     memory = train(load_config(None, common), output_dir=tmp_path / "memory", verbose=0)
     assert disk.metrics["test_accuracy"] == memory.metrics["test_accuracy"]
-    np.testing.assert_allclose(disk.model.get_layer("probabilities").kernel.numpy(),
-                               memory.model.get_layer("probabilities").kernel.numpy(), atol=1e-6)
+    np.testing.assert_allclose(disk.model.get_layer("logits").kernel.numpy(),
+                               memory.model.get_layer("logits").kernel.numpy(), atol=1e-6)
     assert not (tmp_path / "disk" / "cache").exists()  # removed once the run is complete
 
 

@@ -16,7 +16,7 @@ def test_run_directory_holds_every_artifact(trained_run):
     for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "labels.txt").read_text().split() == ["0", "1", "2"]
-    assert load_config(run_dir / "config.yaml") == load_config(None, TINY)
+    assert load_config(run_dir / "config.yaml") == load_config(None, [*TINY, "results.evaluation=true"])
     assert not (run_dir / "tensorboard").exists()
 
 

@@ -45,7 +45,8 @@ def imbalance_warnings(splits: Splits) -> list[str]:
     if counts[smallest] == 0 or counts[largest] / counts[smallest] > IMBALANCE_RATIO:
         return [
             f"class imbalance: {splits.class_names[largest]!r} has {counts[largest]} training images, "
-            f"{splits.class_names[smallest]!r} {counts[smallest]}; consider data.class_weight: balanced."
+            f"{splits.class_names[smallest]!r} {counts[smallest]}; consider data.sampling: balanced, "
+            "data.class_weight: balanced or loss.kind: focal."
         ]
     return []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 
 from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, read_data_source
@@ -17,13 +18,16 @@ from kerastl.data.samples import HELDOUT_FILE, load_heldout
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
 from kerastl.models.classifier import load_model, model_input_shape
+from kerastl.analysis.calibration import coverage_curve, reliability, temperature, uncalibrated
+from kerastl.analysis.gradcam import gradcam
+from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.report import write_report
 from kerastl.analysis.tta import tta_probabilities
 from kerastl.rundir import atomic_path, read_labels, run_config, write_json
 
 
-def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose: int | str = 0) -> dict:
-    """Evaluate a run's model and write `RUN/evaluation/`: metrics.json, confusion_matrix.csv/.png, errors.png.
+def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose: int | str = 0, explain: bool = False) -> dict:
+    """Evaluate a run's model and write `RUN/evaluation/` (see `write_evaluation`); refresh `report.md` and `MODEL_CARD.md`.
 
     Args:
         run: a run directory (or its `model.keras`).
@@ -31,6 +35,7 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
             None re-creates the run's test split (same seed), or its validation split if it has no test split.
         tta: test-time augmentation passes (1 = none), averaged.
         verbose: Keras `predict` verbosity.
+        explain: draw the Grad-CAM heatmap of the predicted class over each image of `errors.png`.
 
     Returns:
         The metrics: accuracy, top-k accuracy, loss, expected calibration error, per-class
@@ -42,11 +47,6 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     Example:
         >>> evaluate("runs/quickstart")["per_class"]["5"]["recall"]
     """
-    import pandas as pd
-
-    from kerastl.analysis.metrics import classification_metrics, confusion_matrix, multi_label_metrics
-    from kerastl.analysis.plots import plot_confusion_matrix, plot_errors
-
     run_dir = Path(run).parent if Path(run).is_file() else Path(run)  # a run directory or its model.keras
     cfg = run_config(run_dir)
     model = load_model(run_dir)
@@ -56,18 +56,61 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
         lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
         source.images, cfg.augment, tta, seed=cfg.seed,
     )
-    folder = run_dir / "evaluation"
+    heatmaps = (lambda images: gradcam(model, images)[0]) if explain else None
+    report = write_evaluation(run_dir / "evaluation", source, probabilities, class_names, described, temperature(model), tta, heatmaps)
+    if (run_dir / "metrics.json").is_file():
+        write_report(run_dir)
+        write_model_card(run_dir)
+    return report
+
+
+def write_evaluation(
+    folder: Path, source: ImageSource, probabilities: np.ndarray, class_names, described: str,
+    model_temperature: Optional[float], tta: int = 1, heatmaps=None,
+) -> dict:
+    """Write the evaluation of `probabilities` against `source`'s labels into `folder`; returns the metrics.
+
+    Files: metrics.json; for single-label data also confusion_matrix.csv (counts),
+    confusion_matrix_normalized.csv (each true class's row sums to 1), confusion_matrix.png,
+    predictions.png (a sample of images with true/predicted/probability), errors.png (most
+    confidently wrong; with `heatmaps`, see `plot_errors`), reliability.png and coverage.png (confidence;
+    see `kerastl.analysis.calibration`).
+    """
+    import pandas as pd
+
+    from kerastl.analysis.metrics import classification_metrics, confusion_matrix, multi_label_metrics
+    from kerastl.analysis.plots import plot_confusion_matrix, plot_coverage, plot_errors, plot_predictions, plot_reliability
+
     metrics = multi_label_metrics if source.multi_label else classification_metrics
     report = {"data": described, "tta": tta, **metrics(probabilities, source.labels, class_names)}
     if not source.multi_label:  # multi-label: no confusion matrix or error grid, an image can be partly right
         matrix = confusion_matrix(source.labels, probabilities.argmax(axis=1), len(class_names))
-        with atomic_path(folder / "confusion_matrix.csv") as temp:
-            pd.DataFrame(matrix, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(temp)
+        rows = matrix.sum(axis=1, keepdims=True)
+        for name, table in (("confusion_matrix", matrix), ("confusion_matrix_normalized", np.round(matrix / np.maximum(rows, 1), 6))):
+            with atomic_path(folder / f"{name}.csv") as temp:
+                pd.DataFrame(table, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(temp)
         plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png")
-        plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png")
+        plot_predictions(source, probabilities, folder / "predictions.png", described)
+        plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png", heatmaps=heatmaps)
+        before = uncalibrated(probabilities, model_temperature, False) if model_temperature not in (None, 1.0) else None
+        report["calibration"] = _calibration_report(probabilities, before, source.labels, model_temperature)
+        curves = {"calibrated": probabilities} if before is None else {"before (T = 1)": before, f"after (T = {model_temperature:.2f})": probabilities}
+        plot_reliability({name: reliability(p, source.labels) for name, p in curves.items()}, folder / "reliability.png")
+        plot_coverage(report["calibration"]["coverage"], folder / "coverage.png")
     write_json(folder / "metrics.json", report)
-    if (run_dir / "metrics.json").is_file():
-        write_report(run_dir)
+    return report
+
+
+def _calibration_report(probabilities: np.ndarray, before: Optional[np.ndarray], labels: np.ndarray,
+                        model_temperature: Optional[float]) -> dict:
+    """The model's temperature, the expected calibration error the model would have had at T = 1
+    (`expected_calibration_error` beside it is the model's own), and the accuracy/coverage table."""
+    from kerastl.analysis.metrics import expected_calibration_error
+
+    report: dict = {"temperature": model_temperature}
+    if before is not None:
+        report["ece_at_t1"] = round(expected_calibration_error(before, labels), 6)
+    report["coverage"] = coverage_curve(probabilities, labels)
     return report
 
 

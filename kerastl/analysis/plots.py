@@ -1,4 +1,4 @@
-"""Pictures of a run: training curves, confusion matrix, most confidently wrong images (matplotlib, Agg).
+"""Pictures of a run: training curves, confusion matrix, image grids, reliability and coverage (matplotlib, Agg).
 
 Example:
     >>> plot_curves(pd.read_csv("runs/quickstart/history.csv"), "runs/quickstart/plots/curves.png")
@@ -49,7 +49,7 @@ def plot_curves(history, target: Path) -> None:
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target: Path) -> None:
-    """Counts in each cell, shading by the row-normalised fraction (recall per true class)."""
+    """Counts and the row-normalised fraction (recall per true class) in each cell, shaded by the fraction."""
     plt = _pyplot()
     size = max(4.0, 0.5 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
@@ -57,7 +57,8 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target
     fraction = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
     axis.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
-        axis.text(j, i, str(count), ha="center", va="center", fontsize=8, color="white" if fraction[i, j] > 0.5 else "black")
+        text = f"{count}\n{fraction[i, j]:.0%}" if count else "0"
+        axis.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if fraction[i, j] > 0.5 else "black")
     axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     axis.set_yticks(range(len(class_names)), class_names)
     axis.set_xlabel("predicted")
@@ -67,27 +68,87 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target
 
 
 def plot_errors(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-                target: Path, count: int = 16) -> int:
-    """A grid of the most confidently wrong images with true and predicted label; returns how many it shows."""
-    plt = _pyplot()
+                target: Path, count: int = 16, heatmaps=None) -> int:
+    """A grid of the most confidently wrong images with true and predicted label; returns how many it shows.
+    `heatmaps(images) -> [N, H, W]` (e.g. Grad-CAM of the predicted class) are drawn over them."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
+    titles = [f"true {class_names[labels[i]]}\npred {class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})" for i in wrong]
+    overlays = heatmaps(np.asarray(images[wrong])) if heatmaps is not None and len(wrong) else None
+    title = "most confidently wrong" + (" (Grad-CAM of the predicted class)" if overlays is not None else "")
+    plot_labelled_images(images[wrong], titles, ["tab:red"] * len(wrong), target, title, overlays=overlays, empty="no errors")
+    return len(wrong)
+
+
+def plot_predictions(source, probabilities: np.ndarray, target: Path, split: str, count: int = 16) -> None:
+    """A sample of `source`'s images taking the classes in turn, each titled with its true class, the
+    predicted one and its probability, green when right and red when wrong."""
+    from kerastl.data.samples import balanced_indices
+
+    shown = balanced_indices(source, count, np.random.default_rng(0))
+    predicted = probabilities.argmax(axis=1)
+    names = source.class_names
+    titles = [f"true {names[source.labels[i]]}\npred {names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})" for i in shown]
+    colors = ["tab:green" if predicted[i] == source.labels[i] else "tab:red" for i in shown]
+    plot_labelled_images(source.images[shown], titles, colors, target, f"predictions on {split}")
+
+
+def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequence[str], target: Path, title: str,
+                         overlays: np.ndarray | None = None, empty: str = "no images") -> None:
+    """Images in a grid of 4 columns, each with its title in its colour; with `overlays` ([N, H, W] in
+    [0, 1]) each image is shown with its heatmap over it (Grad-CAM)."""
+    plt = _pyplot()
     columns = 4
-    rows = max(1, -(-len(wrong) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    rows = max(1, -(-len(images) // columns))
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows + 0.3), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, index in zip(axes.ravel(), wrong):
-        image = images[index]
-        axis.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray" if image.shape[-1] == 1 else None,
-                    vmin=0, vmax=255)
-        p = probabilities[index, predicted[index]]
-        axis.set_title(f"true {class_names[labels[index]]}\npred {class_names[predicted[index]]} ({p:.2f})", fontsize=8)
-    if not len(wrong):
-        axes[0, 0].text(0.5, 0.5, "no errors", ha="center", va="center")
+    for k, (axis, image) in enumerate(zip(axes.ravel(), images)):
+        gray = image.shape[-1] == 1
+        axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+        if overlays is not None:
+            axis.imshow(overlays[k], cmap="jet", alpha=0.45, vmin=0, vmax=1,
+                        extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+        axis.set_title(titles[k], fontsize=8, color=colors[k])
+    if not len(images):
+        axes[0, 0].text(0.5, 0.5, empty, ha="center", va="center")
+    figure.suptitle(title, fontsize=10)
     _save(figure, target)
-    return len(wrong)
+
+
+def plot_reliability(curves: dict, target: Path) -> None:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per curve
+    (`{name: kerastl.analysis.calibration.reliability(...)}`); the diagonal is perfect calibration."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(4.8, 4.4))
+    axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    for name, bins in curves.items():
+        axis.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "-o", markersize=4, label=name)
+    axis.set_xlim(0, 1.02)
+    axis.set_ylim(0, 1.02)
+    axis.set_xlabel("confidence (top probability)")
+    axis.set_ylabel("accuracy")
+    axis.set_title("reliability: are the probabilities right?")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="upper left")
+    _save(figure, target)
+
+
+def plot_coverage(rows: Sequence[dict], target: Path) -> None:
+    """Accuracy on the answered images and the share answered, against `--min-confidence`."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.6, 4.0))
+    thresholds = [row["min_confidence"] for row in rows]
+    accuracy = [np.nan if row["accuracy"] is None else row["accuracy"] for row in rows]
+    axis.plot(thresholds, accuracy, "-o", markersize=3, label="accuracy of the answered")
+    axis.plot(thresholds, [row["coverage"] for row in rows], "--s", markersize=3, label="share answered (coverage)")
+    axis.set_xlabel("predict --min-confidence (below it: unknown)")
+    axis.set_ylim(0, 1.02)
+    axis.set_title("accuracy / coverage trade-off")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower left")
+    _save(figure, target)
 
 
 def plot_image_grid(rows: Sequence[np.ndarray], row_names: Sequence[str], target: Path, title: str) -> None:

@@ -1,4 +1,4 @@
-"""`report.md`: the headline numbers of a run and a link to every artifact, readable on GitHub.
+"""`report.md`: one page with a run's numbers, per-class table, confidence, pictures and files, readable on GitHub.
 
 Built from the files in the run directory, so `kerastl evaluate` can refresh it.
 
@@ -10,30 +10,52 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
-from kerastl.rundir import PRETRAINED_FILE, write_text
+from kerastl.rundir import EXPORTS_FILE, LAST_MODEL_FILE, MODEL_CARD_FILE, PRETRAINED_FILE, write_text
 
 ARTIFACTS = (
     ("config.yaml", "resolved config"),
     ("history.csv", "one row per epoch, both phases"),
     ("metrics.json", "headline metrics"),
-    ("model.keras", "trained model (takes raw uint8 pixels)"),
+    ("model.keras", "trained model (takes raw uint8 pixels; the weights kept, calibrated)"),
+    (LAST_MODEL_FILE, "the weights training ended with, when they are not the ones kept"),
     ("labels.txt", "class names"),
+    (MODEL_CARD_FILE, "model card: data, recipe, metrics, calibration, exports, intended use and limitations"),
+    (EXPORTS_FILE, "every export of this run, with its parity check"),
     ("heldout.npz", "the held-out images and labels export and evaluate use (test split, else validation)"),
     ("calibration.npz", "class-balanced training images for int8 calibration"),
     (PRETRAINED_FILE, "backbone weights from the pretraining stage"),
     ("plots/curves.png", "training curves"),
-    ("evaluation/metrics.json", "evaluation metrics"),
+    ("evaluation/metrics.json", "evaluation metrics: per class, calibration, accuracy/coverage"),
     ("evaluation/confusion_matrix.csv", "confusion matrix (counts)"),
+    ("evaluation/confusion_matrix_normalized.csv", "confusion matrix (each true class's row sums to 1)"),
     ("evaluation/confusion_matrix.png", "confusion matrix (picture)"),
+    ("evaluation/predictions.png", "a sample of held-out predictions"),
     ("evaluation/errors.png", "most confidently wrong images"),
+    ("evaluation/reliability.png", "reliability diagram, before and after temperature scaling"),
+    ("evaluation/coverage.png", "accuracy against the share answered, by --min-confidence"),
+    ("issues/label_issues.csv", "training and validation images with the highest loss (kerastl data issues)"),
+    ("issues/label_issues.png", "those images"),
 )
+PICTURES = (
+    ("plots/curves.png", "Training curves"),
+    ("evaluation/confusion_matrix.png", "Confusion matrix"),
+    ("evaluation/predictions.png", "Predictions"),
+    ("evaluation/errors.png", "Most confidently wrong"),
+    ("evaluation/reliability.png", "Reliability"),
+    ("evaluation/coverage.png", "Accuracy and coverage"),
+    ("issues/label_issues.png", "Possible label issues"),
+)
+COVERAGE_ROWS = (0.5, 0.8, 0.9, 0.95, 0.99)  # the --min-confidence values the report tabulates
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write `run_dir/report.md` from the run's metrics, history and whichever artifacts exist."""
+    """Write `run_dir/report.md`: one page with the run's numbers, per-class table, confidence, phases,
+    every picture and a link to every file, from whichever artifacts exist."""
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    evaluation = read_evaluation(run_dir)
     lines = [f"# Run `{metrics['name']}`", "", f"Backbone `{metrics['backbone']}`, {metrics['num_classes']} classes: "
              + ", ".join(f"`{name}`" for name in metrics["class_names"]) + ".", ""]
     lines += ["| metric | value |", "|---|---|"]
@@ -43,12 +65,16 @@ def write_report(run_dir: Path) -> Path:
     for split, count in metrics["num_images"].items():
         lines.append(f"| {split} images | {count} |")
     lines += _baseline_rows(metrics)
-    evaluation = run_dir / "evaluation" / "metrics.json"
-    if evaluation.is_file():
-        report = json.loads(evaluation.read_text())
-        lines.append(f"| evaluation accuracy ({report['data']}) | {report['accuracy']:.4f} |")
-        lines.append(f"| evaluation macro F1 | {report['macro_avg']['f1']:.4f} |")
+    if "kept" in metrics:
+        lines.append(f"| model kept | {kept_sentence(metrics['kept'])} |")
+    if evaluation is not None:
+        lines.append(f"| evaluation accuracy ({evaluation['data']}) | {evaluation['accuracy']:.4f} |")
+        lines.append(f"| evaluation macro F1 | {evaluation['macro_avg']['f1']:.4f} |")
     lines += [f"\n**Warning:** {warning}" for warning in metrics.get("warnings", [])]
+    if evaluation is not None:
+        lines += ["", f"## Per class ({evaluation['data']})", "", *per_class_table(evaluation)]
+        lines += confidence_lines(metrics, evaluation)
+    lines += distillation_lines(metrics)
     lines += ["", "## Phases", "", "| phase | epochs | seconds |", "|---|---|---|"]
     if "pretrain" in metrics:
         pretrain = metrics["pretrain"]
@@ -56,14 +82,79 @@ def write_report(run_dir: Path) -> Path:
                      f"| {pretrain['epochs']} | {pretrain['seconds']} |")
     for phase, values in metrics["phases"].items():
         lines.append(f"| {phase} | {values['epochs']} | {values['seconds']} |")
-    for picture, title in (("plots/curves.png", "Training curves"), ("evaluation/confusion_matrix.png", "Confusion matrix"),
-                           ("evaluation/errors.png", "Most confidently wrong")):
+    for picture, title in PICTURES:
         if (run_dir / picture).is_file():
             lines += ["", f"## {title}", "", f"![{title}]({picture})"]
     lines += ["", "## Files", ""]
     lines += [f"- [{name}]({name}): {what}" for name, what in ARTIFACTS if (run_dir / name).is_file()]
     write_text(run_dir / "report.md", "\n".join(lines) + "\n")
     return run_dir / "report.md"
+
+
+def distillation_lines(metrics: dict) -> list[str]:
+    """Teacher and student side by side, for a distilled run."""
+    if "distillation" not in metrics:
+        return []
+    facts = metrics["distillation"]
+    teacher, student = facts["teacher"], facts["student"]
+    lines = ["", "## Teacher and student", "",
+             f"Distilled from `{facts['teacher_run']}` (temperature {facts['temperature']:g}, "
+             f"{facts['alpha']:g} x true label + {1 - facts['alpha']:g} x teacher).", "",
+             "| | backbone | test accuracy | parameters | model.keras MB | ms per image (here) |", "|---|---|---|---|---|---|"]
+    for role, side in (("teacher", teacher), ("student", student)):
+        accuracy = f"{side['test_accuracy']:.4f}" if "test_accuracy" in side else "-"
+        size = f"{side['file_mb']:.2f}" if "file_mb" in side else "-"
+        lines.append(f"| {role} | `{side['backbone']}` | {accuracy} | {side['parameters']:,} | {size} | {side['ms_per_image']:.3f} |")
+    return lines
+
+
+def read_evaluation(run_dir: Path) -> Optional[dict]:
+    file = Path(run_dir) / "evaluation" / "metrics.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def kept_sentence(kept: dict) -> str:
+    """Which weights `model.keras` holds, in words."""
+    if kept["model"] == "best":
+        also = f"; the last ({kept['last_epoch']}) is {kept['also_kept']}" if "also_kept" in kept else ""
+        return f"epoch {kept['epoch']} of {kept['last_epoch']}, lowest validation loss{also}"
+    return f"the last epoch ({kept['last_epoch']})"
+
+
+def per_class_table(evaluation: dict) -> list[str]:
+    """Markdown rows: precision, recall, F1 and support of each class, then the averages."""
+    rows = ["| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    for name, values in evaluation["per_class"].items():
+        rows.append(f"| {name} | {values['precision']:.3f} | {values['recall']:.3f} | {values['f1']:.3f} | {values['support']} |")
+    for average in ("macro_avg", "weighted_avg", "micro_avg"):
+        if average in evaluation:
+            values = evaluation[average]
+            rows.append(f"| *{average.replace('_', ' ')}* | {values['precision']:.3f} | {values['recall']:.3f} | {values['f1']:.3f} | |")
+    return rows
+
+
+def confidence_lines(metrics: dict, evaluation: dict) -> list[str]:
+    """The temperature, calibration error before/after, and accuracy/coverage at a few `--min-confidence` values."""
+    calibration = evaluation.get("calibration")
+    if calibration is None:
+        return []
+    lines = ["", "## Confidence", ""]
+    fitted = metrics.get("calibration")
+    if fitted is not None:
+        lines.append(f"Temperature scaling: T = {fitted['temperature']:.3f}, fitted on {fitted['fitted_on']}.")
+    else:
+        lines.append("No temperature fitted (no validation split, or `results.calibration: none`).")
+    if "ece_at_t1" in calibration:
+        lines.append(f"Expected calibration error on {evaluation['data']}: {calibration['ece_at_t1']:.4f} at T = 1, "
+                     f"{evaluation['expected_calibration_error']:.4f} calibrated.")
+    else:
+        lines.append(f"Expected calibration error on {evaluation['data']}: {evaluation['expected_calibration_error']:.4f}.")
+    lines += ["", "| predict --min-confidence | share answered | accuracy of the answered |", "|---|---|---|"]
+    for row in calibration["coverage"]:
+        if row["min_confidence"] in COVERAGE_ROWS:
+            accuracy = "none answered" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
+            lines.append(f"| {row['min_confidence']:.2f} | {row['coverage']:.3f} | {accuracy} |")
+    return lines
 
 
 def _baseline_rows(metrics: dict) -> list[str]:

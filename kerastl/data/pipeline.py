@@ -27,11 +27,13 @@ from kerastl.errors import DataError
 
 @dataclass(frozen=True)
 class Splits:
-    """Train, validation and test sources sharing one class list."""
+    """Train, validation and test sources sharing one class list; `train_targets`, when set, are soft
+    targets [N, K] of the training images that training fits instead of their labels (distillation)."""
 
     train: ImageSource
     validation: Optional[ImageSource]
     test: Optional[ImageSource]
+    train_targets: Optional[np.ndarray] = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -162,6 +164,8 @@ def make_dataset(
     epoch_range: Optional[tuple[int, int]] = None,
     drop_remainder: bool = False,
     copies: int = 1,
+    balanced: bool = False,
+    targets: Optional[np.ndarray] = None,
 ):
     """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches
     (multi-hot labels for multi-label sources).
@@ -174,16 +178,23 @@ def make_dataset(
     each pass's last, smaller batch (distributed training splits every batch evenly among replicas).
     With `copies=K` (and `epoch_range`), `source.images` holds K versions of every image one after
     the other (e.g. features of K augmented copies) and epoch `e` draws from version `e % K`.
+    With `balanced` (and `epoch_range`), each epoch draws as many images as the source holds, every draw
+    a class picked uniformly and then one of its images (with replacement; `data.sampling: balanced`).
+    `targets` (float [N, K]) replace the one-hot labels as what the batches pair with the images.
     """
     import tensorflow as tf
 
     gather = image_gatherer(source.images)
     count = len(source) // copies
     if shuffle and epoch_range is not None:
+        draw = _balanced_draw(source.labels[:count]) if balanced else None
 
         def one_epoch(epoch):
             seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
-            order = tf.random.experimental.index_shuffle(tf.range(count, dtype=tf.int64), seeds, max_index=count - 1)
+            if draw is None:
+                order = tf.random.experimental.index_shuffle(tf.range(count, dtype=tf.int64), seeds, max_index=count - 1)
+            else:
+                order = draw(seeds)
             order += (epoch % copies) * count
             return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
 
@@ -196,12 +207,12 @@ def make_dataset(
     if source.labels is None:
         return indices.map(gather).prefetch(tf.data.AUTOTUNE)
     depth = num_classes or len(source.class_names)
-    labels = tf.constant(source.labels)
-    multi_hot = source.multi_label
+    labels = tf.constant(source.labels if targets is None else np.asarray(targets, np.float32))
+    as_given = source.multi_label or targets is not None  # multi-hot labels or soft targets: already [N, K]
 
     def batch(idx):
         rows = tf.gather(labels, idx % count)
-        return gather(idx), tf.cast(rows, tf.float32) if multi_hot else tf.one_hot(rows, depth)
+        return gather(idx), tf.cast(rows, tf.float32) if as_given else tf.one_hot(rows, depth)
 
     dataset = indices.map(
         batch,
@@ -212,6 +223,25 @@ def make_dataset(
     if augment_batch is not None:
         dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _balanced_draw(labels: np.ndarray):
+    """`draw(seeds) -> indices [N]`: N stateless draws, each a class uniformly among the present ones, then
+    one of its images uniformly."""
+    import tensorflow as tf
+
+    by_class = tf.constant(np.argsort(labels, kind="stable"), tf.int64)
+    counts = np.bincount(labels)
+    present = np.flatnonzero(counts)
+    sizes, starts = tf.constant(counts[present], tf.float64), tf.constant((np.cumsum(counts) - counts)[present], tf.int64)
+
+    def draw(seeds):
+        class_seeds, image_seeds = tf.unstack(tf.random.experimental.stateless_split(seeds, 2))
+        picked = tf.random.stateless_uniform([len(labels)], class_seeds, 0, len(present), dtype=tf.int64)
+        within = tf.random.stateless_uniform([len(labels)], image_seeds, dtype=tf.float64) * tf.gather(sizes, picked)
+        return tf.gather(by_class, tf.gather(starts, picked) + tf.cast(within, tf.int64))
+
+    return draw
 
 
 def image_gatherer(images: np.ndarray):

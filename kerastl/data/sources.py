@@ -43,6 +43,8 @@ class ImageSource:
         class_names: the label of each class index, as strings.
         origin: where the images came from, for messages.
         skipped: files left out because they were not readable images (`bad_images: skip`).
+        ids: where each image is in `origin` (str [N]: its file path, or `row K` of a table, K from 1
+            for the first data row); None means `row 1` .. `row N` in order (see `image_ids`).
     """
 
     images: np.ndarray
@@ -50,6 +52,7 @@ class ImageSource:
     class_names: tuple[str, ...]
     origin: str
     skipped: tuple[str, ...] = ()
+    ids: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -73,10 +76,14 @@ class ImageSource:
         """Indices of the images that hold class `class_index`."""
         return np.flatnonzero(self.labels[:, class_index] if self.multi_label else self.labels == class_index)
 
+    def image_ids(self) -> np.ndarray:
+        """Where each image is in `origin`: a file path or `row K` (see `ids`)."""
+        return self.ids if self.ids is not None else np.char.add("row ", np.arange(1, len(self) + 1).astype(str))
+
     def take(self, indices: np.ndarray) -> "ImageSource":
-        """The images and labels at `indices`, same classes."""
+        """The images, labels and ids at `indices`, same classes."""
         labels = None if self.labels is None else self.labels[indices]
-        return replace(self, images=take_rows(self.images, indices), labels=labels)
+        return replace(self, images=take_rows(self.images, indices), labels=labels, ids=self.image_ids()[indices])
 
     def with_classes(self, class_names: Sequence[str]) -> "ImageSource":
         """Relabel to another class list (e.g. the training set's); unknown labels are an error."""
@@ -672,7 +679,8 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
         raise
     images = store.finish()
     labels = np.array(labels, dtype=np.int64)[keep]
-    return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped))
+    paths = np.array([str(files[index]) for index in keep])
+    return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped), ids=paths)
 
 
 def load_image(path: Path | str, size: int | tuple[int, int], channels: int, raise_errors: bool = True):

@@ -27,10 +27,12 @@ from kerastl.data.sources import ImageSource, is_table
 from kerastl.deploy.formats import FORMATS, MIN_TOP1_AGREEMENT, ExportFormat, ExportJob, quantizations
 from kerastl.errors import ConfigError, ExportError
 from kerastl.analysis.metrics import decisions
+from kerastl.analysis.modelcard import record_export
 from kerastl.models.classifier import load_model, model_input_shape
 from kerastl.rundir import read_labels, run_config
 
 PARITY_SAMPLES = 256
+TIE_MARGIN = 2 / 256  # about two steps of an int8 output: closer probabilities a quantized export cannot order
 
 
 def export(
@@ -50,6 +52,8 @@ def export(
         quantize: TFLite only: "none" (float32), "float16", "dynamic" (int8 weights) or "int8"
             (full integer, calibrated on training images).
         overwrite: replace an existing `output`.
+
+    The export and its parity check are also recorded in the run's `exports.json` and `MODEL_CARD.md`.
 
     Returns:
         The contents of `export.json`: backbone, input shape, class names, versions and the parity check.
@@ -100,19 +104,32 @@ def export(
         _move_into_place(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    try:
+        record_export(run_dir, info, output)
+    except OSError:  # a read-only run directory: the export itself is complete
+        pass
     return info
 
 
 def check_parity(model, predict_exported, samples: ImageSource, export_format: ExportFormat, quantize: str) -> dict:
-    """Compare exported and Keras probabilities on `samples`; raise `ExportError` when the bound is missed."""
+    """Compare exported and Keras probabilities on `samples`; raise `ExportError` when the bound is missed.
+
+    Where the bound is top-1 agreement (quantized exports), an image whose two most probable Keras
+    answers are closer than `TIE_MARGIN` is a tie a quantized output cannot order: it is counted in
+    `ties` and left out of the agreement (a model at chance, whose probabilities are all near 1/K, has
+    only ties).
+    """
     expected = model.predict(samples.images, verbose=0)
     got = predict_exported(samples.images)
     answer = functools.partial(decisions, multi_label=samples.multi_label)
-    agreement = float((answer(expected) == answer(got)).mean())
+    decided = _margin(expected, samples.multi_label) >= TIE_MARGIN
+    same = answer(expected) == answer(got)  # [N] (single-label) or [N, K] (each label of a multi-label image)
+    agreement = float(same[decided].mean()) if decided.any() else 1.0
     parity = {
         "samples": int(len(samples)),
         "max_abs_diff": float(np.abs(expected - got).max()),
         "top1_agreement": agreement,
+        "ties": int((~decided).sum()),
         "keras_accuracy": float((answer(expected) == samples.labels).mean()),
         "export_accuracy": float((answer(got) == samples.labels).mean()),
     }
@@ -128,10 +145,19 @@ def check_parity(model, predict_exported, samples: ImageSource, export_format: E
         parity["bound"] = f"top1_agreement >= {MIN_TOP1_AGREEMENT:g}"
         if agreement < MIN_TOP1_AGREEMENT:
             raise ExportError(
-                f"{format} export ({quantize}) agrees with the Keras model on {agreement:.1%} of {len(samples)} "
+                f"{format} export ({quantize}) agrees with the Keras model on {agreement:.1%} of {int(decided.sum())} "
                 f"held-out images (bound {MIN_TOP1_AGREEMENT:.0%}); nothing was written."
             )
     return parity
+
+
+def _margin(probabilities: np.ndarray, multi_label: bool) -> np.ndarray:
+    """How far each image's answer is from changing: top-1 minus top-2 probability, or for multi-label
+    the smallest distance of a class's probability to the 0.5 threshold."""
+    if multi_label:
+        return np.abs(probabilities - 0.5).min(axis=1)
+    top_two = np.sort(probabilities, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0]
 
 
 def _parity_and_calibration(run_dir: Path, cfg, model) -> tuple[ImageSource, np.ndarray, str]:

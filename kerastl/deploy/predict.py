@@ -18,19 +18,22 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kerastl.config import AugmentConfig, Config, DataConfig, config_from_dict
-from kerastl.data.pipeline import read_data_source
-from kerastl.data.sources import IMAGE_SUFFIXES, SOURCE_KINDS, is_table, load_image
+from kerastl.data.inputs import read_inputs
 from kerastl.deploy.formats import FORMATS
-from kerastl.errors import DataError, ExportError
+from kerastl.errors import ConfigError, ExportError
 from kerastl.analysis.metrics import decisions
 from kerastl.analysis.tta import tta_probabilities
 from kerastl.rundir import run_config
 
 
+UNKNOWN = "unknown"  # the label of an image whose top probability is below `min_confidence`
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """The most probable class of one input; for a multi-label model, `label` joins every class at
-    or above the 0.5 threshold with the data's label separator ("" for none)."""
+    """The most probable class of one input (`UNKNOWN` when its probability is below the `min_confidence`
+    asked for); for a multi-label model, `label` joins every class at or above the 0.5 threshold with
+    the data's label separator ("" for none)."""
 
     input: str
     label: str
@@ -76,13 +79,18 @@ def load_predictor(path: str | Path) -> Predictor:
     raise ExportError(f"No model at {str(path)!r}: it holds none of {files}.")
 
 
-def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) -> list[Prediction]:
+def predict(
+    model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1, min_confidence: float = 0.0
+) -> list[Prediction]:
     """Predict each image file, and each row of each pixel table (CSV/Parquet), in `inputs`.
 
     Args:
         model_path: a run directory, `.keras`, SavedModel directory, `.tflite` file or export directory.
         inputs: image files (jpg, png, bmp, gif) and pixel tables; a table's label column, if any, is ignored.
         tta: test-time augmentation passes (1 = none), averaged; uses the run's augmentation.
+        min_confidence: answer `UNKNOWN` ("unknown") for an image whose top probability is below it
+            (single-label models; kerastl models are temperature-calibrated, so 0.9 means about 90%
+            of the answered images are right; see the run's `evaluation/coverage.png`).
 
     Returns:
         One `Prediction` per image or table row, in input order.
@@ -91,28 +99,13 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
         DataError: an input is missing, unreadable, of another type, or of another shape than the model takes.
         ExportError: no loadable model at `model_path`.
     """
+    if not 0.0 <= min_confidence <= 1.0:
+        raise ConfigError(f"min_confidence must be a probability between 0 and 1, got {min_confidence}.")
     predictor = load_predictor(model_path)
-    shape = predictor.input_shape
-    names, images = [], []
-    for item in map(Path, inputs):
-        suffix = item.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            if not item.is_file():
-                raise DataError(f"{item}: no such file.")
-            names.append(str(item))
-            images.append(load_image(item, shape[:2], shape[2])[None])
-        elif is_table(str(item)):
-            table = read_data_source(str(item), predictor.data, image_size=None, require_labels=False)
-            if table.image_shape != shape:
-                raise DataError(f"{item}: rows hold {table.image_shape} images, the model takes {shape}.")
-            names += [f"{item}:row {i + 1}" for i in range(len(table))]
-            images.append(table.images)
-        else:
-            allowed = ", ".join(IMAGE_SUFFIXES + tuple(s for kind in SOURCE_KINDS.values() if kind.table for s in kind.suffixes))
-            raise DataError(f"{item}: cannot predict on {suffix or 'a file without suffix'!r} files; expected one of: {allowed}.")
-    if not names:
-        raise DataError("No inputs to predict.")
-    probabilities = tta_probabilities(predictor.probabilities, np.concatenate(images), predictor.augment, tta)
+    if min_confidence and predictor.data.multi_label:
+        raise ConfigError("min_confidence applies to single-label models; a multi-label model answers every class at or above 0.5.")
+    names, images = read_inputs(inputs, predictor.input_shape, predictor.data)
+    probabilities = tta_probabilities(predictor.probabilities, images, predictor.augment, tta)
     best = probabilities.argmax(axis=1)
     if predictor.data.multi_label:
         present = decisions(probabilities, multi_label=True)
@@ -122,7 +115,8 @@ def predict(model_path: str | Path, inputs: Sequence[str | Path], tta: int = 1) 
             for name, row, k, p in zip(names, present, best, probabilities)
         ]
     return [
-        Prediction(name, predictor.class_names[k], float(p[k]), p) for name, k, p in zip(names, best, probabilities)
+        Prediction(name, predictor.class_names[k] if p[k] >= min_confidence else UNKNOWN, float(p[k]), p)
+        for name, k, p in zip(names, best, probabilities)
     ]
 
 

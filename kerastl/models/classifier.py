@@ -23,7 +23,8 @@ from kerastl.models.backbones import create_backbone, get_backbone
 
 FEATURE_LAYER = "pool"  # the pooled features: the head's input, and what frozen phases cache
 HEAD_NORM = "head_norm"  # the BatchNormalization of the pooled features, with model.head.norm: batch
-OUTPUT_LAYER = "probabilities"
+LOGITS_LAYER = "logits"  # the output Dense layer (linear); models saved before calibration had a softmax Dense "probabilities"
+OUTPUT_LAYER = "probabilities"  # the `Calibrated` layer: logits at the model's temperature, to probabilities
 # With random weights BatchNorm learns its statistics from the few hundred steps a small dataset gives;
 # Keras' 0.99 (MobileNetV2: 0.999) leaves them near their initial values and inference at chance.
 SCRATCH_BN_MOMENTUM = 0.9
@@ -62,7 +63,8 @@ def model_facts(model) -> dict:
     return {
         "backbone": model.name.removeprefix("kerastl_"),
         "class_names": [str(k) for k in range(model.output_shape[-1])],
-        "multi_label": getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid,
+        "multi_label": getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid
+        or getattr(model.layers[-1], "multi_label", False),
         "feature_layer": FEATURE_LAYER,
     }
 
@@ -160,8 +162,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     x = backbone(x, training=backbone_training)
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
     head = replace(model_cfg.head, norm=norm)
-    outputs = _head(x, head, num_classes, seed, "sigmoid" if multi_label else "softmax", spec.pools_inside)
-    return inputs, outputs
+    return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside)
 
 
 def set_batchnorm_momentum(backbone, momentum: float) -> None:
@@ -176,8 +177,10 @@ def is_multi_label(model) -> bool:
     return bool(model_facts(model)["multi_label"])
 
 
-def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: str, pooled: bool):
-    """pool (an identity when the backbone pooled itself) -> norm -> [dropout -> hidden]* -> dropout -> output."""
+def _head(features, head: HeadConfig, num_classes: int, seed: int, multi_label: bool, pooled: bool):
+    """pool (an identity when the backbone pooled itself) -> norm -> [dropout -> hidden]* -> dropout -> logits -> probabilities."""
+    from kerastl.models.layers import Calibrated
+
     pooling = {
         "avg": keras.layers.GlobalAveragePooling2D,
         "max": keras.layers.GlobalMaxPooling2D,
@@ -191,7 +194,8 @@ def _head(features, head: HeadConfig, num_classes: int, seed: int, activation: s
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
     if head.dropout:
         x = keras.layers.Dropout(head.dropout, seed=seed, name="dropout")(x)
-    return keras.layers.Dense(num_classes, activation=activation, dtype="float32", name=OUTPUT_LAYER)(x)
+    logits = keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER)(x)
+    return Calibrated(multi_label, dtype="float32", name=OUTPUT_LAYER)(logits)
 
 
 def load_model(path: str | Path):

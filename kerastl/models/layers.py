@@ -102,3 +102,35 @@ class Normalize(keras.layers.Layer):
         config = super().get_config()
         config.update({"mode": self.mode})
         return config
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class Calibrated(keras.layers.Layer):
+    """Class probabilities from logits at a temperature: `softmax(logits / T)` (`sigmoid` with `multi_label`).
+
+    `T` is a non-trainable weight, 1 while the model trains; temperature scaling (Guo et al., 2017)
+    sets it after training from the validation split (`kerastl.analysis.calibration`). It saves with
+    the model, so every export answers with the calibrated probabilities.
+
+    Example:
+        >>> layer = Calibrated()
+        >>> layer.temperature.assign(2.0)
+        >>> layer(np.array([[2.0, 0.0]], "float32"))  # softmax([1, 0])
+    """
+
+    def __init__(self, multi_label: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.multi_label = bool(multi_label)
+        self.temperature = self.add_weight(shape=(), initializer="ones", trainable=False, name="temperature")
+
+    def call(self, logits):
+        scaled = ops.cast(logits, self.compute_dtype) / self.temperature
+        return ops.sigmoid(scaled) if self.multi_label else ops.softmax(scaled, axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"multi_label": self.multi_label})
+        return config

@@ -83,9 +83,9 @@ def init_head_from_probe(model, probe: LinearProbe) -> None:
     moving statistics and the output layer its coefficients; without, the standardization is folded
     into the output layer. The model's outputs then equal `softmax(probe.logits(features))`.
     """
-    from kerastl.models.classifier import HEAD_NORM, OUTPUT_LAYER
+    from kerastl.models.classifier import HEAD_NORM, LOGITS_LAYER
 
-    output = model.get_layer(OUTPUT_LAYER)
+    output = model.get_layer(LOGITS_LAYER)
     if HEAD_NORM not in {layer.name for layer in model.layers}:
         output.set_weights(list(probe.dense_weights()))
         return

@@ -4,7 +4,9 @@
   atomically at every epoch end;
 - `phase_<name>/`: Keras `BackupAndRestore` files of the phase in progress (model and optimizer
   state, including the learning-rate schedule's step, and the epoch);
-- `after_<name>.npz`: the model weights when a phase ended (NumPy arrays, no pickle).
+- `after_<name>.npz`: the model weights when a phase ended (NumPy arrays, no pickle);
+- `best/`: the weights of the epoch with the lowest validation loss so far (`epoch_<N>.npz`) and
+  `best.json` naming it, written after the weights (`best_keeper`).
 
 A history row is written before the backup of the same epoch, so a kill between the two leaves
 one row too many, which resuming drops (`Progress.rows_for_resume`).
@@ -35,6 +37,7 @@ class Progress:
     pretrain: dict | None = None
     rng: dict = field(default_factory=dict)
     baselines: dict | None = None
+    tracking: dict | None = None  # the MLflow run logged to (kerastl.training.tracking)
 
     @classmethod
     def load(cls, run_dir: Path) -> "Progress":
@@ -42,11 +45,14 @@ class Progress:
         if not path.is_file():
             return cls(path)
         saved = json.loads(path.read_text())
-        return cls(path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"], saved["rng"], saved.get("baselines"))
+        return cls(
+            path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"], saved["rng"], saved.get("baselines"),
+            saved.get("tracking"),
+        )
 
     def save(self) -> None:
         fields = {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain}
-        write_json(self.path, {**fields, "rng": self.rng, "baselines": self.baselines})
+        write_json(self.path, {**fields, "rng": self.rng, "baselines": self.baselines, "tracking": self.tracking})
 
     def write_history(self) -> None:
         """Write `RUN_DIR/history.csv`, one row per finished epoch, as Keras' `CSVLogger` grows its file."""
@@ -116,14 +122,55 @@ def repair_backup(backup: Path) -> None:
 
 
 def save_phase_weights(model, run_dir: Path, phase: str) -> None:
-    with atomic_path(Path(run_dir) / CHECKPOINTS / f"after_{phase}.npz") as temp:
+    save_weights(model, Path(run_dir) / CHECKPOINTS / f"after_{phase}.npz")
+
+
+def load_phase_weights(model, run_dir: Path, phase: str) -> None:
+    load_weights(model, Path(run_dir) / CHECKPOINTS / f"after_{phase}.npz")
+
+
+def save_weights(model, file: Path) -> None:
+    """The model's weights as NumPy arrays (no pickle), written atomically."""
+    with atomic_path(file) as temp:
         with open(temp, "wb") as handle:
             np.savez(handle, *model.get_weights())
 
 
-def load_phase_weights(model, run_dir: Path, phase: str) -> None:
-    with np.load(Path(run_dir) / CHECKPOINTS / f"after_{phase}.npz", allow_pickle=False) as saved:
+def load_weights(model, file: Path) -> None:
+    with np.load(file, allow_pickle=False) as saved:
         model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+
+
+def best_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS / "best"
+
+
+def read_best(run_dir: Path) -> dict | None:
+    """`{"epoch", "val_loss", "file"}` of the best epoch kept so far, or None."""
+    file = best_dir(run_dir) / "best.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def best_keeper(model, run_dir: Path):
+    """A Keras callback keeping the weights of `model` (the full model, also when `fit` trains its head
+    on cached features) from the epoch with the lowest validation loss of the whole run, every phase."""
+    import keras
+
+    folder = best_dir(run_dir)
+
+    class BestKeeper(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            loss, best = (logs or {}).get("val_loss"), read_best(run_dir)
+            if loss is None or (best is not None and best["val_loss"] <= loss):
+                return
+            name = f"epoch_{epoch + 1}.npz"
+            save_weights(model, folder / name)
+            write_json(folder / "best.json", {"epoch": epoch + 1, "val_loss": float(loss), "file": name})
+            for old in folder.glob("epoch_*.npz"):
+                if old.name != name:
+                    old.unlink()
+
+    return BestKeeper()
 
 
 def seed_states(model) -> list:

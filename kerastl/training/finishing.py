@@ -1,4 +1,5 @@
-"""Finishing a run: the final model, its metrics on the held-out splits, history, plots and report.
+"""Finishing a run: the weights kept (best or last), calibration, the final model, its metrics on the
+held-out splits, the evaluation folder, history, plots, report and model card.
 
 Example:
     >>> metrics = finish_run(model, run_dir, cfg, splits, plan, progress, engine)
@@ -10,14 +11,20 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
+from kerastl.analysis.calibration import calibrate, temperature
+from kerastl.analysis.evaluation import write_evaluation
+from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.plots import plot_curves
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.models.classifier import load_model
-from kerastl.rundir import atomic_path, write_json
+from kerastl.rundir import LAST_MODEL_FILE, atomic_path, write_json
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
-from kerastl.training.checkpoints import CHECKPOINTS, Progress
+from kerastl.training.distillation import compare_with_teacher
+from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, load_weights, read_best
 from kerastl.training.distribute import Engine
 from kerastl.training.fitting import CACHE
 from kerastl.training.phases import compile_classifier
@@ -25,32 +32,79 @@ from kerastl.training.strategies import Plan
 
 
 def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, progress: Progress, engine: Engine) -> dict:
-    """Save `model.keras`, measure and write `metrics.json`, `history.csv`, the curves and the report, then
-    remove the checkpoints and the disk cache; returns the metrics."""
+    """Keep the best weights (`results.keep`), calibrate (`results.calibration`), save `model.keras`
+    (and `model_last.keras`), measure and write `metrics.json`, `evaluation/`, `history.csv`, the curves,
+    the report and the model card, then remove the checkpoints and the disk cache; returns the metrics."""
     import keras
     import pandas as pd
 
     if not model.compiled:  # resumed after its last phase: nothing was compiled in this process
-        compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile)
-    with atomic_path(run_dir / "model.keras") as temp:
-        model.save(temp)
+        compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
+    kept, calibration = _save_models(model, run_dir, cfg, splits, progress)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
     tested = load_model(run_dir / "model.keras") if engine.distributed else model
     metrics = final_metrics(tested, cfg, splits, progress.phases, progress.baselines)
+    metrics["kept"] = kept
+    if calibration is not None:
+        metrics["calibration"] = calibration
     metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
     metrics["replicas"] = engine.replicas
     metrics["processes"] = engine.processes
     if progress.pretrain is not None:
         metrics["pretrain"] = progress.pretrain
+    if cfg.distill is not None:
+        metrics["distillation"] = compare_with_teacher(cfg, tested, splits, metrics)
+        metrics["distillation"]["student"]["file_mb"] = round((run_dir / "model.keras").stat().st_size / 2**20, 2)
     if splits.train.skipped:
         metrics["skipped_files"] = list(splits.train.skipped)
     progress.write_history()  # without the rows a resume dropped
     write_json(run_dir / "metrics.json", metrics)
     plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
+    if cfg.results.evaluation:
+        _evaluate_held_out(tested, run_dir, cfg, splits)
     write_report(run_dir)
+    write_model_card(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return metrics
+
+
+def _save_models(model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress) -> tuple[dict, Optional[dict]]:
+    """Write `model.keras` with the weights `results.keep` asks for, and `model_last.keras` when the best
+    weights are not the last ones; each calibrated on the validation split. Returns what was kept
+    and the calibration of `model.keras`."""
+    last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
+    best = read_best(run_dir) if cfg.results.keep == "best" else None
+    kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
+    if best is not None:
+        kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": "val_loss", "val_loss": best["val_loss"]}
+        last_weights = model.get_weights()
+        load_weights(model, best_dir(run_dir) / best["file"])
+        if any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):
+            best_weights = model.get_weights()
+            model.set_weights(last_weights)
+            _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits)
+            model.set_weights(best_weights)
+            kept["also_kept"] = LAST_MODEL_FILE
+    return kept, _save_calibrated(model, run_dir / "model.keras", cfg, splits)
+
+
+def _save_calibrated(model, target: Path, cfg: Config, splits: Splits) -> Optional[dict]:
+    calibration = None
+    if cfg.results.calibration == "temperature" and splits.validation is not None:
+        calibration = calibrate(model, splits.validation, cfg.data.batch_size)
+    with atomic_path(target) as temp:
+        model.save(temp)
+    return calibration
+
+
+def _evaluate_held_out(model, run_dir: Path, cfg: Config, splits: Splits) -> None:
+    """What `kerastl evaluate` writes, on the held-out split (test, else validation), into RUN_DIR/evaluation."""
+    split, source = splits.held_out()
+    if source is None:
+        return
+    probabilities = model.predict(make_dataset(source, cfg.data.batch_size), verbose=0)
+    write_evaluation(run_dir / "evaluation", source, probabilities, splits.class_names, f"{split} split", temperature(model))
 
 
 def final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict]) -> dict:

@@ -15,7 +15,15 @@ import numpy as np
 from kerastl.config import Config, PhaseConfig
 from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.data.sources import ImageSource
-from kerastl.training.checkpoints import Progress, backed_up_epochs, backup_dir, history_recorder, repair_backup, rng_restorer
+from kerastl.training.checkpoints import (
+    Progress,
+    backed_up_epochs,
+    backup_dir,
+    best_keeper,
+    history_recorder,
+    repair_backup,
+    rng_restorer,
+)
 from kerastl.training.distribute import Engine
 from kerastl.training.features import can_cache, extract_features, head_model, training_copies, training_features
 from kerastl.training.phases import (
@@ -32,13 +40,15 @@ CACHED_HEAD_PATIENCE = 5  # epochs without a better validation loss before a cac
 
 
 def run_phase(
-    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose
+    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose,
+    callbacks: list = (),
 ) -> tuple[list[dict], dict]:
     """Train `model` for one phase, continuing from its backup if one exists.
 
     Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
     in `progress` and backed up (Keras `BackupAndRestore`) before the next begins. After fit, the
-    phase's BatchNorm policy is checked against the statistics before and after. On a distributed
+    phase's BatchNorm policy is checked against the statistics before and after. `callbacks` are added
+    to the phase's own (e.g. experiment tracking). On a distributed
     `engine`, training and validation batches drop the remainder (every replica gets an equal share).
 
     Returns:
@@ -61,13 +71,13 @@ def run_phase(
         steps_per_epoch = len(splits.train) // batch_size if whole else -(-len(splits.train) // batch_size)
         optimizer = make_optimizer(phase, steps_per_epoch, lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None)
         for compiled in {id(m): m for m in (model, inputs.fitted)}.values():  # the head model shares the variables
-            compile_classifier(compiled, optimizer, phase.label_smoothing, cfg.compute.jit_compile)
+            compile_classifier(compiled, optimizer, phase.label_smoothing, cfg.compute.jit_compile, cfg.loss)
         last_epoch = first_epoch + phase.epochs
         # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
         train_data = make_dataset(
             inputs.train, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch),
-            drop_remainder=whole, copies=inputs.copies,
+            drop_remainder=whole, copies=inputs.copies, balanced=cfg.data.sampling == "balanced", targets=splits.train_targets,
         )
         validation_data = None if inputs.validation is None else make_dataset(inputs.validation, batch_size, drop_remainder=whole)
         statistics_before = batchnorm_statistics(model)
@@ -78,7 +88,10 @@ def run_phase(
             epochs=last_epoch,
             steps_per_epoch=steps_per_epoch,
             class_weight=class_weight(splits) if cfg.data.class_weight == "balanced" else None,
-            callbacks=phase_callbacks(phase, cfg, progress, backup, run_dir, inputs.cached, validation_data is not None),
+            callbacks=[
+                *phase_callbacks(model, phase, cfg, progress, backup, run_dir, inputs.cached, validation_data is not None),
+                *callbacks,
+            ],
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=verbose,
         )
@@ -116,13 +129,15 @@ def phase_inputs(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir
 
 
 def phase_callbacks(
-    phase: PhaseConfig, cfg: Config, progress: Progress, backup: Path, run_dir: Path, cached: bool, validated: bool
+    model, phase: PhaseConfig, cfg: Config, progress: Progress, backup: Path, run_dir: Path, cached: bool, validated: bool
 ) -> list:
-    """History rows, the per-epoch backup and seed states, TensorBoard, early stopping."""
+    """History rows, the best weights of the run, the per-epoch backup and seed states, TensorBoard, early stopping."""
     import keras
 
-    callbacks = [
-        history_recorder(progress, phase.name),  # before the backup: see kerastl.training.checkpoints
+    callbacks = [history_recorder(progress, phase.name)]  # before the backup: see kerastl.training.checkpoints
+    if cfg.results.keep == "best" and validated:
+        callbacks.append(best_keeper(model, run_dir))  # before the backup too: an epoch redone after a kill is kept again
+    callbacks += [
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
     ]

@@ -71,7 +71,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     for index, phase in enumerate(phases):
         set_trainable(model, phase)
         saved = model.get_weights()
-        compile_classifier(model, OPTIMIZERS.get(phase.optimizer).build(min_lr), phase.label_smoothing)
+        compile_classifier(model, OPTIMIZERS.get(phase.optimizer).build(min_lr), phase.label_smoothing, loss_cfg=cfg.loss)
         rates, losses = _range_test(model, batches, steps, min_lr, max_lr)
         model.set_weights(saved)
         results[phase.name] = {

@@ -11,10 +11,11 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
-from kerastl.config import PhaseConfig, parse_unfreeze
+from kerastl.config import LossConfig, PhaseConfig, parse_unfreeze
 from kerastl.errors import ConfigError, KerastlError
 from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, get_backbone
 
@@ -110,20 +111,25 @@ def lr_multipliers(model, decay: float) -> dict[str, float]:
     return multipliers
 
 
-def compile_classifier(model, optimizer, label_smoothing: float = 0.0, jit_compile="auto") -> None:
-    """Compile for one-hot labels: categorical cross-entropy (optionally smoothed) and an "accuracy" metric.
+def compile_classifier(
+    model, optimizer, label_smoothing: float = 0.0, jit_compile="auto", loss_cfg: Optional[LossConfig] = None
+) -> None:
+    """Compile for one-hot labels: categorical cross-entropy (optionally smoothed; focal with
+    `loss_cfg.kind: focal`) and an "accuracy" metric.
 
-    A multi-label (sigmoid) head gets binary cross-entropy and binary accuracy per label at 0.5.
+    A multi-label (sigmoid) head gets binary (focal) cross-entropy and binary accuracy per label at 0.5.
     """
     import keras
 
     from kerastl.models.classifier import is_multi_label
 
+    focal = loss_cfg is not None and loss_cfg.kind == "focal"
+    gamma = {"gamma": loss_cfg.focal_gamma} if focal else {}
     if is_multi_label(model):
-        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        loss = (keras.losses.BinaryFocalCrossentropy if focal else keras.losses.BinaryCrossentropy)(label_smoothing=label_smoothing, **gamma)
         accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
     else:
-        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        loss = (keras.losses.CategoricalFocalCrossentropy if focal else keras.losses.CategoricalCrossentropy)(label_smoothing=label_smoothing, **gamma)
         accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
     model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile)
 

@@ -29,11 +29,13 @@ from kerastl.training.checkpoints import (
     load_phase_weights,
     save_phase_weights,
 )
+from kerastl.training.distillation import teacher_targets
 from kerastl.training.distribute import Engine, check_resume_point, process_run_dir, start_engine
 from kerastl.training.finishing import finish_run
 from kerastl.training.fitting import CACHE, run_phase
 from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
 from kerastl.training.strategies import Plan, plan_phases
+from kerastl.training.tracking import check_tracking, epoch_logger, start_tracking
 
 
 @dataclass
@@ -88,7 +90,10 @@ def train(
     else:
         cfg = config if isinstance(config, Config) else load_config(config, overrides)
         run_dir = prepare_run_dir(process_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)), overwrite)
+    check_tracking(cfg)
     splits = _load_splits(cfg, run_dir, progress=verbose != 0)
+    if cfg.distill is not None:  # the soft targets, before anything is written
+        splits = teacher_targets(cfg, splits, verbose)
     plan = plan_phases(cfg, splits.train.class_counts())
     _seed(cfg)
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
@@ -109,8 +114,11 @@ def train(
         with engine.scope():
             progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", verbose)
         progress.save()
-    _train_phases(model, plan, cfg, splits, run_dir, progress, engine, verbose)
+    tracker = start_tracking(cfg, run_dir, progress)
+    _train_phases(model, plan, cfg, splits, run_dir, progress, engine, verbose, [epoch_logger(tracker)] if tracker else [])
     metrics = finish_run(model, run_dir, cfg, splits, plan, progress, engine)
+    if tracker is not None:
+        tracker.finish(metrics, run_dir)
     return TrainResult(model, pd.DataFrame(progress.rows), metrics, run_dir)
 
 
@@ -140,8 +148,11 @@ def _pretrain(cfg: Config, run_dir: Path, splits: Splits, progress: Progress, re
     return True
 
 
-def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose):
-    """Each phase not completed yet, in turn, from the weights the last completed one ended with."""
+def _train_phases(
+    model, plan: Plan, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose, callbacks: list
+):
+    """Each phase not completed yet, in turn, from the weights the last completed one ended with; `callbacks`
+    are added to every phase's."""
     if progress.completed:
         load_phase_weights(model, run_dir, progress.completed[-1])
     for phase in plan.phases:
@@ -149,7 +160,7 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, run_dir: Path,
             continue
         started = time.perf_counter()
         with engine.scope():
-            rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, engine, verbose=verbose)
+            rows, details = run_phase(model, phase, cfg, splits, run_dir, progress, engine, verbose=verbose, callbacks=callbacks)
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
             **details,

@@ -1,0 +1,159 @@
+"""What a run folder holds when `train` ends: the weights kept, calibration, evaluation, report, model card,
+label issues; and `predict --min-confidence`."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from kerastl.analysis.calibration import coverage_curve, fit_temperature, scaled_probabilities, temperature, uncalibrated
+from kerastl.cli import cli
+from kerastl.config import load_config
+from kerastl.data.pipeline import load_splits, make_dataset
+from kerastl.errors import ConfigError
+from kerastl.models.classifier import load_model
+from tests.conftest import TINY, small_cnn_overrides
+
+
+def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_at():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 5))
+    truth = scaled_probabilities(logits, 2.5, multi_label=False)
+    labels = np.array([rng.choice(5, p=p) for p in truth])
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.08)
+    present = (rng.random((4000, 5)) < scaled_probabilities(logits, 0.5, multi_label=True)).astype(np.uint8)
+    assert fit_temperature(logits, present, multi_label=True) == pytest.approx(0.5, rel=0.08)
+
+
+def test_uncalibrated_undoes_the_temperature():
+    logits = np.random.default_rng(1).normal(0, 4, size=(50, 4))
+    for multi_label in (False, True):
+        at_t = scaled_probabilities(logits, 3.0, multi_label)
+        np.testing.assert_allclose(uncalibrated(at_t, 3.0, multi_label), scaled_probabilities(logits, 1.0, multi_label), atol=1e-6)
+
+
+def test_coverage_falls_and_accuracy_of_the_answered_rises_with_the_threshold():
+    rng = np.random.default_rng(2)
+    confidence = rng.uniform(0.34, 1.0, 600)
+    labels = np.zeros(600, int)
+    correct = rng.random(600) < confidence  # right as often as it is confident
+    probabilities = np.stack([confidence, 1 - confidence, np.zeros(600)], axis=1)
+    probabilities[~correct] = probabilities[~correct][:, [1, 0, 2]] * 0 + np.stack(
+        [1 - confidence[~correct], confidence[~correct], np.zeros((~correct).sum())], axis=1)
+    rows = coverage_curve(probabilities, labels)
+    coverage = [row["coverage"] for row in rows]
+    accuracy = [row["accuracy"] for row in rows]
+    assert coverage[0] == 1.0 and all(a >= b for a, b in zip(coverage, coverage[1:]))
+    assert accuracy[-1] > accuracy[0] + 0.2
+
+
+def test_train_ends_with_evaluation_report_and_model_card(trained_run):
+    run_dir = trained_run.run_dir
+    for name in ("metrics.json", "confusion_matrix.csv", "confusion_matrix_normalized.csv", "confusion_matrix.png",
+                 "predictions.png", "errors.png", "reliability.png", "coverage.png"):
+        assert (run_dir / "evaluation" / name).is_file(), name
+    evaluation = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert "test split" in evaluation["data"] and set(evaluation["per_class"]) == {"0", "1", "2"}
+    normalized = pd.read_csv(run_dir / "evaluation" / "confusion_matrix_normalized.csv", index_col=0)
+    np.testing.assert_allclose(normalized.sum(axis=1), 1.0, atol=1e-5)
+    report = (run_dir / "report.md").read_text()
+    for section in ("## Per class (", "test split", "## Confidence", "| predict --min-confidence |", "| model kept | epoch ",
+                    "![Predictions](evaluation/predictions.png)", "![Reliability](evaluation/reliability.png)"):
+        assert section in report, section
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    for section in ("## Model details", "## Intended use", "## Limitations", "## Training data", "## Training procedure",
+                    "## Evaluation", "## Calibration", "## Exports", "| head | 1 | 0.001 | adam | head |"):
+        assert section in card, section
+    assert card.count("\n| 0 |") == 1 and "Backbone `mobilenet_v2`, started from random initialization" in card
+
+
+def test_model_keras_holds_the_epoch_with_the_lowest_validation_loss(trained_run):
+    run_dir, kept = trained_run.run_dir, trained_run.metrics["kept"]
+    history = pd.read_csv(run_dir / "history.csv")
+    assert kept["epoch"] == int(history.loc[history["val_loss"].idxmin(), "epoch"]) and kept["last_epoch"] == 2
+    cfg = load_config(run_dir / "config.yaml")
+    validation = load_splits(cfg.data, cfg.seed, image_size=32).validation
+
+    def val_loss_at_t1(file):
+        model = load_model(run_dir / file)
+        model.get_layer("probabilities").temperature.assign(1.0)
+        model.compile(loss="categorical_crossentropy")
+        return float(np.atleast_1d(model.evaluate(make_dataset(validation, 32), verbose=0))[0])
+
+    assert val_loss_at_t1("model.keras") == pytest.approx(history["val_loss"].min(), abs=1e-4)
+    if kept["epoch"] != kept["last_epoch"]:
+        assert kept["also_kept"] == "model_last.keras"
+        assert val_loss_at_t1("model_last.keras") == pytest.approx(history["val_loss"].iloc[-1], abs=1e-4)
+    else:
+        assert not (run_dir / "model_last.keras").exists()
+
+
+def test_temperature_is_fitted_on_validation_and_saved_in_the_model(trained_run):
+    calibration = trained_run.metrics["calibration"]
+    assert calibration["loss_after"] <= calibration["loss_before"] + 1e-9
+    assert temperature(load_model(trained_run.run_dir)) == pytest.approx(calibration["temperature"], rel=1e-5)
+    assert temperature(trained_run.model) == pytest.approx(calibration["temperature"], rel=1e-5)
+
+
+def test_keep_last_and_no_calibration(tmp_path):
+    from kerastl.training.trainer import train
+
+    result = train(load_config(None, [*TINY, "results.keep=last", "results.calibration=none", "phases.1.epochs=0"]),
+                   output_dir=tmp_path / "run", verbose=0)
+    assert result.metrics["kept"] == {"model": "last", "epoch": 1, "last_epoch": 1}
+    assert "calibration" not in result.metrics and temperature(result.model) == 1.0
+    assert not (tmp_path / "run" / "model_last.keras").exists() and not (tmp_path / "run" / "evaluation").exists()
+
+
+def test_predict_min_confidence_answers_unknown(trained_run, tmp_path):
+    from kerastl.deploy.predict import UNKNOWN, predict
+
+    frame = pd.DataFrame(np.zeros((2, 64), np.uint8))
+    frame.to_csv(tmp_path / "rows.csv", index=False)
+    confident = predict(trained_run.run_dir, [tmp_path / "rows.csv"])
+    assert all(p.label != UNKNOWN for p in confident)
+    threshold = max(p.probability for p in confident) + 1e-6
+    assert all(p.label == UNKNOWN for p in predict(trained_run.run_dir, [tmp_path / "rows.csv"], min_confidence=threshold))
+    result = CliRunner().invoke(cli, ["predict", str(trained_run.run_dir), str(tmp_path / "rows.csv"), "--min-confidence", str(threshold)])
+    assert result.exit_code == 0 and [line.split("\t")[1] for line in result.output.splitlines()] == ["unknown", "unknown"]
+    result = CliRunner().invoke(cli, ["predict", str(trained_run.run_dir), str(tmp_path / "rows.csv"), "--min-confidence", "1.5"])
+    assert result.exit_code == 2 and "1.5 is not in the range 0.0<=x<=1.0" in result.output
+    with pytest.raises(ConfigError, match="min_confidence must be a probability between 0 and 1"):
+        predict(trained_run.run_dir, [tmp_path / "rows.csv"], min_confidence=-0.1)
+
+
+def test_label_issues_rank_flipped_labels_near_the_top(tmp_path, small_cnn_backbone):
+    from sklearn.datasets import load_digits
+
+    from kerastl.analysis.labelissues import find_label_issues
+    from kerastl.training.trainer import train
+
+    digits = load_digits()
+    keep = digits.target < 3
+    images, labels = (digits.images[keep] * 255 / 16).astype(np.uint8), digits.target[keep].copy()
+    rng = np.random.default_rng(0)
+    flipped = rng.choice(len(labels), size=24, replace=False)
+    labels[flipped] = (labels[flipped] + rng.integers(1, 3, size=24)) % 3
+    frame = pd.DataFrame(images.reshape(len(images), -1))
+    frame.insert(0, "label", labels)
+    frame.to_csv(tmp_path / "digits.csv", index=False)
+    overrides = small_cnn_overrides(f"csv:{tmp_path / 'digits.csv'}", "phases.1.epochs=8")
+    run = train(load_config(None, overrides), output_dir=tmp_path / "run", verbose=0)
+    assert run.metrics["test_accuracy"] >= 0.85  # it learned the clean majority
+    table = find_label_issues(run.run_dir)
+    assert list(table["rank"]) == list(range(1, len(table) + 1)) and table["loss"].is_monotonic_decreasing
+    assert set(table["split"]) == {"train", "validation"} and len(table) == run.metrics["num_images"]["train"] + run.metrics["num_images"]["validation"]
+    flipped_ids = {f"row {k + 1}" for k in flipped}
+    seen = table[table["image"].isin(flipped_ids)]  # the flipped images that landed in train or validation
+    near_top = (seen["rank"] <= 2 * len(seen)).mean()
+    print(f"{len(seen)} flipped labels in train/validation, {near_top:.0%} of them in the top {2 * len(seen)} of {len(table)}")
+    assert len(seen) >= 15 and near_top >= 0.7
+    assert (run.run_dir / "issues" / "label_issues.png").is_file()
+    on_disk = pd.read_csv(run.run_dir / "issues" / "label_issues.csv")
+    assert list(on_disk.columns) == ["rank", "split", "source", "image", "given", "predicted", "p_given", "p_predicted", "loss"]
+    result = CliRunner().invoke(cli, ["data", "issues", str(run.run_dir), "--top", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+    printed = [line for line in result.output.splitlines() if line[:1].isdigit()]
+    assert [line.split("\t")[3] for line in printed] == list(on_disk["image"][:3])
