@@ -382,15 +382,30 @@ def lr_find(config_path, output, steps, min_lr, max_lr, overrides):
 @cli.command()
 @click.argument("pattern", default="*")
 def backbones(pattern):
-    """List registered backbones (optionally matching a pattern like 'efficientnet*')."""
+    """List backbones (optionally matching a pattern like 'efficientnet*' or 'hub:dinov2*'): the registered ones,
+    then keras-hub's image presets as hub:NAME (with the `hub` extra)."""
+    import fnmatch
+
     from kerastl.models.backbones import backbone_names, get_backbone
 
-    click.echo(f"{'name':<20} {'default':>7} {'min':>4} {'features':>8} {'params':>11}  normalization")
-    for name in backbone_names(pattern):
+    names = backbone_names(pattern)
+    if names:
+        click.echo(f"{'name':<20} {'default':>7} {'min':>4} {'features':>8} {'params':>11}  normalization")
+    for name in names:
         spec = get_backbone(name)
         click.echo(
             f"{name:<20} {spec.default_size:>7} {spec.min_size:>4} {spec.feature_dim:>8} {spec.params:>11,}  {spec.preprocess}"
         )
+    try:
+        from kerastl.models.hub import hub_presets
+
+        presets = [row for row in hub_presets() if fnmatch.fnmatch(row[0], pattern)]
+    except ImportError:  # no keras-hub: the registered backbones only
+        presets = []
+    if presets:
+        click.echo(f"\n{'keras-hub preset (model.backbone)':<48} {'params':>13}  description")
+    for name, params, description in presets:
+        click.echo(f"{name:<48} {params:>13,}  {description[:70]}")
 
 
 def format_report(report: dict) -> str:

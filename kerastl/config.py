@@ -587,7 +587,7 @@ def _check_model(cfg: Config) -> None:
         raise ConfigError(
             f"Config key 'model.input_size' is {size}, below the minimum {spec.min_size} of backbone {spec.name!r}."
         )
-    if spec.pools_inside and cfg.model.head.pooling == "flatten":
+    if cfg.model.head.pooling == "flatten" and spec.pools_inside:  # in this order: a hub spec reads its preset
         raise ConfigError(
             f"Config key 'model.head.pooling' is 'flatten', but backbone {spec.name!r} pools inside itself, before its "
             "final normalization; use avg or max."

@@ -104,6 +104,7 @@ def test_mixed_precision_keeps_the_output_in_float32():
     assert np.isfinite(loss)
 
 
+@pytest.mark.slow  # 12 s: a whole run to read one compile flag
 def test_jit_compile_option_reaches_keras(tmp_path):
     from kerastl.training.trainer import train
 

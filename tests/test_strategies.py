@@ -81,6 +81,7 @@ def test_a_run_trains_the_planned_phases_with_every_policy(tmp_path):
     assert type(result.model.optimizer).__name__ == "LayerwiseAdam"
 
 
+@pytest.mark.slow  # 20 s; bn: train and EMA are unit-tested in test_phases (this: the three together, through train)
 def test_a_phase_with_bn_train_ema_and_label_smoothing_trains_end_to_end(tmp_path):
     from kerastl.training.trainer import train
 

@@ -14,7 +14,7 @@ def test_a_run_is_logged_to_a_local_mlflow_store(tmp_path):
 
     from kerastl.training.trainer import train
 
-    result = train(load_config(None, [*TINY, "tracking.kind=mlflow", "name=tracked"]), output_dir=tmp_path / "runs" / "tracked", verbose=0)
+    result = train(load_config(None, [*TINY, "tracking.kind=mlflow", "name=tracked", "phases.0.epochs=2", "phases.1.epochs=0"]), output_dir=tmp_path / "runs" / "tracked", verbose=0)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("kerastl")
     [run] = client.search_runs([experiment.experiment_id])

@@ -54,10 +54,9 @@ def gradcam(
         score = tf.reduce_sum(chosen - others)
     gradients = tape.gradient(score, feature_maps)
     weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-    cams = tf.nn.relu(tf.reduce_sum(weights * feature_maps, axis=-1)).numpy()
+    cams = _onto_images(tf.nn.relu(tf.reduce_sum(weights * feature_maps, axis=-1)).numpy(), model, images.shape[1:3])
     cams = cams / np.maximum(cams.max(axis=(1, 2), keepdims=True), 1e-12)
-    probabilities = model.predict(images, verbose=0)
-    return _onto_images(cams, model, images.shape[1:3]), probabilities
+    return cams.astype(np.float32), model.predict(images, verbose=0)
 
 
 def _pieces(model, layer: Optional[str]):
@@ -105,7 +104,7 @@ def _onto_images(cams: np.ndarray, model, native: Sequence[int]) -> np.ndarray:
         full = int(math.ceil(size / crop))
         top = (full - size) // 2
         maps = tf.image.pad_to_bounding_box(maps, top, top, full, full)
-    return np.clip(tf.image.resize(maps, tuple(native), method="bilinear").numpy()[..., 0], 0.0, 1.0).astype(np.float32)
+    return np.maximum(tf.image.resize(maps, tuple(native), method="bilinear").numpy()[..., 0], 0.0)
 
 
 def explain(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path, layer: Optional[str] = None) -> list[Path]:
@@ -136,7 +135,8 @@ def explain(model_path: str | Path, inputs: Sequence[str | Path], output: str | 
     class_names = read_labels(folder) if (folder / "labels.txt").is_file() else model_facts(model)["class_names"]
     chunks = [gradcam(model, images[start : start + 64], layer=layer) for start in range(0, len(images), 64)]  # bounded memory
     maps, probabilities = (np.concatenate(parts) for parts in zip(*chunks))
-    titles = [f"{class_names[int(p.argmax())]} ({p.max():.2f})" for p in probabilities]
+    titles = [f"{class_names[int(p.argmax())]} ({p.max():.2f})" + ("" if heatmap.max() > 0 else ", no evidence found")
+              for p, heatmap in zip(probabilities, maps)]
     output = Path(output)
     written = []
     for name, image, heatmap, title in zip(names, images, maps, titles):

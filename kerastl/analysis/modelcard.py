@@ -25,7 +25,9 @@ def write_model_card(run_dir: Path) -> Path:
     cfg = run_config(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     evaluation = read_evaluation(run_dir)
-    weights = {"imagenet": "ImageNet (keras.applications)", "none": "random initialization (trained from scratch)",
+    hub = cfg.model.backbone.startswith("hub:")
+    weights = {"imagenet": "the keras-hub preset's weights" if hub else "ImageNet (keras.applications)",
+               "none": "random initialization (trained from scratch)",
                "pretrain": "pretrained by kerastl on " + (cfg.pretrain.source if cfg.pretrain else "?")}
     lines = [
         "---", "library_name: keras", "pipeline_tag: image-classification", "tags: [kerastl, transfer-learning]", "---", "",

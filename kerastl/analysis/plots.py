@@ -123,13 +123,16 @@ def plot_reliability(curves: dict, target: Path) -> None:
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+    largest = max((b["count"] for bins in curves.values() for b in bins), default=1)
     for name, bins in curves.items():
-        axis.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "-o", markersize=4, label=name)
+        x, y = [b["confidence"] for b in bins], [b["accuracy"] for b in bins]
+        line, = axis.plot(x, y, "-", label=name)
+        axis.scatter(x, y, s=[12 + 150 * b["count"] / largest for b in bins], color=line.get_color(), alpha=0.8)
     axis.set_xlim(0, 1.02)
     axis.set_ylim(0, 1.02)
     axis.set_xlabel("confidence (top probability)")
     axis.set_ylabel("accuracy")
-    axis.set_title("reliability: are the probabilities right?")
+    axis.set_title("reliability: are the probabilities right?\n(dot size: images in the confidence bin)", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
     _save(figure, target)

@@ -54,7 +54,16 @@ class BackboneSpec:
     imagenet: bool = True
 
 
-BACKBONES: Registry[BackboneSpec] = Registry("backbone")
+class BackboneRegistry(Registry):
+    """The backbone registry; `hub:PRESET` names are keras-hub presets, described by `kerastl.models.hub`."""
+
+    def get(self, name: str):
+        from kerastl.models.hub import hub_spec, is_hub
+
+        return hub_spec(name) if is_hub(name) else super().get(name)
+
+
+BACKBONES: BackboneRegistry = BackboneRegistry("backbone")
 
 _MOBILENET_V2 = r"^(expanded_conv|block_\d+)_"
 _MOBILENET_V3 = r"^(expanded_conv(?:_\d+)?)_"
@@ -174,6 +183,8 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
         WeightsError: ImageNet weights cannot be fetched, or the file does not fit this backbone.
         ConfigError: `options` holds an argument the constructor does not take.
     """
+    if spec.module == "keras_hub":
+        return spec.build(weights, input_size, options)
     constructor = _constructor(spec)
     kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
     if weights == "imagenet":

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -38,7 +39,7 @@ class ImageClassifier(keras.Model):
     travel with `model.keras` (as keras-hub's `ImageClassifier` holds its backbone and preprocessor):
     `backbone` (the registry name), `class_names`, `multi_label`, `feature_layer` (the layer whose
     output is the pooled features), `normalization` (the backbone's preprocessing mode), `input_size`
-    (the backbone's input side) and `weights` (what the backbone started from).
+    (the backbone's input side) and `weights` (what the backbone started from: imagenet, preset, file, none).
 
     Example:
         >>> model = build_model(ModelConfig(weights="none", input_size=32), 3, (28, 28, 1))
@@ -140,9 +141,10 @@ def build_model(
         "feature_layer": FEATURE_LAYER,
         "normalization": spec.preprocess,
         "input_size": size,
-        "weights": "none" if weights == "none" else "imagenet" if weights == "imagenet" else "file",
+        "weights": "none" if weights == "none" else "file" if weights != "imagenet" else "preset" if spec.module == "keras_hub" else "imagenet",
     }
-    return ImageClassifier(inputs, outputs, name=f"kerastl_{spec.name}", facts=facts)
+    model_name = "kerastl_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)  # a hub:/path name holds "/" and ":"
+    return ImageClassifier(inputs, outputs, name=model_name, facts=facts)
 
 
 def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training):
@@ -153,7 +155,8 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     layers = augmentation_layers(augment, seed) if augment is not None else []
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
-    x = Normalize(spec.preprocess, name="normalize")(x)
+    scale, offset = spec.scale_offset if spec.preprocess == "affine" else (None, None)
+    x = Normalize(spec.preprocess, scale=scale, offset=offset, name="normalize")(x)
     pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
     backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)
     if weights == "none":
@@ -162,7 +165,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     x = backbone(x, training=backbone_training)
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
     head = replace(model_cfg.head, norm=norm)
-    return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside)
+    return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside, getattr(spec, "tokens", None))
 
 
 def set_batchnorm_momentum(backbone, momentum: float) -> None:
@@ -177,16 +180,20 @@ def is_multi_label(model) -> bool:
     return bool(model_facts(model)["multi_label"])
 
 
-def _head(features, head: HeadConfig, num_classes: int, seed: int, multi_label: bool, pooled: bool):
-    """pool (an identity when the backbone pooled itself) -> norm -> [dropout -> hidden]* -> dropout -> logits -> probabilities."""
-    from kerastl.models.layers import Calibrated
+def _head(features, head: HeadConfig, num_classes: int, seed: int, multi_label: bool, pooled: bool, tokens=None):
+    """pool (an identity when the backbone pooled itself; the class token or mean token of a transformer)
+    -> norm -> [dropout -> hidden]* -> dropout -> logits -> probabilities."""
+    from kerastl.models.layers import Calibrated, TokenPooling
 
     pooling = {
         "avg": keras.layers.GlobalAveragePooling2D,
         "max": keras.layers.GlobalMaxPooling2D,
         "flatten": keras.layers.Flatten,
     }[head.pooling]
-    x = (keras.layers.Identity if pooled else pooling)(name=FEATURE_LAYER)(features)
+    if tokens is not None:
+        x = TokenPooling(tokens, skip=1 if tokens == "class" else 0, name=FEATURE_LAYER)(features)
+    else:
+        x = (keras.layers.Identity if pooled else pooling)(name=FEATURE_LAYER)(features)
     if head.norm == "batch":
         x = keras.layers.BatchNormalization(name=HEAD_NORM)(x)
     for i, units in enumerate(head.hidden):

@@ -21,7 +21,7 @@ from keras import ops
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-NORMALIZATION_MODES = ("tf", "caffe", "torch", "none")
+NORMALIZATION_MODES = ("tf", "caffe", "torch", "none", "affine")
 
 
 @keras.saving.register_keras_serializable(package="kerastl")
@@ -74,14 +74,17 @@ class Normalize(keras.layers.Layer):
 
     Args:
         mode: "tf" ([-1, 1]), "caffe" (BGR, ImageNet means subtracted), "torch" ([0, 1], ImageNet
-            mean/std), or "none" (the backbone rescales inside itself).
+            mean/std), "none" (the backbone rescales inside itself), or "affine": `x * scale + offset`
+            with per-channel `scale` and `offset` (a keras-hub preset's ImageConverter).
     """
 
-    def __init__(self, mode: str, **kwargs):
+    def __init__(self, mode: str, scale=None, offset=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in NORMALIZATION_MODES:
             raise ValueError(f"Unknown normalization mode {mode!r}. Expected one of: {', '.join(NORMALIZATION_MODES)}.")
         self.mode = mode
+        self.scale = None if scale is None else [float(v) for v in np.ravel(scale)]
+        self.offset = None if offset is None else [float(v) for v in np.ravel(offset)]
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
@@ -93,6 +96,10 @@ class Normalize(keras.layers.Layer):
             mean = ops.convert_to_tensor(np.array(IMAGENET_MEAN_RGB), self.compute_dtype)
             std = ops.convert_to_tensor(np.array(IMAGENET_STD_RGB), self.compute_dtype)
             return (x / 255.0 - mean) / std
+        if self.mode == "affine":
+            scale = ops.convert_to_tensor(np.array(self.scale if self.scale is not None else [1.0]), self.compute_dtype)
+            offset = ops.convert_to_tensor(np.array(self.offset if self.offset is not None else [0.0]), self.compute_dtype)
+            return x * scale + offset
         return x
 
     def compute_output_shape(self, input_shape):
@@ -100,7 +107,31 @@ class Normalize(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mode": self.mode})
+        config.update({"mode": self.mode, "scale": self.scale, "offset": self.offset})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerastl")
+class TokenPooling(keras.layers.Layer):
+    """Pooled features of a transformer's token sequence [B, T, D] -> [B, D]: the class token (`"class"`,
+    token 0) or the mean of the patch tokens after the first `skip` (`"mean"`), as the preset's own
+    image classifier pools."""
+
+    def __init__(self, mode: str = "class", skip: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("class", "mean"):
+            raise ValueError(f"Unknown token pooling {mode!r}. Expected one of: class, mean.")
+        self.mode, self.skip = mode, int(skip)
+
+    def call(self, tokens):
+        return tokens[:, 0, :] if self.mode == "class" else ops.mean(tokens[:, self.skip :, :], axis=1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode, "skip": self.skip})
         return config
 
 

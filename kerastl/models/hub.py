@@ -1,0 +1,173 @@
+"""keras-hub backbones: `model.backbone: hub:PRESET` (a Kaggle/Hugging Face preset handle such as
+`hub:dinov2_small`) or `hub:/path/to/preset_dir` (a folder `save_to_preset` wrote). Needs the `hub` extra.
+
+A hub backbone is used like any other: its preset's ImageConverter scale and offset become the model's
+`Normalize("affine")` layer (the resize is kerastl's own `Preprocess`), so the model and its exports
+take raw `uint8` pixels; a backbone whose output is a token sequence (ViT, DINOv2) is pooled as its
+preset's classifier pools (class token, or the mean of the patch tokens without one); a SigLIP or
+CLIP preset gives its vision tower, which pools itself. `model.weights: imagenet` (the default)
+loads the preset's own weights, `none` builds it with random weights, a file path loads that file.
+
+Example:
+    >>> spec = hub_spec("hub:runs/presets/vit_tiny")
+    >>> spec.default_size, spec.tokens, spec.preprocess
+    (32, 'class', 'affine')
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Optional
+
+from kerastl.errors import ConfigError, WeightsError
+
+HUB_PREFIX = "hub:"
+TOKEN_FAMILIES = {"ViTBackbone": "class", "DINOV2Backbone": "class", "DINOV3Backbone": "class"}
+VISION_TOWERS = ("SigLIPBackbone", "CLIPBackbone", "MetaCLIP2Backbone")  # image-text presets: their vision encoder
+LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone", "ResNetBackbone")
+
+
+def is_hub(name: str) -> bool:
+    return str(name).startswith(HUB_PREFIX)
+
+
+@dataclass(frozen=True)
+class HubSpec:
+    """A keras-hub preset as a kerastl backbone: the fields kerastl reads of a `BackboneSpec`, from the preset."""
+
+    name: str  # "hub:PRESET"
+    preprocess: str = "affine"
+    blocks: str = r"^(.+)$"  # every top-level layer of the backbone is one block (a transformer encoder is one layer)
+    min_size: int = 32
+    imagenet: bool = True  # model.weights: imagenet loads the preset's weights
+    module: str = "keras_hub"
+
+    @property
+    def preset(self) -> str:
+        return self.name[len(HUB_PREFIX):]
+
+    @cached_property
+    def _skeleton(self):
+        """The backbone built from the preset's config without its weights (cached per spec)."""
+        return load_hub_backbone(self.preset, load_weights=False)
+
+    @property
+    def default_size(self) -> int:
+        shape = self._skeleton.input_shape
+        return int(shape[1]) if shape[1] is not None else 224
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self._skeleton.output_shape[-1])
+
+    @property
+    def params(self) -> int:
+        return int(self._skeleton.count_params())
+
+    @property
+    def pools_inside(self) -> bool:
+        """Whether the backbone gives one vector per image (a SigLIP/CLIP vision tower's attention pooling)."""
+        return len(self._skeleton.output_shape) == 2
+
+    @property
+    def tokens(self) -> Optional[str]:
+        """How the token sequence is pooled ("class"/"mean"), None for a backbone giving a feature map or vector."""
+        backbone = self._skeleton
+        if len(backbone.output_shape) != 3:
+            return None
+        return "class" if backbone.uses_class_token else "mean"
+
+    @cached_property
+    def scale_offset(self) -> tuple[list, list]:
+        """The preset's ImageConverter scale and offset (per channel), for `Normalize("affine")`."""
+        return _converter_scale_offset(self.preset)
+
+    def build(self, weights: str, input_size: int, options: Optional[dict] = None):
+        """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file."""
+        from kerastl.models.backbones import load_backbone_weights
+
+        if options:
+            raise ConfigError(f"Config key 'model.backbone_options': backbone {self.name!r} is built by its preset and takes none.")
+        if input_size != self.default_size and self.tokens is not None:
+            raise ConfigError(
+                f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size} px images (its position "
+                f"embeddings are fixed); set it to {self.default_size} or leave it null."
+            )
+        backbone = load_hub_backbone(self.preset, load_weights=weights == "imagenet")
+        if weights not in ("imagenet", "none"):
+            load_backbone_weights(backbone, self, weights)
+        return backbone
+
+
+def hub_spec(name: str) -> HubSpec:
+    """The spec of `hub:PRESET`; checks that keras-hub is installed (the preset itself is read when used)."""
+    preset = name[len(HUB_PREFIX):]
+    if not preset:
+        raise ConfigError(f"Backbone {name!r} names no preset; expected hub:PRESET or hub:/path/to/preset_dir.")
+    if importlib.util.find_spec("keras_hub") is None:
+        raise ConfigError(f"Backbone {name!r} needs keras-hub: pip install 'kerastl[hub]'.")
+    return HubSpec(name=name)
+
+
+def load_hub_backbone(preset: str, load_weights: bool):
+    """`keras_hub.models.Backbone.from_preset` named "backbone" (of an image-text preset, its vision tower);
+    a preset that cannot be fetched or read is one `WeightsError`."""
+    import keras_hub
+
+    local = Path(preset).expanduser()
+    if ("/" in preset or preset.startswith(".")) and not (local / "config.json").is_file():
+        raise WeightsError(f"hub:{preset}: no keras-hub preset there (a folder written by save_to_preset holds config.json).")
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(
+            str(local) if local.exists() else preset, load_weights=load_weights, name="backbone"
+        )
+    except Exception as exc:  # kagglehub / huggingface_hub raise their own errors for a failed download
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsError(
+            f"Cannot load keras-hub preset {preset!r} ({first_line}). Without network, download it elsewhere "
+            f"(keras_hub.models.Backbone.from_preset({preset!r}).save_to_preset(DIR), and the ImageConverter too) "
+            "and set model.backbone to hub:DIR."
+        ) from None
+    if type(backbone).__name__ in VISION_TOWERS:  # rebuilt under kerastl's name, with the tower's weights
+        tower = backbone.vision_encoder
+        backbone = type(tower).from_config({**tower.get_config(), "name": "backbone"})
+        backbone.set_weights(tower.get_weights())
+    # Kept as keras-hub's own Backbone (not rewrapped): it saves and loads through its own config.
+    backbone.uses_class_token = bool(getattr(backbone, "use_class_token", True))  # ViT without one: mean of the tokens
+    return backbone
+
+
+def _converter_scale_offset(preset: str) -> tuple[list, list]:
+    """Scale and offset of the preset's ImageConverter: read from `image_converter.json` of a local folder,
+    else through `keras_hub.layers.ImageConverter.from_preset`."""
+    import keras_hub
+    import numpy as np
+
+    local = Path(preset).expanduser() / "image_converter.json"
+    try:
+        if local.is_file():
+            config = json.loads(local.read_text())["config"]
+            scale, offset = config.get("scale"), config.get("offset")
+        else:
+            converter = keras_hub.layers.ImageConverter.from_preset(preset)
+            scale, offset = converter.scale, converter.offset
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise WeightsError(f"keras-hub preset {preset!r} has no readable image converter ({first_line}).") from None
+    return np.ravel(1.0 if scale is None else scale).tolist(), np.ravel(0.0 if offset is None else offset).tolist()
+
+
+def hub_presets() -> list[tuple[str, int, str]]:
+    """(`hub:NAME`, parameters, description) of keras-hub's image backbone presets, from its own catalogue (offline)."""
+    import keras_hub
+
+    rows = []
+    for family in LISTED_FAMILIES:
+        for name, preset in getattr(keras_hub.models, family).presets.items():
+            metadata = preset.get("metadata", {})
+            rows.append((f"{HUB_PREFIX}{name}", int(metadata.get("params", 0)), str(metadata.get("description", "")).strip()))
+    return rows
