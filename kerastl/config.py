@@ -569,7 +569,12 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'phases.{i}.epochs' must be 0 or more, got {phase.epochs}.")
         if phase.learning_rate <= 0:
             raise ConfigError(f"Config key 'phases.{i}.learning_rate' must be positive, got {phase.learning_rate}.")
-        parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
+        kind, _ = parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
+        if kind == "lora" and not cfg.model.backbone.startswith("hub:"):
+            raise ConfigError(
+                f"Config key 'phases.{i}.unfreeze' is {phase.unfreeze!r}: LoRA adapts keras-hub transformers; set model.backbone "
+                "to hub:PRESET (a ViT, DINOv2 or SigLIP preset)."
+            )
         if phase.lr_decay is not None and not 0 < phase.lr_decay <= 1:
             raise ConfigError(f"Config key 'phases.{i}.lr_decay' must be in (0, 1], got {phase.lr_decay}.")
         if phase.ema is not None and not 0 < phase.ema < 1:
@@ -615,11 +620,11 @@ def _check_strategy(cfg: Config) -> None:
         raise ConfigError(f"Config key 'strategy.blocks' must be at least 1, got {strategy.blocks}.")
 
 
-UNFREEZE_FORMS = "head, top:N (or N), blocks:K, from:LAYER_NAME, all"
+UNFREEZE_FORMS = "head, top:N (or N), blocks:K, from:LAYER_NAME, all, lora:R"
 
 
 def parse_unfreeze(value: Union[int, str, None], key: str = "unfreeze") -> tuple[str, Union[int, str, None]]:
-    """Split an `unfreeze` value into (kind, argument); kind is head, top, blocks, from or all.
+    """Split an `unfreeze` value into (kind, argument); kind is head, top, blocks, from, all or lora.
 
     Example:
         >>> parse_unfreeze("blocks:2")
@@ -640,6 +645,8 @@ def parse_unfreeze(value: Union[int, str, None], key: str = "unfreeze") -> tuple
     if kind == "from" and argument:
         return kind, argument
     if kind in ("top", "blocks") and argument.isdigit():
+        return kind, int(argument)
+    if kind == "lora" and argument.isdigit() and int(argument) > 0:
         return kind, int(argument)
     raise ConfigError(f"Config key {key!r} must be one of {UNFREEZE_FORMS}; got {value!r}.")
 

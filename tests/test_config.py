@@ -44,7 +44,7 @@ def test_dump_round_trips():
         ("modle.weights=none", "Unknown config key 'modle'. Did you mean 'model'?"),
         ("data.batch_size=many", "Config key 'data.batch_size' must be an integer, got 'many'"),
         ("model.head.pooling=mean", "Config key 'model.head.pooling' must be one of 'avg', 'max', 'flatten'; got 'mean'"),
-        ("phases.1.unfreeze=some", "Config key 'phases.1.unfreeze' must be one of head, top:N (or N), blocks:K, from:LAYER_NAME, all; got 'some'"),
+        ("phases.1.unfreeze=some", "Config key 'phases.1.unfreeze' must be one of head, top:N (or N), blocks:K, from:LAYER_NAME, all, lora:R; got 'some'"),
         ("phases.1.unfreeze=blocks:x", "Config key 'phases.1.unfreeze' must be one of head, top:N"),
         ("phases.1.lr_decay=1.5", "Config key 'phases.1.lr_decay' must be in (0, 1], got 1.5"),
         ("phases.1.bn=update", "Config key 'phases.1.bn' must be one of 'auto', 'frozen', 'train'; got 'update'"),

@@ -1,7 +1,6 @@
 """keras-hub backbones (`hub:PRESET`, `hub:/path`): presets written offline with `save_to_preset`, loaded
 through the real loading code, trained, cached, fine-tuned, exported and predicted like any backbone."""
 
-import json
 
 import numpy as np
 import pytest
@@ -110,3 +109,57 @@ def test_backbones_lists_the_hub_presets():
     result = CliRunner().invoke(cli, ["backbones", "hub:dinov2*"])
     assert result.exit_code == 0, result.output
     assert "hub:dinov2_small" in result.output and "hub:vit_base_patch16_224_imagenet" not in result.output
+
+
+def test_lora_trains_only_the_adapters_and_exports_them_merged(presets, tmp_path):
+    from kerastl.deploy.export import export
+    from kerastl.models.classifier import load_model
+    from kerastl.training.trainer import train
+
+    cfg = load_config(None, [o for o in TINY if not o.startswith(("model.", "phases."))] + [
+        f"model.backbone=hub:{presets / 'vit'}", "results.evaluation=false", "results.keep=last",
+        "phases=[{name: head, epochs: 1}, {name: lora, epochs: 2, learning_rate: 0.01, unfreeze: 'lora:2'}]",
+    ])
+    preset = keras_hub.models.Backbone.from_preset(str(presets / "vit"))
+    result = train(cfg, output_dir=tmp_path / "run", verbose=0)
+    backbone = result.model.get_layer("backbone")
+    adapted = [layer for layer in backbone._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False)]
+    assert {layer.name for layer in adapted} == {"query", "value"} and len(adapted) == 4  # 2 transformer layers
+    assert all(np.abs(layer.lora_kernel_b.numpy()).max() > 0 for layer in adapted)  # the adapters learned
+    frozen = {id(layer._kernel) for layer in adapted}
+    for before, after in zip(preset.weights, [w for w in backbone.weights if "lora" not in w.path]):
+        if id(after) in frozen or "bias" not in after.path:  # kernels and every other weight: untouched
+            np.testing.assert_array_equal(before.numpy(), after.numpy(), err_msg=after.path)
+    phases = result.metrics["phases"]
+    assert 0 < phases["lora"]["trainable_params"] < backbone.count_params() and phases["lora"]["unfreeze"] == "lora:2"
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 8, 8, 1), dtype=np.uint8)
+    reloaded = load_model(tmp_path / "run")  # saved with the adapters merged into the kernels
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), result.model.predict(images, verbose=0), atol=1e-5)
+    assert export(tmp_path / "run", "tflite", tmp_path / "tflite")["parity"]["max_abs_diff"] <= 1e-3
+
+
+def test_a_restored_lora_backup_gets_fresh_adapters_and_computes_the_same(presets, tmp_path):
+    from kerastl.training.phases import enable_lora, restart_lora
+
+    backbone = keras_hub.models.Backbone.from_preset(str(presets / "vit"))
+    enable_lora(backbone, 2)
+    adapted = [layer for layer in backbone._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False)]
+    for layer in adapted:  # as after training: B no longer zero
+        layer.lora_kernel_b.assign(np.full(layer.lora_kernel_b.shape, 0.01, "float32"))
+    images = np.random.default_rng(1).random((2, 32, 32, 3)).astype("float32")
+    expected = backbone(images).numpy()
+    backbone.save_weights(tmp_path / "backup.weights.h5")  # what BackupAndRestore writes: the adapters merged
+    backbone.load_weights(tmp_path / "backup.weights.h5")  # ... and Keras zeroes A and B on loading
+    assert all(not np.any(layer.lora_kernel_a.numpy()) for layer in adapted)
+    restart_lora(backbone, seed=0)
+    assert all(np.any(layer.lora_kernel_a.numpy()) and not np.any(layer.lora_kernel_b.numpy()) for layer in adapted)
+    np.testing.assert_allclose(backbone(images).numpy(), expected, atol=1e-5)
+
+
+def test_lora_needs_a_keras_hub_transformer(presets):
+    from kerastl.training.phases import enable_lora
+
+    with pytest.raises(ConfigError, match="'phases.1.unfreeze' is 'lora:4': LoRA adapts keras-hub transformers"):
+        load_config(None, [*TINY, "phases.1.unfreeze=lora:4"])
+    with pytest.raises(ConfigError, match="backbone has no attention layers to adapt"):
+        enable_lora(keras_hub.models.Backbone.from_preset(str(presets / "resnet")), 4)

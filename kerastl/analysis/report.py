@@ -75,13 +75,14 @@ def write_report(run_dir: Path) -> Path:
         lines += ["", f"## Per class ({evaluation['data']})", "", *per_class_table(evaluation)]
         lines += confidence_lines(metrics, evaluation)
     lines += distillation_lines(metrics)
-    lines += ["", "## Phases", "", "| phase | epochs | seconds |", "|---|---|---|"]
+    lines += ["", "## Phases", "", "| phase | unfreeze | epochs | seconds | trainable parameters |", "|---|---|---|---|---|"]
     if "pretrain" in metrics:
         pretrain = metrics["pretrain"]
         lines.append(f"| pretrain ({pretrain['source']}, val accuracy {pretrain.get('val_accuracy', float('nan')):.4f}) "
-                     f"| {pretrain['epochs']} | {pretrain['seconds']} |")
+                     f"| all | {pretrain['epochs']} | {pretrain['seconds']} | |")
     for phase, values in metrics["phases"].items():
-        lines.append(f"| {phase} | {values['epochs']} | {values['seconds']} |")
+        trainable = f"{values['trainable_params']:,}" if "trainable_params" in values else ""
+        lines.append(f"| {phase} | {values.get('unfreeze', '')} | {values['epochs']} | {values['seconds']} | {trainable} |")
     for picture, title in PICTURES:
         if (run_dir / picture).is_file():
             lines += ["", f"## {title}", "", f"![{title}]({picture})"]

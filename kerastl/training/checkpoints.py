@@ -137,8 +137,18 @@ def save_weights(model, file: Path) -> None:
 
 
 def load_weights(model, file: Path) -> None:
+    """Weights saved by `save_weights`; saved before LoRA adapters were added (`unfreeze: lora:R`), they go
+    to every weight but the adapters, and the adapters are set to compute nothing (B = 0)."""
     with np.load(file, allow_pickle=False) as saved:
-        model.set_weights([saved[f"arr_{i}"] for i in range(len(saved.files))])
+        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    if len(arrays) == len(model.weights):
+        model.set_weights(arrays)
+        return
+    for variable, array in zip([v for v in model.weights if "lora_kernel" not in v.path], arrays, strict=True):
+        variable.assign(array)
+    for variable in model.weights:
+        if "lora_kernel_b" in variable.path:
+            variable.assign(np.zeros(variable.shape, variable.dtype))
 
 
 def best_dir(run_dir: Path) -> Path:

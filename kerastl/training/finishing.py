@@ -43,20 +43,11 @@ def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, pr
     kept, calibration = _save_models(model, run_dir, cfg, splits, progress)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
     tested = load_model(run_dir / "model.keras") if engine.distributed else model
-    metrics = final_metrics(tested, cfg, splits, progress.phases, progress.baselines)
-    metrics["kept"] = kept
-    if calibration is not None:
-        metrics["calibration"] = calibration
-    metrics["strategy"] = {"preset": plan.preset, "reasons": list(plan.reasons)}
-    metrics["replicas"] = engine.replicas
-    metrics["processes"] = engine.processes
-    if progress.pretrain is not None:
-        metrics["pretrain"] = progress.pretrain
+    metrics = {**final_metrics(tested, cfg, splits, progress.phases, progress.baselines), "kept": kept}
+    metrics.update(_run_facts(plan, progress, engine, splits, calibration))
     if cfg.distill is not None:
         metrics["distillation"] = compare_with_teacher(cfg, tested, splits, metrics)
         metrics["distillation"]["student"]["file_mb"] = round((run_dir / "model.keras").stat().st_size / 2**20, 2)
-    if splits.train.skipped:
-        metrics["skipped_files"] = list(splits.train.skipped)
     progress.write_history()  # without the rows a resume dropped
     write_json(run_dir / "metrics.json", metrics)
     plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
@@ -67,6 +58,17 @@ def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, pr
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return metrics
+
+
+def _run_facts(plan: Plan, progress: Progress, engine: Engine, splits: Splits, calibration: Optional[dict]) -> dict:
+    """What metrics.json says of how the run went: strategy, devices, pretraining, calibration, skipped files."""
+    facts = {"strategy": {"preset": plan.preset, "reasons": list(plan.reasons)}, "replicas": engine.replicas,
+             "processes": engine.processes}
+    for key, value in (("pretrain", progress.pretrain), ("calibration", calibration),
+                       ("skipped_files", list(splits.train.skipped) or None)):
+        if value is not None:
+            facts[key] = value
+    return facts
 
 
 def _save_models(model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress) -> tuple[dict, Optional[dict]]:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerastl.config import Config, PhaseConfig
+from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.data.sources import ImageSource
 from kerastl.training.checkpoints import (
@@ -32,6 +32,7 @@ from kerastl.training.phases import (
     compile_classifier,
     lr_multipliers,
     make_optimizer,
+    restart_lora,
     set_trainable,
 )
 
@@ -97,6 +98,7 @@ def run_phase(
         )
         inputs.fitted._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
         details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
+        details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
         details["cached_features"] = inputs.cached
         if inputs.cached and cfg.augment.preset != "none":
             details["augmented_copies"] = inputs.copies
@@ -141,6 +143,8 @@ def phase_callbacks(
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
     ]
+    if parse_unfreeze(phase.unfreeze)[0] == "lora":  # after the backup: restoring zeroes the adapters
+        callbacks.append(lora_restarter(model, cfg.seed))
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     # A cached epoch costs well under a second: a head on cached features trains until validation stops improving.
@@ -150,6 +154,17 @@ def phase_callbacks(
             keras.callbacks.EarlyStopping(monitor="val_loss" if validated else "loss", patience=patience, restore_best_weights=True)
         )
     return callbacks
+
+
+def lora_restarter(model, seed: int):
+    """A Keras callback drawing fresh LoRA adapters when a restored backup left them at zero (`restart_lora`)."""
+    import keras
+
+    class LoraRestarter(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            restart_lora(model.get_layer("backbone"), seed)
+
+    return LoraRestarter()
 
 
 def class_weight(splits: Splits) -> dict[int, float]:

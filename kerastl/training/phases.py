@@ -63,6 +63,10 @@ def set_trainable(model, phase: PhaseConfig) -> list[str]:
     import keras
 
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
+    kind, rank = parse_unfreeze(phase.unfreeze, f"phase {phase.name!r} unfreeze")
+    if kind == "lora":
+        enable_lora(backbone, rank, phase.name)
+        return [layer.name for layer in backbone._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False)]
     layers = backbone.layers
     start = first_unfrozen(layers, backbone_spec(model), phase)
     backbone.trainable = start < len(layers)
@@ -70,6 +74,42 @@ def set_trainable(model, phase: PhaseConfig) -> list[str]:
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = index >= start and (not is_bn or phase.bn == "train")
     return [layer.name for layer in layers if layer.trainable and layer.weights]
+
+
+def enable_lora(backbone, rank: int, phase_name: str = "lora") -> None:
+    """`unfreeze: lora:R`: keras-hub's `enable_lora(rank=R)` (low-rank adapters on the attention's query and
+    value projections; every other backbone weight frozen). Keras saves the adapters merged into the
+    kernels, so `model.keras` and every export hold the merged weights.
+
+    Raises:
+        ConfigError: the backbone is not a keras-hub transformer, or LoRA is on at another rank.
+    """
+    if not hasattr(backbone, "enable_lora"):
+        raise ConfigError(f"Phase {phase_name!r}: unfreeze 'lora:{rank}' needs a keras-hub backbone (model.backbone: hub:...).")
+    current = getattr(backbone, "_lora_rank", None)
+    if current is None:
+        backbone.enable_lora(rank)
+        if not getattr(backbone, "_lora_enabled_layers", None):
+            raise ConfigError(f"Phase {phase_name!r}: unfreeze 'lora:{rank}': backbone has no attention layers to adapt.")
+    elif current != rank:
+        raise ConfigError(f"Phase {phase_name!r}: unfreeze 'lora:{rank}', but LoRA is already on at rank {current}.")
+    backbone.trainable = True  # then only the adapters (and the biases of their layers) train
+    adapted = [layer for layer in backbone._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False)]
+    for layer in backbone._flatten_layers(include_self=False):
+        layer.trainable = layer in adapted
+    for layer in adapted:
+        layer._kernel.trainable = False
+
+
+def restart_lora(backbone, seed: int) -> None:
+    """After weights were loaded into a LoRA model, Keras has merged the adapters into the kernels and set
+    both adapter matrices to zero, where no gradient reaches them: draw A again (B stays zero, so the
+    model computes the same) and training continues with a fresh adapter on the merged weights."""
+    import keras
+
+    for layer in backbone._flatten_layers(include_self=False):
+        if getattr(layer, "lora_enabled", False) and not keras.ops.any(layer.lora_kernel_a.value != 0):
+            layer.lora_kernel_a.assign(keras.initializers.HeUniform(seed=seed)(layer.lora_kernel_a.shape))
 
 
 def first_unfrozen(layers: list, spec: BackboneSpec, phase: PhaseConfig) -> int:

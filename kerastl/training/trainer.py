@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from kerastl.config import Config, config_to_dict, dump_config, load_config
+from kerastl.config import Config, config_to_dict, dump_config, load_config, parse_unfreeze
 from kerastl.data.pipeline import Splits, load_splits
 from kerastl.data.samples import save_run_samples
 from kerastl.errors import RunDirError
@@ -33,6 +33,7 @@ from kerastl.training.distillation import teacher_targets
 from kerastl.training.distribute import Engine, check_resume_point, process_run_dir, start_engine
 from kerastl.training.finishing import finish_run
 from kerastl.training.fitting import CACHE, run_phase
+from kerastl.training.phases import enable_lora
 from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
 from kerastl.training.strategies import Plan, plan_phases
 from kerastl.training.tracking import check_tracking, epoch_logger, start_tracking
@@ -154,6 +155,9 @@ def _train_phases(
     """Each phase not completed yet, in turn, from the weights the last completed one ended with; `callbacks`
     are added to every phase's."""
     if progress.completed:
+        ranks = [parse_unfreeze(p.unfreeze)[1] for p in plan.phases if p.name in progress.completed and parse_unfreeze(p.unfreeze)[0] == "lora"]
+        if ranks:  # the saved weights include LoRA adapters: the model needs them before loading
+            enable_lora(model.get_layer("backbone"), ranks[0])
         load_phase_weights(model, run_dir, progress.completed[-1])
     for phase in plan.phases:
         if phase.name in progress.completed:
