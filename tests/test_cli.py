@@ -134,6 +134,7 @@ def test_pretrain_command_writes_a_reusable_weights_file(tmp_path):
     assert bad.exit_code == 2 and "must end with .weights.h5" in bad.stderr
 
 
+@pytest.mark.slow  # 17 s; the averaging itself is tested in test_tta
 def test_test_time_augmentation_is_wired_into_evaluate_and_predict(trained_run, tmp_path):
     from kerastl.analysis.evaluation import evaluate
     from kerastl.deploy.predict import predict

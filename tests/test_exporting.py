@@ -139,6 +139,7 @@ def test_failed_parity_leaves_nothing_behind(trained_run, tmp_path, monkeypatch)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # 14 s; test_failed_parity_leaves_nothing_behind checks the staging by default
 def test_failed_export_keeps_the_previous_one(trained_run, tmp_path, monkeypatch):
     export(trained_run.run_dir, "keras", tmp_path / "k")
     before = (tmp_path / "k" / "export.json").read_bytes()

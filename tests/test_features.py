@@ -34,6 +34,7 @@ def test_cached_head_phase_matches_the_uncached_one(tmp_path):
     assert (tmp_path / "cached" / "model.keras").is_file()  # the full model, head inside
 
 
+@pytest.mark.slow  # 16 s
 def test_augmented_copies_are_random_views_that_epochs_cycle_through(tmp_path):
     from kerastl.training.distribute import ONE_DEVICE
     from kerastl.training.features import can_cache, extract_features, training_features

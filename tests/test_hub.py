@@ -71,7 +71,7 @@ def test_a_hub_backbone_trains_caches_finetunes_exports_and_predicts(presets, fa
     result = train(cfg, output_dir=tmp_path / "run", verbose=0)
     assert result.metrics["phases"]["head"]["cached_features"] is True
     assert result.metrics["phases"]["finetune"]["batchnorm"] is not None
-    for fmt in ("savedmodel", "tflite"):
+    for fmt in ("savedmodel", "tflite") if family != "vit" else ("savedmodel",):  # the ViT's TFLite: in the LoRA test
         info = export(tmp_path / "run", fmt, tmp_path / fmt)
         assert info["parity"]["max_abs_diff"] <= 1e-3, info["parity"]
     rows = tmp_path / "rows.csv"

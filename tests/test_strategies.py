@@ -66,6 +66,7 @@ def test_advise_prints_the_plan_and_why(tmp_path):
     assert bad.exit_code == 2 and "Config key 'strategy.preset': Unknown strategy preset" in bad.output
 
 
+@pytest.mark.slow  # 23 s; the plans themselves are checked by the tests above
 def test_a_run_trains_the_planned_phases_with_every_policy(tmp_path):
     overrides = BASE + ["strategy.preset=gradual", "strategy.blocks=2", "strategy.epochs=1"]
     from kerastl.training.trainer import train

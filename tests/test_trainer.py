@@ -61,6 +61,7 @@ def test_bad_data_writes_nothing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # 29 s; test_resume (slow) also pretrains, killed and resumed
 def test_pretrain_stage_feeds_the_backbone(tmp_path):
     cfg = load_config(None, TINY + [
         "model.weights=pretrain",

@@ -101,7 +101,8 @@ def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequ
     plt = _pyplot()
     columns = 4
     rows = max(1, -(-len(images) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows + 0.3), squeeze=False)
+    title_lines = max((title.count("\n") + 1 for title in titles), default=1)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, (2.1 + 0.22 * title_lines) * rows + 0.4), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
     for k, (axis, image) in enumerate(zip(axes.ravel(), images)):
