@@ -68,6 +68,7 @@ def test_a_bad_table_leaves_no_cache_file(tmp_path):
     assert list(cache.iterdir()) == []
 
 
+@pytest.mark.slow  # 20 s, two runs; the disk splits and disk features are checked against memory above and below
 def test_train_with_disk_cache_matches_memory_and_cleans_up(pixel_csv, tmp_path):
     from kerastl.training.trainer import train
 
