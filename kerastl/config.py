@@ -534,6 +534,8 @@ def _check_registry_choices(cfg: Config) -> None:
 
 
 def _check_consistency(cfg: Config) -> None:
+    from kerastl.models.hub import is_hub
+
     _check_registry_choices(cfg)
     _check_bounds(cfg)
     split = cfg.data.split
@@ -570,7 +572,7 @@ def _check_consistency(cfg: Config) -> None:
         if phase.learning_rate <= 0:
             raise ConfigError(f"Config key 'phases.{i}.learning_rate' must be positive, got {phase.learning_rate}.")
         kind, _ = parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
-        if kind == "lora" and not cfg.model.backbone.startswith("hub:"):
+        if kind == "lora" and not is_hub(cfg.model.backbone):
             raise ConfigError(
                 f"Config key 'phases.{i}.unfreeze' is {phase.unfreeze!r}: LoRA adapts keras-hub transformers; set model.backbone "
                 "to hub:PRESET (a ViT, DINOv2 or SigLIP preset)."

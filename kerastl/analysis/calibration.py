@@ -108,15 +108,3 @@ def coverage_curve(probabilities: np.ndarray, labels: np.ndarray) -> list[dict]:
         accuracy = round(float(correct[answered].mean()), 6) if answered.any() else None  # none answered
         rows.append({"min_confidence": float(threshold), "coverage": round(float(answered.mean()), 6), "accuracy": accuracy})
     return rows
-
-
-def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
-    """Per confidence bin: mean confidence, accuracy and how many images (the reliability diagram)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    which = np.clip((confidence * bins).astype(int), 0, bins - 1)
-    return [
-        {"bin": b, "confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean()),
-         "count": int((which == b).sum())}
-        for b in range(bins) if (which == b).any()
-    ]

@@ -18,7 +18,7 @@ from kerastl.data.samples import HELDOUT_FILE, load_heldout
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
 from kerastl.models.classifier import load_model, model_input_shape
-from kerastl.analysis.calibration import coverage_curve, reliability, temperature, uncalibrated
+from kerastl.analysis.calibration import coverage_curve, temperature, uncalibrated
 from kerastl.analysis.gradcam import gradcam
 from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.report import write_report
@@ -78,7 +78,7 @@ def write_evaluation(
     """
     import pandas as pd
 
-    from kerastl.analysis.metrics import classification_metrics, confusion_matrix, multi_label_metrics
+    from kerastl.analysis.metrics import classification_metrics, confusion_matrix, multi_label_metrics, reliability
     from kerastl.analysis.plots import plot_confusion_matrix, plot_coverage, plot_errors, plot_predictions, plot_reliability
 
     metrics = multi_label_metrics if source.multi_label else classification_metrics

@@ -22,16 +22,21 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    return float(sum(b["count"] / len(labels) * abs(b["accuracy"] - b["confidence"]) for b in reliability(probabilities, labels, bins)))
+
+
+def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list[dict]:
+    """Per non-empty equal-width bin of confidence (top probability; a bin holds (low, high]): mean confidence,
+    accuracy and how many images (the reliability diagram, and what the calibration error averages)."""
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = which == b
-        if members.any():
-            error += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(error)
+    return [
+        {"bin": b, "confidence": float(confidence[which == b].mean()), "accuracy": float(correct[which == b].mean()),
+         "count": int((which == b).sum())}
+        for b in range(bins) if (which == b).any()
+    ]
 
 
 THRESHOLD = 0.5  # a multi-label class is predicted present at this probability or above

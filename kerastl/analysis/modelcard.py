@@ -15,6 +15,7 @@ import json
 from importlib.metadata import version
 from pathlib import Path
 
+from kerastl.models.hub import is_hub
 from kerastl.analysis.report import confidence_lines, kept_sentence, per_class_table, read_evaluation
 from kerastl.rundir import EXPORTS_FILE, MODEL_CARD_FILE, run_config, write_json, write_text
 
@@ -25,7 +26,7 @@ def write_model_card(run_dir: Path) -> Path:
     cfg = run_config(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     evaluation = read_evaluation(run_dir)
-    hub = cfg.model.backbone.startswith("hub:")
+    hub = is_hub(cfg.model.backbone)
     weights = {"imagenet": "the keras-hub preset's weights" if hub else "ImageNet (keras.applications)",
                "none": "random initialization (trained from scratch)",
                "pretrain": "pretrained by kerastl on " + (cfg.pretrain.source if cfg.pretrain else "?")}

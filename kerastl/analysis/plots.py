@@ -120,7 +120,7 @@ def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequ
 
 def plot_reliability(curves: dict, target: Path) -> None:
     """Reliability diagram: accuracy against mean confidence per confidence bin, one line per curve
-    (`{name: kerastl.analysis.calibration.reliability(...)}`); the diagonal is perfect calibration."""
+    (`{name: kerastl.analysis.metrics.reliability(...)}`); the diagonal is perfect calibration."""
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
