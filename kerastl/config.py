@@ -204,12 +204,14 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class ResultsConfig:
-    """What a run leaves once it has trained: `keep` which weights as `model.keras` (`best`: the epoch with the
-    lowest validation loss, the last weights kept too as `model_last.keras` when they differ; `last`),
+    """What a run leaves once it has trained: `keep` which weights as `model.keras` (`best`: the best epoch by
+    `monitor`, `val_accuracy` (ties: lower validation loss) or `val_loss`, the last weights kept too as
+    `model_last.keras` when they differ; `last`),
     `calibration` (`temperature`: temperature scaling fitted on the validation split) and `evaluation`
     (write `evaluation/`, as `kerastl evaluate` does, on the held-out split)."""
 
     keep: Literal["best", "last"] = "best"
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
     calibration: Literal["temperature", "none"] = "temperature"
     evaluation: bool = True
 

@@ -28,6 +28,12 @@ def tiny_presets():
                                              image_shape=(32, 32, 3)),
         "resnet": models.ResNetBackbone(input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64],
                                         stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block"),
+        "efficientnet": models.EfficientNetBackbone(
+            stackwise_width_coefficients=[1.0] * 2, stackwise_depth_coefficients=[1.0] * 2, stackwise_kernel_sizes=[3, 3],
+            stackwise_num_repeats=[1, 2], stackwise_input_filters=[16, 16], stackwise_output_filters=[16, 24],
+            stackwise_expansion_ratios=[1, 6], stackwise_squeeze_and_excite_ratios=[0.25, 0.25], stackwise_strides=[1, 2],
+            stackwise_block_types=["v1", "v1"], stackwise_force_input_filters=[0, 0], stackwise_nores_option=[False, False],
+            input_shape=(32, 32, 3)),  # num_features stays 1280: keras-hub 0.32 does not save it in the preset
     }
 
 
@@ -41,7 +47,7 @@ def presets(tmp_path_factory):
 
 
 @pytest.mark.parametrize("family, pooling", [("vit", "TokenPooling"), ("dinov2", "TokenPooling"), ("siglip", "Identity"),
-                                             ("resnet", "GlobalAveragePooling2D")])
+                                             ("resnet", "GlobalAveragePooling2D"), ("efficientnet", "GlobalAveragePooling2D")])
 def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pooling):
     from kerastl.config import ModelConfig
     from kerastl.models.classifier import build_model
@@ -58,19 +64,25 @@ def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pool
 
 
 @pytest.mark.parametrize("family", [
-    "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "siglip", "resnet")),  # 25-40 s each
+    "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "siglip", "resnet", "efficientnet")),  # 25-40 s each
 ])
 def test_a_hub_backbone_trains_caches_finetunes_exports_and_predicts(presets, family, tmp_path):
     from kerastl.deploy.export import export
     from kerastl.deploy.predict import predict
+    from kerastl.models.hub import load_hub_backbone
     from kerastl.training.trainer import train
 
     cfg = load_config(None, [o for o in TINY if not o.startswith("model.")] + [
-        f"model.backbone=hub:{presets / family}", "model.weights=imagenet", "phases.1.unfreeze=all", "results.evaluation=false",
+        f"model.backbone=hub:{presets / family}", "model.weights=imagenet", "phases.1.unfreeze=blocks:2", "phases.1.lr_decay=0.5",
+        "phases.1.learning_rate=0.01", "results.evaluation=false", "results.keep=last",
     ])
     result = train(cfg, output_dir=tmp_path / "run", verbose=0)
     assert result.metrics["phases"]["head"]["cached_features"] is True
     assert result.metrics["phases"]["finetune"]["batchnorm"] is not None
+    loaded = load_hub_backbone(str(presets / family), load_weights=True).weights  # built as the run built it
+    trained = result.model.get_layer("backbone").weights
+    changed = [not np.array_equal(before.numpy(), after.numpy()) for before, after in zip(loaded, trained, strict=True)]
+    assert not changed[0] and any(changed), "below the top two blocks stays as loaded; the top two train"
     for fmt in ("savedmodel", "tflite") if family != "vit" else ("savedmodel",):  # the ViT's TFLite: in the LoRA test
         info = export(tmp_path / "run", fmt, tmp_path / fmt)
         assert info["parity"]["max_abs_diff"] <= 1e-3, info["parity"]
@@ -163,3 +175,44 @@ def test_lora_needs_a_keras_hub_transformer(presets):
         load_config(None, [*TINY, "phases.1.unfreeze=lora:4"])
     with pytest.raises(ConfigError, match="backbone has no attention layers to adapt"):
         enable_lora(keras_hub.models.Backbone.from_preset(str(presets / "resnet")), 4)
+
+
+def _hub_model(presets, family):
+    from kerastl.config import ModelConfig
+    from kerastl.models.classifier import build_model
+
+    return build_model(ModelConfig(backbone=f"hub:{presets / family}", weights="imagenet"), 3, (8, 8, 1))
+
+
+@pytest.mark.parametrize("family, last_block, below", [
+    ("vit", ["transformer_block_2", "ln"], "transformer_block_1"),
+    ("dinov2", ["layers_1", "backbone_layernorm"], "layers_0"),
+    ("siglip", ["backbone_encoder_block_1", "backbone_post_layer_norm", "backbone_head"], "backbone_encoder_block_0"),
+    ("efficientnet", ["block2a_expand_conv", "block2b_project", "top_conv"], "block1a_project"),
+])
+def test_blocks_and_layerwise_decay_count_transformer_layers_and_stages(presets, family, last_block, below):
+    from kerastl.config import PhaseConfig
+    from kerastl.training.phases import lr_multipliers, set_trainable
+
+    model = _hub_model(presets, family)
+    trained = set_trainable(model, PhaseConfig(name="finetune", unfreeze="blocks:1"))
+    assert set(last_block) <= set(trained) and below not in trained
+    backbone = model.get_layer("backbone")
+    assert 0 < len(backbone.trainable_weights) < len(backbone.weights)
+    set_trainable(model, PhaseConfig(name="finetune", unfreeze="all"))
+    multipliers = lr_multipliers(model, 0.5)
+    by_layer = {}
+    for layer in backbone._flatten_layers(include_self=False):
+        for variable in layer.trainable_weights:
+            by_layer.setdefault(layer.name, multipliers[variable.path])
+    assert by_layer[last_block[0]] == 1.0 and by_layer[below] == 0.5
+    assert min(multipliers.values()) == 0.25  # the embeddings (stem): one block below the first
+    assert len(multipliers) == len(backbone.trainable_weights)
+
+
+def test_blocks_beyond_the_transformer_depth_name_its_layers(presets):
+    from kerastl.config import PhaseConfig
+    from kerastl.training.phases import set_trainable
+
+    with pytest.raises(ConfigError, match=r"has 2 blocks \(transformer_block_1, transformer_block_2\)"):
+        set_trainable(_hub_model(presets, "vit"), PhaseConfig(name="finetune", unfreeze="blocks:3"))

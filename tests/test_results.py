@@ -69,10 +69,11 @@ def test_train_ends_with_evaluation_report_and_model_card(trained_run):
     assert card.count("\n| 0 |") == 1 and "Backbone `mobilenet_v2`, started from random initialization" in card
 
 
-def test_model_keras_holds_the_epoch_with_the_lowest_validation_loss(trained_run):
+def test_model_keras_holds_the_epoch_with_the_highest_validation_accuracy(trained_run):
     run_dir, kept = trained_run.run_dir, trained_run.metrics["kept"]
     history = pd.read_csv(run_dir / "history.csv")
-    assert kept["epoch"] == int(history.loc[history["val_loss"].idxmin(), "epoch"]) and kept["last_epoch"] == 2
+    best = history.sort_values(["val_accuracy", "val_loss"], ascending=[False, True]).iloc[0]  # ties: lower loss
+    assert kept["epoch"] == int(best["epoch"]) and kept["last_epoch"] == 2 and kept["monitor"] == "val_accuracy"
     cfg = load_config(run_dir / "config.yaml")
     validation = load_splits(cfg.data, cfg.seed, image_size=32).validation
 
@@ -82,12 +83,26 @@ def test_model_keras_holds_the_epoch_with_the_lowest_validation_loss(trained_run
         model.compile(loss="categorical_crossentropy")
         return float(np.atleast_1d(model.evaluate(make_dataset(validation, 32), verbose=0))[0])
 
-    assert val_loss_at_t1("model.keras") == pytest.approx(history["val_loss"].min(), abs=1e-4)
+    assert val_loss_at_t1("model.keras") == pytest.approx(best["val_loss"], abs=1e-4)
     if kept["epoch"] != kept["last_epoch"]:
         assert kept["also_kept"] == "model_last.keras"
         assert val_loss_at_t1("model_last.keras") == pytest.approx(history["val_loss"].iloc[-1], abs=1e-4)
     else:
         assert not (run_dir / "model_last.keras").exists()
+
+
+@pytest.mark.parametrize("logs, best, monitor, better", [
+    ({"val_accuracy": 0.9, "val_loss": 0.5}, None, "val_accuracy", True),
+    ({"val_accuracy": 0.9, "val_loss": 0.5}, {"val_accuracy": 0.8, "val_loss": 0.3}, "val_accuracy", True),
+    ({"val_accuracy": 0.8, "val_loss": 0.2}, {"val_accuracy": 0.8, "val_loss": 0.3}, "val_accuracy", True),   # tie: loss
+    ({"val_accuracy": 0.8, "val_loss": 0.3}, {"val_accuracy": 0.8, "val_loss": 0.3}, "val_accuracy", False),  # not strictly
+    ({"val_accuracy": 0.9, "val_loss": 0.5}, {"val_accuracy": 0.8, "val_loss": 0.3}, "val_loss", False),
+    ({"val_accuracy": 0.7, "val_loss": 0.2}, {"val_accuracy": 0.8, "val_loss": 0.3}, "val_loss", True),
+])
+def test_the_best_epoch_is_judged_by_the_monitor(logs, best, monitor, better):
+    from kerastl.training.checkpoints import is_better
+
+    assert is_better(logs, best, monitor) is better
 
 
 def test_temperature_is_fitted_on_validation_and_saved_in_the_model(trained_run):

@@ -118,7 +118,8 @@ def kept_sentence(kept: dict) -> str:
     """Which weights `model.keras` holds, in words."""
     if kept["model"] == "best":
         also = f"; the last ({kept['last_epoch']}) is {kept['also_kept']}" if "also_kept" in kept else ""
-        return f"epoch {kept['epoch']} of {kept['last_epoch']}, lowest validation loss{also}"
+        by = "lowest validation loss" if kept["monitor"] == "val_loss" else "highest validation accuracy"
+        return f"epoch {kept['epoch']} of {kept['last_epoch']}, {by}{also}"
     return f"the last epoch ({kept['last_epoch']})"
 
 

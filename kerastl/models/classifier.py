@@ -20,7 +20,7 @@ import keras
 from kerastl.config import AugmentConfig, HeadConfig, ModelConfig
 from kerastl.errors import ConfigError, ExportError
 from kerastl.models.augment import augmentation_layers
-from kerastl.models.backbones import create_backbone, get_backbone
+from kerastl.models.backbones import backbone_input, create_backbone, get_backbone
 
 FEATURE_LAYER = "pool"  # the pooled features: the head's input, and what frozen phases cache
 HEAD_NORM = "head_norm"  # the BatchNormalization of the pooled features, with model.head.norm: batch
@@ -162,7 +162,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     if weights == "none":
         set_batchnorm_momentum(backbone, SCRATCH_BN_MOMENTUM)
     backbone.trainable = False
-    x = backbone(x, training=backbone_training)
+    x = backbone(backbone_input(backbone, x), training=backbone_training)
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
     head = replace(model_cfg.head, norm=norm)
     return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside, getattr(spec, "tokens", None))

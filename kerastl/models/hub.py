@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +30,7 @@ HUB_PREFIX = "hub:"
 TOKEN_FAMILIES = {"ViTBackbone": "class", "DINOV2Backbone": "class", "DINOV3Backbone": "class"}
 VISION_TOWERS = ("SigLIPBackbone", "CLIPBackbone", "MetaCLIP2Backbone")  # image-text presets: their vision encoder
 LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone", "ResNetBackbone")
+CNN_BLOCKS = {"ResNetBackbone": r"^(stack\d+)_", "EfficientNetBackbone": r"^(block\d)", "VGGBackbone": r"^(block\d)_"}
 
 
 def is_hub(name: str) -> bool:
@@ -41,7 +43,6 @@ class HubSpec:
 
     name: str  # "hub:PRESET"
     preprocess: str = "affine"
-    blocks: str = r"^(.+)$"  # every top-level layer of the backbone is one block (a transformer encoder is one layer)
     min_size: int = 32
     imagenet: bool = True  # model.weights: imagenet loads the preset's weights
     module: str = "keras_hub"
@@ -54,6 +55,16 @@ class HubSpec:
     def _skeleton(self):
         """The backbone built from the preset's config without its weights (cached per spec)."""
         return load_hub_backbone(self.preset, load_weights=False)
+
+    @cached_property
+    def blocks(self) -> str:
+        """The regex naming the blocks for `unfreeze: blocks:K` and `lr_decay`: each transformer layer of a
+        ViT/DINOv2/SigLIP/CLIP encoder, the stages of a CNN (ResNet `stack0`.., EfficientNet `block1`..)."""
+        family = type(self._skeleton).__name__
+        if family in CNN_BLOCKS:
+            return CNN_BLOCKS[family]
+        layers = transformer_layers(self._skeleton)
+        return "^(" + "|".join(re.escape(layer.name) for layer in layers) + ")$" if layers else r"^(.+)$"
 
     @property
     def default_size(self) -> int:
@@ -101,6 +112,15 @@ class HubSpec:
         if weights not in ("imagenet", "none"):
             load_backbone_weights(backbone, self, weights)
         return backbone
+
+
+def transformer_layers(backbone) -> list:
+    """The backbone's transformer layers: the keras-hub layer class repeated most among its units."""
+    from kerastl.models.backbones import backbone_units, repeated_hub_layers
+
+    units = backbone_units(backbone)
+    repeated = repeated_hub_layers(units)
+    return [layer for layer in units if type(layer) is repeated] if repeated else []
 
 
 def hub_spec(name: str) -> HubSpec:

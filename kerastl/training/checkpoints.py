@@ -5,7 +5,7 @@
 - `phase_<name>/`: Keras `BackupAndRestore` files of the phase in progress (model and optimizer
   state, including the learning-rate schedule's step, and the epoch);
 - `after_<name>.npz`: the model weights when a phase ended (NumPy arrays, no pickle);
-- `best/`: the weights of the epoch with the lowest validation loss so far (`epoch_<N>.npz`) and
+- `best/`: the weights of the best epoch so far by `results.monitor` (`epoch_<N>.npz`) and
   `best.json` naming it, written after the weights (`best_keeper`).
 
 A history row is written before the backup of the same epoch, so a kill between the two leaves
@@ -156,26 +156,44 @@ def best_dir(run_dir: Path) -> Path:
 
 
 def read_best(run_dir: Path) -> dict | None:
-    """`{"epoch", "val_loss", "file"}` of the best epoch kept so far, or None."""
+    """`{"epoch", "monitor", "val_accuracy", "val_loss", "file"}` of the best epoch kept so far, or None."""
     file = best_dir(run_dir) / "best.json"
     return json.loads(file.read_text()) if file.is_file() else None
 
 
-def best_keeper(model, run_dir: Path):
+def is_better(logs: dict, best: dict | None, monitor: str) -> bool:
+    """Whether an epoch's validation `logs` beat the `best` so far: `val_accuracy` higher (equal: `val_loss`
+    lower), or `val_loss` lower.
+
+    Example:
+        >>> is_better({"val_accuracy": 0.9, "val_loss": 0.4}, {"val_accuracy": 0.9, "val_loss": 0.3}, "val_accuracy")
+        False
+    """
+    if best is None:
+        return True
+    loss_lower = logs["val_loss"] < best["val_loss"]
+    if monitor == "val_loss":
+        return loss_lower
+    accuracy, best_accuracy = logs["val_accuracy"], best.get("val_accuracy", -1.0)
+    return accuracy > best_accuracy or (accuracy == best_accuracy and loss_lower)
+
+
+def best_keeper(model, run_dir: Path, monitor: str = "val_accuracy"):
     """A Keras callback keeping the weights of `model` (the full model, also when `fit` trains its head
-    on cached features) from the epoch with the lowest validation loss of the whole run, every phase."""
+    on cached features) from the best epoch of the whole run, every phase, by `monitor` (`is_better`)."""
     import keras
 
     folder = best_dir(run_dir)
 
     class BestKeeper(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            loss, best = (logs or {}).get("val_loss"), read_best(run_dir)
-            if loss is None or (best is not None and best["val_loss"] <= loss):
+            logs = logs or {}
+            if "val_loss" not in logs or not is_better(logs, read_best(run_dir), monitor):
                 return
             name = f"epoch_{epoch + 1}.npz"
             save_weights(model, folder / name)
-            write_json(folder / "best.json", {"epoch": epoch + 1, "val_loss": float(loss), "file": name})
+            scores = {key: float(logs[key]) for key in ("val_accuracy", "val_loss")}
+            write_json(folder / "best.json", {"epoch": epoch + 1, "monitor": monitor, **scores, "file": name})
             for old in folder.glob("epoch_*.npz"):
                 if old.name != name:
                     old.unlink()

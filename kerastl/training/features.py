@@ -24,6 +24,7 @@ from kerastl.models.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
 from kerastl.data.store import ArrayStore
+from kerastl.models.backbones import backbone_input
 from kerastl.models.classifier import model_facts
 from kerastl.training.distribute import Engine
 
@@ -112,7 +113,7 @@ def _augmented_extractor(model, augmentation):
     class AugmentedFeatures(keras.Model):
         def call(self, images):
             x = augmentation(preprocess(images), training=True)
-            return pool(backbone(normalize(x), training=False))
+            return pool(backbone(backbone_input(backbone, normalize(x)), training=False))
 
     return AugmentedFeatures()
 

@@ -79,7 +79,8 @@ def _save_models(model, run_dir: Path, cfg: Config, splits: Splits, progress: Pr
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
     if best is not None:
-        kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": "val_loss", "val_loss": best["val_loss"]}
+        scores = {key: best[key] for key in ("val_accuracy", "val_loss") if key in best}
+        kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": best.get("monitor", "val_loss"), **scores}
         last_weights = model.get_weights()
         load_weights(model, best_dir(run_dir) / best["file"])
         if any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):

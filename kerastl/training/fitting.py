@@ -138,7 +138,7 @@ def phase_callbacks(
 
     callbacks = [history_recorder(progress, phase.name)]  # before the backup: see kerastl.training.checkpoints
     if cfg.results.keep == "best" and validated:
-        callbacks.append(best_keeper(model, run_dir))  # before the backup too: an epoch redone after a kill is kept again
+        callbacks.append(best_keeper(model, run_dir, cfg.results.monitor))  # before the backup too: an epoch redone after a kill is kept again
     callbacks += [
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored

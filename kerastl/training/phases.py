@@ -17,7 +17,7 @@ import numpy as np
 
 from kerastl.config import LossConfig, PhaseConfig, parse_unfreeze
 from kerastl.errors import ConfigError, KerastlError
-from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, get_backbone
+from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, backbone_units, get_backbone
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,9 @@ def set_trainable(model, phase: PhaseConfig) -> list[str]:
     if kind == "lora":
         enable_lora(backbone, rank, phase.name)
         return [layer.name for layer in backbone._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False)]
-    layers = backbone.layers
+    layers = backbone_units(backbone)  # a keras-hub transformer encoder: its transformer layers
     start = first_unfrozen(layers, backbone_spec(model), phase)
-    backbone.trainable = start < len(layers)
+    backbone.trainable = start < len(layers)  # Keras sets every sublayer; then each unit on its own
     for index, layer in enumerate(layers):
         is_bn = isinstance(layer, keras.layers.BatchNormalization)
         layer.trainable = index >= start and (not is_bn or phase.bn == "train")
@@ -139,12 +139,13 @@ def first_unfrozen(layers: list, spec: BackboneSpec, phase: PhaseConfig) -> int:
 
 def lr_multipliers(model, decay: float) -> dict[str, float]:
     """Learning-rate multiplier per trainable backbone variable path: 1 in the top block, times
-    `decay` for each block deeper (layers before the first block count one block deeper still)."""
-    backbone = model.get_layer(BACKBONE_LAYER_NAME)
-    blocks = backbone_blocks(backbone.layers, backbone_spec(model))
+    `decay` for each block deeper (layers before the first block count one block deeper still; in a
+    transformer, each transformer layer is a block and the embeddings are below the first)."""
+    layers = backbone_units(model.get_layer(BACKBONE_LAYER_NAME))
+    blocks = backbone_blocks(layers, backbone_spec(model))
     starts = [block.start for block in blocks]
     multipliers = {}
-    for index, layer in enumerate(backbone.layers):
+    for index, layer in enumerate(layers):
         depth = len(starts) - int(np.searchsorted(starts, index, side="right"))  # 0 = top block
         for variable in layer.trainable_weights:
             multipliers[variable.path] = decay**depth
