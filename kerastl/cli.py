@@ -166,7 +166,10 @@ def pretrain(config_path, output, overrides, quiet):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @reports_errors
 def evaluate(run_dir, data, tta, explain, quiet):
-    """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json."""
+    """Evaluate a run's model; writes RUN_DIR/evaluation/metrics.json.
+
+    RUN_DIR/model_last.keras (any .keras file of a run) is evaluated into RUN_DIR/evaluation_model_last/.
+    """
     _import_tensorflow_quietly()
     from kerastl.analysis.evaluation import evaluate as run_evaluation
 

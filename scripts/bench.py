@@ -312,9 +312,10 @@ def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: d
         for seed in range(seeds):
             for recipe, overrides in chosen.items():
                 base = ["model.backbone=vgg16", f"model.weights={weights}", f"seed={seed}", *task_overrides]
-                metrics = _train([*base, *overrides], work / f"{task}-{recipe}-{seed}")
+                run_dir = work / f"{task}-{recipe}-{seed}"
+                metrics = _train([*base, *overrides], run_dir)
                 runs[recipe].append({"test_accuracy": metrics["test_accuracy"], "seconds": metrics["wall_seconds"],
-                                     "warnings": metrics["warnings"]})
+                                     "warnings": metrics["warnings"], **_kept(metrics["kept"], run_dir)})
                 if recipe == "lp_ft":
                     for baseline in ("linear_probe", "knn"):
                         runs[baseline].append({"test_accuracy": metrics["baselines"][baseline]["test_accuracy"]})
@@ -322,11 +323,22 @@ def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: d
     return {"seeds": seeds, "tasks": LEARNING_TASKS, "recipes": LEARNING_RECIPES, **results}
 
 
+def _kept(kept: dict, run_dir: Path) -> dict:
+    """The epoch `model.keras` holds, and the test accuracy of the last epoch's weights (`model_last.keras`)."""
+    from kerastl.analysis.evaluation import evaluate
+
+    last = evaluate(run_dir / kept["also_kept"])["accuracy"] if "also_kept" in kept else None
+    return {"kept_epoch": kept["epoch"], "last_epoch": kept["last_epoch"], "last_test_accuracy": last}
+
+
 def _mean_std(runs: list[dict]) -> dict:
     accuracies = [run["test_accuracy"] for run in runs]
     summary = {"runs": runs, "mean": float(np.mean(accuracies)), "std": float(np.std(accuracies))}
     if "seconds" in runs[0]:
         summary["seconds"] = float(np.mean([run["seconds"] for run in runs]))
+    if "kept_epoch" in runs[0]:  # what keeping the last epoch instead would have scored
+        last = [run["test_accuracy"] if run["last_test_accuracy"] is None else run["last_test_accuracy"] for run in runs]
+        summary.update(last_mean=float(np.mean(last)), kept_epochs=[f"{run['kept_epoch']}/{run['last_epoch']}" for run in runs])
     return summary
 
 
@@ -418,6 +430,14 @@ def _learning_table(r: dict) -> list[str]:
             seconds = f" ({cell['seconds']:.0f} s)" if "seconds" in cell else ""
             cells.append(f"{cell['mean']:.3f} ± {cell['std']:.3f}{seconds}")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines += ["", "The epoch `model.keras` holds (`results.keep: best`, by validation accuracy), per seed, and the mean "
+              "test accuracy the last epoch's weights (`model_last.keras`) would have had:", "",
+              "| recipe | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for recipe, title in titles.items():
+        cells = [r[task][recipe] for task in tasks]
+        if all("kept_epochs" in cell for cell in cells):
+            lines.append(f"| {title} | " + " | ".join(
+                f"epochs {', '.join(cell['kept_epochs'])}: {cell['mean']:.3f}; last {cell['last_mean']:.3f}" for cell in cells) + " |")
     return lines
 
 

@@ -112,6 +112,25 @@ def test_temperature_is_fitted_on_validation_and_saved_in_the_model(trained_run)
     assert temperature(trained_run.model) == pytest.approx(calibration["temperature"], rel=1e-5)
 
 
+def test_evaluate_a_runs_other_model_file_into_its_own_folder(trained_run, tmp_path):
+    import shutil
+
+    from kerastl.analysis.evaluation import evaluate
+
+    run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    first = (run_dir / "evaluation" / "metrics.json").read_text()
+    model = load_model(run_dir)
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()
+    logits.set_weights([np.zeros_like(kernel), np.eye(len(bias), dtype=bias.dtype)[0] * 10])  # always class 0
+    model.save(run_dir / "always_first.keras")
+    report = evaluate(run_dir / "always_first.keras")
+    labels = np.load(run_dir / "heldout.npz")["labels"]
+    assert report["accuracy"] == pytest.approx(np.mean(labels == 0))
+    assert (run_dir / "evaluation_always_first" / "metrics.json").is_file()
+    assert (run_dir / "evaluation" / "metrics.json").read_text() == first  # model.keras's evaluation untouched
+
+
 def test_keep_last_and_no_calibration(tmp_path):
     from kerastl.training.trainer import train
 

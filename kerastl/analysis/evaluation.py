@@ -28,9 +28,10 @@ from kerastl.rundir import atomic_path, read_labels, run_config, write_json
 
 def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose: int | str = 0, explain: bool = False) -> dict:
     """Evaluate a run's model and write `RUN/evaluation/` (see `write_evaluation`); refresh `report.md` and `MODEL_CARD.md`.
+    Another model file of the run (`RUN/model_last.keras`) is evaluated into `RUN/evaluation_model_last/`.
 
     Args:
-        run: a run directory (or its `model.keras`).
+        run: a run directory (its `model.keras`), or a `.keras` file in one.
         data: a labelled source (`csv:PATH`, `folder:PATH`, ...) read with the run's data options;
             None re-creates the run's test split (same seed), or its validation split if it has no test split.
         tta: test-time augmentation passes (1 = none), averaged.
@@ -47,9 +48,11 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     Example:
         >>> evaluate("runs/quickstart")["per_class"]["5"]["recall"]
     """
-    run_dir = Path(run).parent if Path(run).is_file() else Path(run)  # a run directory or its model.keras
+    run_dir = Path(run).parent if Path(run).is_file() else Path(run)  # a run directory or one of its .keras files
+    model_file = Path(run) if Path(run).is_file() else run_dir / "model.keras"
+    folder = run_dir / ("evaluation" if model_file.name == "model.keras" else f"evaluation_{model_file.stem}")
     cfg = run_config(run_dir)
-    model = load_model(run_dir)
+    model = load_model(model_file)
     class_names = read_labels(run_dir)
     source, described = _evaluation_source(run_dir, cfg, data, model, class_names, progress=verbose != 0)
     probabilities = tta_probabilities(
@@ -57,8 +60,8 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
         source.images, cfg.augment, tta, seed=cfg.seed,
     )
     heatmaps = (lambda images: gradcam(model, images)[0]) if explain else None
-    report = write_evaluation(run_dir / "evaluation", source, probabilities, class_names, described, temperature(model), tta, heatmaps)
-    if (run_dir / "metrics.json").is_file():
+    report = write_evaluation(folder, source, probabilities, class_names, described, temperature(model), tta, heatmaps)
+    if folder.name == "evaluation" and (run_dir / "metrics.json").is_file():  # the report and card describe model.keras
         write_report(run_dir)
         write_model_card(run_dir)
     return report
