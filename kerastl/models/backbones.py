@@ -39,7 +39,10 @@ class BackboneSpec:
     kerastl then lets the backbone pool (its `pooling` argument), so the features are the ones its
     weights were trained to give. `imagenet` says whether Keras has ImageNet weights for it
     (`model.weights: imagenet`); `params` and `feature_dim` are for `kerastl backbones` and are
-    checked against the built model by the tests.
+    checked against the built model by the tests. `tokens` says how a backbone giving a token sequence
+    is pooled ("class" token or "mean"; None for a feature map) and `pretrained` what `weights: imagenet`
+    loads; a keras-hub preset (`kerastl.models.hub.HubSpec`) reads both, and its normalization's
+    `scale_offset`, from the preset.
     """
 
     name: str
@@ -53,6 +56,17 @@ class BackboneSpec:
     min_size: int = 32
     pools_inside: bool = False
     imagenet: bool = True
+    tokens: Optional[str] = None
+    pretrained: str = "imagenet"
+
+    @property
+    def scale_offset(self) -> tuple[None, None]:
+        """The per-channel scale and offset of an "affine" normalization; the modes above need none."""
+        return None, None
+
+    def build(self, weights: str, input_size: int, options: dict | None = None, **overrides):
+        """The backbone (see `create_backbone`)."""
+        return _build_application(self, weights, input_size, options, **overrides)
 
 
 class BackboneRegistry(Registry):
@@ -184,8 +198,10 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
         WeightsError: ImageNet weights cannot be fetched, or the file does not fit this backbone.
         ConfigError: `options` holds an argument the constructor does not take.
     """
-    if spec.module == "keras_hub":
-        return spec.build(weights, input_size, options)
+    return spec.build(weights, input_size, options, **overrides)
+
+
+def _build_application(spec: BackboneSpec, weights: str, input_size: int, options: dict | None, **overrides):
     constructor = _constructor(spec)
     kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
     if weights == "imagenet":

@@ -141,7 +141,7 @@ def build_model(
         "feature_layer": FEATURE_LAYER,
         "normalization": spec.preprocess,
         "input_size": size,
-        "weights": "none" if weights == "none" else "file" if weights != "imagenet" else "preset" if spec.module == "keras_hub" else "imagenet",
+        "weights": "none" if weights == "none" else "file" if weights != "imagenet" else spec.pretrained,
     }
     model_name = "kerastl_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)  # a hub:/path name holds "/" and ":"
     return ImageClassifier(inputs, outputs, name=model_name, facts=facts)
@@ -155,7 +155,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     layers = augmentation_layers(augment, seed) if augment is not None else []
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
-    scale, offset = spec.scale_offset if spec.preprocess == "affine" else (None, None)
+    scale, offset = spec.scale_offset
     x = Normalize(spec.preprocess, scale=scale, offset=offset, name="normalize")(x)
     pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
     backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)
@@ -165,7 +165,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     x = backbone(backbone_input(backbone, x), training=backbone_training)
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
     head = replace(model_cfg.head, norm=norm)
-    return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside, getattr(spec, "tokens", None))
+    return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside, spec.tokens)
 
 
 def set_batchnorm_momentum(backbone, momentum: float) -> None:

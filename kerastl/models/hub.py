@@ -45,7 +45,7 @@ class HubSpec:
     preprocess: str = "affine"
     min_size: int = 32
     imagenet: bool = True  # model.weights: imagenet loads the preset's weights
-    module: str = "keras_hub"
+    pretrained: str = "preset"
 
     @property
     def preset(self) -> str:
@@ -97,8 +97,9 @@ class HubSpec:
         """The preset's ImageConverter scale and offset (per channel), for `Normalize("affine")`."""
         return _converter_scale_offset(self.preset)
 
-    def build(self, weights: str, input_size: int, options: Optional[dict] = None):
-        """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file."""
+    def build(self, weights: str, input_size: int, options: Optional[dict] = None, pooling: Optional[str] = None):
+        """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file
+        (`pooling` is not used: a vision tower that pools does so with its own attention)."""
         from kerastl.models.backbones import load_backbone_weights
 
         if options:
