@@ -29,6 +29,7 @@ ARCHITECTURES = {  # preset -> (keras-hub class, constructor arguments of that p
         input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128, 256, 512],
         stackwise_num_blocks=[3, 4, 6, 3], stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block",
         image_shape=(224, 224, 3))),
+    "efficientnet_b0_ra_imagenet": ("EfficientNetBackbone", "efficientnet_b0"),  # keras-hub's own config for timm's B0
 }
 
 
@@ -43,12 +44,17 @@ def main() -> None:
     from kerastl.config import ModelConfig
     from kerastl.models.classifier import build_model
 
-    catalogue = {name: preset["metadata"]["params"] for family in ("ViTBackbone", "DINOV2Backbone", "SigLIPBackbone", "ResNetBackbone")
+    from keras_hub.src.utils.timm.convert_efficientnet import convert_backbone_config
+
+    catalogue = {name: preset["metadata"]["params"] for family in ("ViTBackbone", "DINOV2Backbone", "SigLIPBackbone", "ResNetBackbone",
+                                                                   "EfficientNetBackbone")
                  for name, preset in getattr(keras_hub.models, family).presets.items()}
     images = np.random.default_rng(0).integers(0, 256, size=(args.images, 224, 224, 3), dtype=np.uint8)
     print(f"{'model.backbone':<36} {'backbone params':>15} {'catalogue':>13} {'images/s':>9}")
     for preset, (family, arguments) in ARCHITECTURES.items():
         folder = Path(tempfile.mkdtemp(prefix="kerastl-hub-")) / preset
+        if isinstance(arguments, str):  # a timm architecture: the configuration keras-hub converts it with
+            arguments = {**convert_backbone_config({"architecture": arguments}), "input_shape": (224, 224, 3)}
         backbone = getattr(keras_hub.models, family)(**arguments)
         backbone.save_to_preset(str(folder))
         keras_hub.layers.ImageConverter(image_size=(224, 224), scale=1 / 127.5, offset=-1.0).save_to_preset(str(folder))

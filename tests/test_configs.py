@@ -4,20 +4,37 @@ from pathlib import Path
 
 import pytest
 
-from kerastl.models.backbones import create_backbone
 from kerastl.config import load_config
+from kerastl.models.backbones import backbone_units, create_backbone, get_backbone
+from kerastl.models.hub import is_hub
 from kerastl.training.phases import first_unfrozen
-from kerastl.models.backbones import get_backbone
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 
 
+def hub_stand_in(preset: str, folder: Path) -> str:
+    """A local preset of the family and depth of a keras-hub catalogue preset, narrow and with random weights
+    (the real one downloads): `hub:DIR`."""
+    keras_hub = pytest.importorskip("keras_hub")
+    published = {"dinov2_small": lambda: keras_hub.models.DINOV2Backbone(
+        patch_size=14, num_layers=12, hidden_dim=24, num_heads=2, intermediate_dim=48, image_shape=(224, 224, 3),
+        position_embedding_shape=(518, 518, 3))}
+    published[preset]().save_to_preset(str(folder))
+    keras_hub.layers.ImageConverter(image_size=(224, 224), scale=1 / 255).save_to_preset(str(folder))
+    return f"hub:{folder}"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_config_loads_and_unfreeze_scopes_exist(path):
+def test_config_loads_and_unfreeze_scopes_exist(path, tmp_path):
     cfg = load_config(path)
-    spec = get_backbone(cfg.model.backbone)
-    backbone = create_backbone(spec, "none", max(32, spec.min_size), cfg.model.backbone_options)
+    backbone_name = cfg.model.backbone
+    if is_hub(backbone_name):
+        backbone_name = hub_stand_in(backbone_name[len("hub:"):], tmp_path / "preset")
+    spec = get_backbone(backbone_name)
+    backbone = create_backbone(spec, "none", spec.default_size if is_hub(backbone_name) else max(32, spec.min_size),
+                               cfg.model.backbone_options)
+    layers = backbone_units(backbone)
     for phase in cfg.phases:
-        start = first_unfrozen(backbone.layers, spec, phase)
-        assert 0 <= start <= len(backbone.layers)
-        assert (start == len(backbone.layers)) == (phase.unfreeze is None)
+        start = first_unfrozen(layers, spec, phase)
+        assert 0 <= start <= len(layers)
+        assert (start == len(layers)) == (phase.unfreeze is None)
