@@ -78,6 +78,13 @@ def test_multi_label_run_trains_evaluates_predicts_and_exports(tagged_csv, tmp_p
     assert is_multi_label(model) and model.loss.__class__.__name__ == "BinaryCrossentropy"
     probabilities = model.predict(np.zeros((2, 8, 8, 1), "uint8"), verbose=0)
     assert probabilities.shape == (2, 3) and not np.allclose(probabilities.sum(axis=1), 1)  # independent sigmoids
+    from kerastl.config import load_config
+    from kerastl.data.pipeline import load_splits, make_dataset
+
+    cfg = load_config(tmp_path / "run" / "config.yaml")
+    loss, label_accuracy = model.evaluate(make_dataset(load_splits(cfg.data, cfg.seed).test, 16), verbose=0)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test_loss"] == pytest.approx(loss, abs=1e-5) and metrics["test_accuracy"] == pytest.approx(label_accuracy, abs=1e-6)
 
     assert run("evaluate", tmp_path / "run", "--quiet").exit_code == 0
     report = json.loads((tmp_path / "run" / "evaluation" / "metrics.json").read_text())

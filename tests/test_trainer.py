@@ -37,6 +37,18 @@ def test_metrics_json(trained_run):
     assert metrics == trained_run.metrics
 
 
+def test_final_metrics_are_what_keras_evaluate_measures(trained_run):
+    """metrics.json's loss and accuracy come from one predict per split; they equal model.evaluate's."""
+    from kerastl.data.pipeline import load_splits, make_dataset
+
+    cfg = load_config(trained_run.run_dir / "config.yaml")
+    splits = load_splits(cfg.data, cfg.seed)
+    for prefix, source in (("val", splits.validation), ("test", splits.test)):
+        loss, accuracy = trained_run.model.evaluate(make_dataset(source, 16), verbose=0)
+        assert trained_run.metrics[f"{prefix}_loss"] == pytest.approx(loss, abs=1e-5)
+        assert trained_run.metrics[f"{prefix}_accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
 def test_saved_model_predicts_like_the_trained_one(trained_run):
     from kerastl.data.sources import read_source
 

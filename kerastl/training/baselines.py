@@ -8,7 +8,7 @@ training, `prediction_health` flags a model whose predictions collapsed to one c
 Example:
     >>> baselines = start_head(model, cfg, splits, init=True)       # before the phases
     >>> baselines["linear_probe"]["test_accuracy"]
-    >>> prediction_health(model, splits.test, batch_size=32)["collapsed"]
+    >>> prediction_health(model.predict(test_images), splits.test)["collapsed"]
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from kerastl.config import Config
-from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.data.pipeline import Splits
 from kerastl.training.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
 
 COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the images ...
@@ -97,14 +97,14 @@ def init_head_from_probe(model, probe: LinearProbe) -> None:
     output.set_weights([kernel.astype(np.float32), probe.intercept.astype(np.float32)])
 
 
-def prediction_health(model, source, batch_size: int) -> dict:
-    """How the model's predictions on `source` spread over the classes, and whether they collapsed.
+def prediction_health(probabilities: np.ndarray, source) -> dict:
+    """How a model's predictions (`probabilities` [N, K] on `source`'s N images) spread over the classes,
+    and whether they collapsed.
 
     `collapsed`: one class takes at least 90% of the predictions and at least 25 points more than
     its share of the true labels. `at_chance`: accuracy no better than always answering the most
     common true class.
     """
-    probabilities = model.predict(make_dataset(source, batch_size), verbose=0)
     predicted = np.argmax(probabilities, axis=1)
     num_classes = probabilities.shape[1]
     predicted_share = np.bincount(predicted, minlength=num_classes) / len(predicted)

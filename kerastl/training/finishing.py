@@ -43,7 +43,8 @@ def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, pr
     kept, calibration = _save_models(model, run_dir, cfg, splits, progress)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
     tested = load_model(run_dir / "model.keras") if engine.distributed else model
-    metrics = {**final_metrics(tested, cfg, splits, progress.phases, progress.baselines), "kept": kept}
+    predictions = predict_splits(tested, cfg, splits)
+    metrics = {**final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines), "kept": kept}
     metrics.update(_run_facts(plan, progress, engine, splits, calibration))
     if cfg.distill is not None:
         metrics["distillation"] = compare_with_teacher(cfg, tested, splits, metrics)
@@ -52,7 +53,7 @@ def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, pr
     write_json(run_dir / "metrics.json", metrics)
     plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
     if cfg.results.evaluation:
-        _evaluate_held_out(tested, run_dir, cfg, splits)
+        _evaluate_held_out(tested, predictions, run_dir, splits)
     write_report(run_dir)
     write_model_card(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
@@ -101,17 +102,35 @@ def _save_calibrated(model, target: Path, cfg: Config, splits: Splits) -> Option
     return calibration
 
 
-def _evaluate_held_out(model, run_dir: Path, cfg: Config, splits: Splits) -> None:
+def _evaluate_held_out(model, predictions: dict, run_dir: Path, splits: Splits) -> None:
     """What `kerastl evaluate` writes, on the held-out split (test, else validation), into RUN_DIR/evaluation."""
     split, source = splits.held_out()
     if source is None:
         return
-    probabilities = model.predict(make_dataset(source, cfg.data.batch_size), verbose=0)
-    write_evaluation(run_dir / "evaluation", source, probabilities, splits.class_names, f"{split} split", temperature(model))
+    write_evaluation(run_dir / "evaluation", source, predictions[split], splits.class_names, f"{split} split", temperature(model))
 
 
-def final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict]) -> dict:
-    """Loss and accuracy on the validation and test splits, prediction health, baselines and warnings."""
+def predict_splits(model, cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
+    """The model's probabilities on the validation and test splits (one pass each: every final measure reads them)."""
+    return {name: model.predict(make_dataset(source, cfg.data.batch_size), verbose=0)
+            for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
+
+
+def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss) -> tuple[float, float]:
+    """What `model.evaluate` reports for `probabilities` on `source`: the compiled `loss` and accuracy
+    (categorical, or binary per label at 0.5 for multi-label sources)."""
+    if source.multi_label:
+        targets = np.asarray(source.labels, np.float32)
+        accuracy = np.mean((probabilities > 0.5) == (targets > 0.5))
+    else:
+        targets = np.eye(num_classes, dtype=np.float32)[source.labels]
+        accuracy = np.mean(np.argmax(probabilities, axis=1) == source.labels)
+    return float(loss(targets, probabilities)), float(accuracy)
+
+
+def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict]) -> dict:
+    """Loss (the compiled `loss`) and accuracy on the validation and test splits from their `predictions`,
+    prediction health, baselines and warnings."""
     metrics: dict = {
         "name": cfg.name,
         "backbone": cfg.model.backbone,
@@ -120,17 +139,17 @@ def final_metrics(model, cfg: Config, splits: Splits, phase_metrics: dict, basel
         "num_images": {"train": len(splits.train)},
         "phases": phase_metrics,
     }
-    for split_name, source in (("val", splits.validation), ("test", splits.test)):
-        if source is None:
+    for name, prefix in (("validation", "val"), ("test", "test")):
+        if name not in predictions:
             continue
-        loss, accuracy = model.evaluate(make_dataset(source, cfg.data.batch_size), verbose=0)
-        metrics[f"{split_name}_loss"] = round(float(loss), 6)
-        metrics[f"{split_name}_accuracy"] = round(float(accuracy), 6)
-        metrics["num_images"]["validation" if split_name == "val" else "test"] = len(source)
-    checked = [(name, source) for name, source in (("test", splits.test), ("validation", splits.validation)) if source is not None]
-    if checked and not cfg.data.multi_label:
-        name, source = checked[0]
-        metrics["health"] = {"split": name, **prediction_health(model, source, cfg.data.batch_size)}
+        source = getattr(splits, name)
+        split_loss, accuracy = _loss_and_accuracy(predictions[name], source, len(splits.class_names), loss)
+        metrics[f"{prefix}_loss"] = round(split_loss, 6)
+        metrics[f"{prefix}_accuracy"] = round(accuracy, 6)
+        metrics["num_images"][name] = len(source)
+    name, source = splits.held_out()
+    if source is not None and not cfg.data.multi_label:
+        metrics["health"] = {"split": name, **prediction_health(predictions[name], source)}
     if baselines is not None:
         metrics["baselines"] = baselines
     metrics["warnings"] = [w for w in (health_warning(metrics.get("health")), probe_warning(metrics)) if w]
