@@ -18,14 +18,23 @@ IMAGENET_OFFSET = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]
 
 
 def tiny_presets():
-    """One small backbone of each family, random weights, 32 px."""
+    """One small backbone of each family, random weights, 32 px; the image-text presets ("clip",
+    "siglip_pair") hold a text tower too, as the catalogue's do."""
     models = keras_hub.models
+    text = dict(vocabulary_size=16, embedding_dim=16, hidden_dim=16, num_layers=1, num_heads=2, intermediate_dim=32,
+                max_sequence_length=8)
     return {
         "vit": models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64),
         "dinov2": models.DINOV2Backbone(patch_size=8, num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64,
                                         image_shape=(32, 32, 3), position_embedding_shape=(32, 32, 3)),
         "siglip": models.SigLIPVisionEncoder(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, intermediate_dim=64,
                                              image_shape=(32, 32, 3)),
+        "siglip_pair": models.SigLIPBackbone(
+            models.SigLIPVisionEncoder(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, intermediate_dim=64,
+                                       image_shape=(32, 32, 3)), models.SigLIPTextEncoder(**text)),
+        "clip": models.CLIPBackbone(
+            models.CLIPVisionEncoder(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, intermediate_dim=64,
+                                     image_shape=(32, 32, 3)), models.CLIPTextEncoder(**text), projection_dim=16),
         "resnet": models.ResNetBackbone(input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 64],
                                         stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block"),
         "efficientnet": models.EfficientNetBackbone(
@@ -47,6 +56,7 @@ def presets(tmp_path_factory):
 
 
 @pytest.mark.parametrize("family, pooling", [("vit", "TokenPooling"), ("dinov2", "TokenPooling"), ("siglip", "Identity"),
+                                             ("siglip_pair", "Identity"), ("clip", "TokenPooling"),
                                              ("resnet", "GlobalAveragePooling2D"), ("efficientnet", "GlobalAveragePooling2D")])
 def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pooling):
     from kerastl.config import ModelConfig
@@ -55,16 +65,18 @@ def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pool
     model = build_model(ModelConfig(backbone=f"hub:{presets / family}", weights="imagenet"), 3, (8, 8, 1))
     assert model.input.dtype == "uint8" and model.output.shape == (None, 3)
     assert type(model.get_layer("pool")).__name__ == pooling
+    assert getattr(model.get_layer("pool"), "mode", "class") == "class"  # ViT, DINOv2, CLIP: the class token
     normalize = model.get_layer("normalize")
     assert normalize.mode == "affine" and normalize.scale == pytest.approx(IMAGENET_SCALE)
     saved = keras_hub.models.Backbone.from_preset(str(presets / family))
-    for mine, theirs in zip(model.get_layer("backbone").weights, saved.weights):  # the preset's weights, loaded
+    tower = getattr(saved, "vision_encoder", saved)  # an image-text preset gives its vision tower only
+    for mine, theirs in zip(model.get_layer("backbone").weights, tower.weights, strict=True):  # the preset's weights
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     assert model.facts["backbone"] == f"hub:{presets / family}" and model.facts["normalization"] == "affine"
 
 
 @pytest.mark.parametrize("family", [
-    "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "siglip", "resnet", "efficientnet")),  # 25-40 s each
+    "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "siglip", "clip", "resnet", "efficientnet")),  # 25-40 s each
 ])
 def test_a_hub_backbone_trains_caches_finetunes_exports_and_predicts(presets, family, tmp_path):
     from kerastl.deploy.export import export
@@ -188,6 +200,7 @@ def _hub_model(presets, family):
     ("vit", ["transformer_block_2", "ln"], "transformer_block_1"),
     ("dinov2", ["layers_1", "backbone_layernorm"], "layers_0"),
     ("siglip", ["backbone_encoder_block_1", "backbone_post_layer_norm", "backbone_head"], "backbone_encoder_block_0"),
+    ("clip", ["backbone_encoder_block_1", "backbone_layer_norm"], "backbone_encoder_block_0"),
     ("efficientnet", ["block2a_expand_conv", "block2b_project", "top_conv"], "block1a_project"),
 ])
 def test_blocks_and_layerwise_decay_count_transformer_layers_and_stages(presets, family, last_block, below):

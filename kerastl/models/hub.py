@@ -3,9 +3,9 @@
 
 A hub backbone is used like any other: its preset's ImageConverter scale and offset become the model's
 `Normalize("affine")` layer (the resize is kerastl's own `Preprocess`), so the model and its exports
-take raw `uint8` pixels; a backbone whose output is a token sequence (ViT, DINOv2) is pooled as its
-preset's classifier pools (class token, or the mean of the patch tokens without one); a SigLIP or
-CLIP preset gives its vision tower, which pools itself. `model.weights: imagenet` (the default)
+take raw `uint8` pixels; a backbone whose output is a token sequence (ViT, DINOv2, CLIP's vision tower)
+is pooled as its preset's model pools (class token, or the mean of the patch tokens without one); an
+image-text preset (SigLIP, CLIP) gives its vision tower only, and SigLIP's pools itself (attention pooling). `model.weights: imagenet` (the default)
 loads the preset's own weights, `none` builds it with random weights, a file path loads that file.
 
 Example:
@@ -81,7 +81,7 @@ class HubSpec:
 
     @property
     def pools_inside(self) -> bool:
-        """Whether the backbone gives one vector per image (a SigLIP/CLIP vision tower's attention pooling)."""
+        """Whether the backbone gives one vector per image (a SigLIP vision tower's attention pooling)."""
         return len(self._skeleton.output_shape) == 2
 
     @property
