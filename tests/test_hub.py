@@ -27,6 +27,8 @@ def tiny_presets():
         "vit": models.ViTBackbone(image_shape=(32, 32, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64),
         "dinov2": models.DINOV2Backbone(patch_size=8, num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64,
                                         image_shape=(32, 32, 3), position_embedding_shape=(32, 32, 3)),
+        "dinov3": models.DINOV3Backbone(patch_size=8, num_layers=2, hidden_dim=32, num_heads=2, intermediate_dim=64,
+                                        image_shape=(32, 32, 3)),
         "siglip": models.SigLIPVisionEncoder(patch_size=8, hidden_dim=32, num_layers=2, num_heads=2, intermediate_dim=64,
                                              image_shape=(32, 32, 3)),
         "siglip_pair": models.SigLIPBackbone(
@@ -55,7 +57,8 @@ def presets(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("family, pooling", [("vit", "TokenPooling"), ("dinov2", "TokenPooling"), ("siglip", "Identity"),
+@pytest.mark.parametrize("family, pooling", [("vit", "TokenPooling"), ("dinov2", "TokenPooling"), ("dinov3", "TokenPooling"),
+                                             ("siglip", "Identity"),
                                              ("siglip_pair", "Identity"), ("clip", "TokenPooling"),
                                              ("resnet", "GlobalAveragePooling2D"), ("efficientnet", "GlobalAveragePooling2D")])
 def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pooling):
@@ -65,7 +68,7 @@ def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pool
     model = build_model(ModelConfig(backbone=f"hub:{presets / family}", weights="imagenet"), 3, (8, 8, 1))
     assert model.input.dtype == "uint8" and model.output.shape == (None, 3)
     assert type(model.get_layer("pool")).__name__ == pooling
-    assert getattr(model.get_layer("pool"), "mode", "class") == "class"  # ViT, DINOv2, CLIP: the class token
+    assert getattr(model.get_layer("pool"), "mode", "class") == "class"  # ViT, DINOv2/3, CLIP: the class token
     normalize = model.get_layer("normalize")
     assert normalize.mode == "affine" and normalize.scale == pytest.approx(IMAGENET_SCALE)
     saved = keras_hub.models.Backbone.from_preset(str(presets / family))
@@ -76,7 +79,7 @@ def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pool
 
 
 @pytest.mark.parametrize("family", [
-    "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "siglip", "clip", "resnet", "efficientnet")),  # 25-40 s each
+    "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "dinov3", "siglip", "clip", "resnet", "efficientnet")),  # 25-40 s each
 ])
 def test_a_hub_backbone_trains_caches_finetunes_exports_and_predicts(presets, family, tmp_path):
     from kerastl.deploy.export import export
@@ -199,6 +202,7 @@ def _hub_model(presets, family):
 @pytest.mark.parametrize("family, last_block, below", [
     ("vit", ["transformer_block_2", "ln"], "transformer_block_1"),
     ("dinov2", ["layers_1", "backbone_layernorm"], "layers_0"),
+    ("dinov3", ["layers_1", "backbone_layernorm"], "layers_0"),
     ("siglip", ["backbone_encoder_block_1", "backbone_post_layer_norm", "backbone_head"], "backbone_encoder_block_0"),
     ("clip", ["backbone_encoder_block_1", "backbone_layer_norm"], "backbone_encoder_block_0"),
     ("efficientnet", ["block2a_expand_conv", "block2b_project", "top_conv"], "block1a_project"),

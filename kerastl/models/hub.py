@@ -29,7 +29,7 @@ from kerastl.errors import ConfigError, WeightsError
 HUB_PREFIX = "hub:"
 TOKEN_FAMILIES = {"ViTBackbone": "class", "DINOV2Backbone": "class", "DINOV3Backbone": "class"}
 VISION_TOWERS = ("SigLIPBackbone", "CLIPBackbone", "MetaCLIP2Backbone")  # image-text presets: their vision encoder
-LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone", "ResNetBackbone")
+LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "DINOV3Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone", "ResNetBackbone")
 CNN_BLOCKS = {"ResNetBackbone": r"^(stack\d+)_", "EfficientNetBackbone": r"^(block\d)", "VGGBackbone": r"^(block\d)_"}
 
 
