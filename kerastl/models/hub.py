@@ -3,10 +3,11 @@
 
 A hub backbone is used like any other: its preset's ImageConverter scale and offset become the model's
 `Normalize("affine")` layer (the resize is kerastl's own `Preprocess`), so the model and its exports
-take raw `uint8` pixels; a backbone whose output is a token sequence (ViT, DINOv2, CLIP's vision tower)
-is pooled as its preset's model pools (class token, or the mean of the patch tokens without one); an
-image-text preset (SigLIP, CLIP) gives its vision tower only, and SigLIP's pools itself (attention pooling). `model.weights: imagenet` (the default)
-loads the preset's own weights, `none` builds it with random weights, a file path loads that file.
+take raw `uint8` pixels; a backbone whose output is a token sequence (ViT, DINOv2, DINOv3, CLIP's vision
+tower) is pooled as its preset's model pools (class token, or the mean of the patch tokens without one);
+an image-text preset (SigLIP, CLIP) gives its vision tower only, and SigLIP's pools itself (attention
+pooling). `model.weights: imagenet` (the default) loads the preset's own weights, `none` builds it with
+random weights, a file path loads that file.
 
 Example:
     >>> spec = hub_spec("hub:runs/presets/vit_tiny")
@@ -27,9 +28,9 @@ from typing import Optional
 from kerastl.errors import ConfigError, WeightsError
 
 HUB_PREFIX = "hub:"
-TOKEN_FAMILIES = {"ViTBackbone": "class", "DINOV2Backbone": "class", "DINOV3Backbone": "class"}
 VISION_TOWERS = ("SigLIPBackbone", "CLIPBackbone", "MetaCLIP2Backbone")  # image-text presets: their vision encoder
-LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "DINOV3Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone", "ResNetBackbone")
+LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "DINOV3Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone",
+                   "ResNetBackbone")
 CNN_BLOCKS = {"ResNetBackbone": r"^(stack\d+)_", "EfficientNetBackbone": r"^(block\d)", "VGGBackbone": r"^(block\d)_"}
 
 
