@@ -154,6 +154,19 @@ def _random_split(source: ImageSource, fractions: dict[str, float], seed: int) -
     return source.take(np.sort(order[start:])), parts
 
 
+def label_targets(source: ImageSource, num_classes: int) -> np.ndarray:
+    """The [N, K] targets `source`'s labels stand for, as `make_dataset` pairs them with the images: one-hot
+    rows, or the multi-hot rows of a multi-label source as given.
+
+    Example:
+        >>> label_targets(from_arrays(np.zeros((2, 4, 4), "uint8"), [1, 0]), 2).tolist()
+        [[0.0, 1.0], [1.0, 0.0]]
+    """
+    if source.multi_label:
+        return np.asarray(source.labels, np.float64)
+    return np.eye(num_classes)[source.labels]
+
+
 def make_dataset(
     source: ImageSource,
     batch_size: int,

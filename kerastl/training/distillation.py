@@ -25,7 +25,7 @@ import numpy as np
 
 from kerastl.analysis.calibration import scaled_probabilities
 from kerastl.config import Config, apply_override, config_from_dict, config_to_dict
-from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.data.pipeline import Splits, label_targets, make_dataset
 from kerastl.errors import DataError
 from kerastl.models.classifier import LOGITS_LAYER, load_model, model_facts
 from kerastl.rundir import run_config
@@ -94,7 +94,7 @@ def teacher_targets(cfg: Config, splits: Splits, verbose) -> Splits:
     logits_model = keras.Model(teacher.input, teacher.get_layer(LOGITS_LAYER).output)
     logits = logits_model.predict(make_dataset(splits.train, cfg.data.batch_size), verbose=verbose)
     soft = scaled_probabilities(logits, cfg.distill.temperature, facts["multi_label"])
-    hard = splits.train.labels if splits.train.multi_label else np.eye(len(splits.class_names))[splits.train.labels]
+    hard = label_targets(splits.train, len(splits.class_names))
     targets = (cfg.distill.alpha * hard + (1 - cfg.distill.alpha) * soft).astype(np.float32)
     return replace(splits, train_targets=targets)
 

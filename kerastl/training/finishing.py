@@ -19,7 +19,7 @@ from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.plots import plot_curves
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
-from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.data.pipeline import Splits, label_targets, make_dataset
 from kerastl.models.classifier import load_model
 from kerastl.rundir import LAST_MODEL_FILE, atomic_path, write_json
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
@@ -119,11 +119,10 @@ def predict_splits(model, cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
 def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss) -> tuple[float, float]:
     """What `model.evaluate` reports for `probabilities` on `source`: the compiled `loss` and accuracy
     (categorical, or binary per label at 0.5 for multi-label sources)."""
+    targets = label_targets(source, num_classes)
     if source.multi_label:
-        targets = np.asarray(source.labels, np.float32)
         accuracy = np.mean((probabilities > 0.5) == (targets > 0.5))
     else:
-        targets = np.eye(num_classes, dtype=np.float32)[source.labels]
         accuracy = np.mean(np.argmax(probabilities, axis=1) == source.labels)
     return float(loss(targets, probabilities)), float(accuracy)
 
