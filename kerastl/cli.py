@@ -292,6 +292,8 @@ def stats(config_path, overrides):
             f"(mean {values['pixel_mean']:.1f}); per class: "
             + ", ".join(f"{name} {count}" for name, count in values["per_class"].items())
         )
+    for note in result["conversions"]:
+        click.echo(f"Note: {note}", err=True)
     for warning in result["warnings"]:
         click.echo(f"Warning: {warning}", err=True)
 

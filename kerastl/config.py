@@ -52,6 +52,7 @@ class DataConfig:
     sampling: Optional[Literal["balanced"]] = None
     chunk_size: int = 10_000
     out_of_range: Literal["error", "clip"] = "error"
+    pixel_scale: Literal["auto", 255, 1] = "auto"
     bad_images: Literal["error", "skip"] = "error"
     multi_label: bool = False
     label_separator: str = "|"

@@ -19,7 +19,8 @@ IMBALANCE_RATIO = 3.0
 
 
 def data_stats(cfg: Config) -> dict:
-    """Images per split and class, image shape and dtype, pixel range and mean, and an imbalance warning."""
+    """Images per split and class, image shape and dtype, pixel range and mean, the pixel conversions reading
+    applied (`conversions`), and an imbalance warning."""
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     result = {"image_shape": list(splits.train.image_shape), "dtype": str(splits.train.images.dtype),
               "class_names": list(splits.class_names), "splits": {}}
@@ -34,6 +35,7 @@ def data_stats(cfg: Config) -> dict:
             "pixel_max": int(source.images.max()),
             "pixel_mean": round(float(source.images.mean()), 3),
         }
+    result["conversions"] = splits.conversions()
     result["warnings"] = imbalance_warnings(splits)
     return result
 

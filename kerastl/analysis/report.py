@@ -71,6 +71,7 @@ def write_report(run_dir: Path) -> Path:
         lines.append(f"| evaluation accuracy ({evaluation['data']}) | {evaluation['accuracy']:.4f} |")
         lines.append(f"| evaluation macro F1 | {evaluation['macro_avg']['f1']:.4f} |")
     lines += [f"\n**Warning:** {warning}" for warning in metrics.get("warnings", [])]
+    lines += [f"\n**Pixels:** {note}" for note in metrics.get("pixel_conversions", [])]
     if evaluation is not None:
         lines += ["", f"## Per class ({evaluation['data']})", "", *per_class_table(evaluation)]
         lines += confidence_lines(metrics, evaluation)

@@ -15,7 +15,8 @@ import numpy as np
 
 from kerastl.config import DataConfig
 from kerastl.data.pipeline import read_data_source
-from kerastl.data.sources import IMAGE_SUFFIXES, SOURCE_KINDS, is_table, load_image
+from kerastl.data.pictures import IMAGE_SUFFIXES, load_image
+from kerastl.data.sources import SOURCE_KINDS, is_table
 from kerastl.errors import DataError
 
 

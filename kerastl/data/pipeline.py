@@ -39,6 +39,11 @@ class Splits:
     def class_names(self) -> tuple[str, ...]:
         return self.train.class_names
 
+    def conversions(self) -> list[str]:
+        """What reading did to the pixels of any split (a scale, a bit depth, an orientation), each sentence once."""
+        parts = (self.train, self.validation, self.test)
+        return list(dict.fromkeys(note for part in parts if part is not None for note in part.conversions))
+
     def held_out(self) -> tuple[str, Optional[ImageSource]]:
         """The split a run is judged on and its name: test, else validation (None when there is neither)."""
         return ("test", self.test) if self.test is not None else ("validation", self.validation)
@@ -69,6 +74,7 @@ def read_options(
         require_labels=require_labels,
         chunk_size=data.chunk_size,
         out_of_range=data.out_of_range,
+        pixel_scale=data.pixel_scale,
         image_size=image_size,
         channels=data.channels,
         bad_images=data.bad_images,

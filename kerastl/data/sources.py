@@ -19,17 +19,18 @@ from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
 from kerastl.data.builtin import read_builtin
+from kerastl.data.pixels import PixelScale
+from kerastl.data.pictures import IMAGE_SUFFIXES, decode_picture, describe_changes
 from kerastl.data.store import ArrayStore, take_rows
 from kerastl.errors import ConfigError, DataError, KerastlError
 from kerastl.registry import Registry
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ImageSource:
         skipped: files left out because they were not readable images (`bad_images: skip`).
         ids: where each image is in `origin` (str [N]: its file path, or `row K` of a table, K from 1
             for the first data row); None means `row 1` .. `row N` in order (see `image_ids`).
+        conversions: one sentence per pixel conversion applied while reading (a scale, a bit depth, an
+            orientation), for the run log and metrics.json; empty when the pixels were read as stored.
     """
 
     images: np.ndarray
@@ -53,6 +56,7 @@ class ImageSource:
     origin: str
     skipped: tuple[str, ...] = ()
     ids: Optional[np.ndarray] = None
+    conversions: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.images)
@@ -145,7 +149,8 @@ class ReadOptions:
         pixel_layout: "hwc" or "chw": the order of pixels in a table row.
         require_labels: whether a table without the label column is an error.
         chunk_size: rows read at a time from Parquet and from CSVs that need pandas.
-        out_of_range: "error" or "clip" for pixel values outside 0..255.
+        out_of_range: "error" or "clip" for pixel values outside the pixel scale's range.
+        pixel_scale: "auto", 255 or 1: what a table's pixel values are scaled from (`kerastl.data.pixels`).
         image_size: side length image-folder pictures are resized to (square).
         channels: 1 or 3, the channels image-folder pictures are converted to.
         bad_images: "error" or "skip" for unreadable files in image folders.
@@ -162,6 +167,7 @@ class ReadOptions:
     require_labels: bool = True
     chunk_size: int = 10_000
     out_of_range: str = "error"
+    pixel_scale: Union[str, int] = "auto"
     image_size: Optional[int] = None
     channels: int = 3
     bad_images: str = "error"
@@ -253,14 +259,21 @@ def read_source(spec: str, options: Optional[ReadOptions] = None, **changes) -> 
     return kind.read(location, options)
 
 
-def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None, origin: str = "arrays") -> ImageSource:
+def from_arrays(
+    images, labels=None, class_names: Optional[Sequence[str]] = None, origin: str = "arrays", pixel_scale="auto"
+) -> ImageSource:
     """An `ImageSource` from in-memory arrays.
 
     Args:
-        images: integer array [N, H, W] or [N, H, W, C] with values in 0..255.
+        images: array [N, H, W] or [N, H, W, C]: uint8, or numbers read by `pixel_scale`.
         labels: array [N] of class indices (with `class_names`) or of label values; a 0/1 array
             [N, K] for multi-label data (names default to "0".."K-1"); or None.
         class_names: names of the class indices; inferred from `labels` when None.
+        pixel_scale: "auto", 255 or 1: non-uint8 values are 0..255 (rounded) or 0..1 floats (times 255);
+            "auto" takes 0..1 when all values are within 0..1 and some are fractional (see `kerastl.data.pixels`).
+
+    Raises:
+        DataError: a wrong shape, values outside the scale (NaN included), or labels that do not fit.
 
     Example:
         >>> src = from_arrays(np.zeros((4, 8, 8), "uint8"), [0, 1, 0, 1])
@@ -272,12 +285,16 @@ def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
         raise DataError(f"{origin}: images must have shape [N, H, W] or [N, H, W, C] with C in 1, 3, 4; got {images.shape}.")
+    conversions = ()
     if images.dtype != np.uint8:
-        if not np.issubdtype(images.dtype, np.number) or np.isnan(images).any() or images.min() < 0 or images.max() > 255:
-            raise DataError(f"{origin}: images must hold pixel values in 0..255; got dtype {images.dtype}.")
-        images = np.round(images).astype(np.uint8)
+        if not np.issubdtype(images.dtype, np.number) or np.isnan(images).any():
+            raise DataError(f"{origin}: images must hold pixel values (numbers, no NaN); got dtype {images.dtype}.")
+        scale = PixelScale(pixel_scale, origin=origin)
+        flat = images.reshape(len(images), -1).astype(np.float64)
+        images = scale.to_uint8(flat, first_row=0, columns=range(flat.shape[1])).reshape(images.shape)
+        conversions = scale.notes()
     if labels is None:
-        return ImageSource(images, None, tuple(class_names or ()), origin)
+        return ImageSource(images, None, tuple(class_names or ()), origin, conversions=conversions)
     labels = np.asarray(labels)
     if len(labels) != len(images):
         raise DataError(f"{origin}: {len(images)} images but {len(labels)} labels.")
@@ -285,13 +302,13 @@ def from_arrays(images, labels=None, class_names: Optional[Sequence[str]] = None
         names = tuple(map(str, class_names)) if class_names is not None else tuple(str(i) for i in range(labels.shape[1]))
         if len(names) != labels.shape[1] or not np.isin(labels, (0, 1)).all():
             raise DataError(f"{origin}: multi-label labels must be 0/1 with one column per class ({len(names)} names).")
-        return ImageSource(images, labels.astype(np.uint8), names, origin)
+        return ImageSource(images, labels.astype(np.uint8), names, origin, conversions=conversions)
     if class_names is None:
         names, encoded = encode_labels(labels)
-        return ImageSource(images, encoded, names, origin)
+        return ImageSource(images, encoded, names, origin, conversions=conversions)
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(class_names):
         raise DataError(f"{origin}: labels must be class indices 0..{len(class_names) - 1} when class_names are given.")
-    return ImageSource(images, labels.astype(np.int64), tuple(map(str, class_names)), origin)
+    return ImageSource(images, labels.astype(np.int64), tuple(map(str, class_names)), origin, conversions=conversions)
 
 
 def from_dataframe(
@@ -302,8 +319,10 @@ def from_dataframe(
     require_labels: bool = True,
     out_of_range: str = "error",
     origin: str = "DataFrame",
+    pixel_scale="auto",
 ) -> ImageSource:
-    """An `ImageSource` from a DataFrame of pixel rows (a label column plus one column per pixel).
+    """An `ImageSource` from a DataFrame of pixel rows (a label column plus one column per pixel), its pixel
+    values read by `pixel_scale` ("auto", 255 or 1, as `data.pixel_scale`).
 
     Example:
         >>> frame = pd.DataFrame(np.zeros((2, 5), "uint8"), columns=["label", "p0", "p1", "p2", "p3"])
@@ -312,7 +331,7 @@ def from_dataframe(
     """
     options = ReadOptions(
         label_column=label_column, image_shape=image_shape, pixel_layout=pixel_layout, require_labels=require_labels,
-        out_of_range=out_of_range,
+        out_of_range=out_of_range, pixel_scale=pixel_scale,
     )
     return _read_pixel_chunks([frame], list(frame.columns), origin, options)
 
@@ -399,11 +418,12 @@ def _label_sort_key(name: str):
 def _read_pixel_chunks(chunks: Iterable[pd.DataFrame], columns: list, origin: str, options: ReadOptions) -> ImageSource:
     layout = _table_layout(columns, origin, options)
     label_column = options.label_column
+    scale = PixelScale(options.pixel_scale, options.out_of_range, origin)
 
     def checked_rows():
         start = 0
         for chunk in chunks:
-            pixels = _checked_pixels(chunk[layout.pixel_columns], start, origin, options.out_of_range)
+            pixels = _checked_pixels(chunk[layout.pixel_columns], start, origin, scale)
             labels = None
             if layout.has_labels:
                 labels = chunk[label_column]
@@ -414,7 +434,7 @@ def _read_pixel_chunks(chunks: Iterable[pd.DataFrame], columns: list, origin: st
             yield pixels, labels
             start += len(chunk)
 
-    return _assemble(checked_rows(), layout, origin, options)
+    return _assemble(checked_rows(), layout, origin, options, scale)
 
 
 @dataclass(frozen=True)
@@ -440,8 +460,10 @@ def _table_layout(columns, origin: str, options: ReadOptions) -> _TableLayout:
     return _TableLayout(has_labels, pixel_columns, shape, options.pixel_layout)
 
 
-def _assemble(rows: Iterable[tuple], layout: _TableLayout, origin: str, options: ReadOptions) -> ImageSource:
-    """An `ImageSource` from (uint8 pixels [n, P], label values or None) chunks."""
+def _assemble(
+    rows: Iterable[tuple], layout: _TableLayout, origin: str, options: ReadOptions, scale: Optional[PixelScale] = None
+) -> ImageSource:
+    """An `ImageSource` from (uint8 pixels [n, P], label values or None) chunks, noting what `scale` did."""
     store, label_parts = ArrayStore(options.cache_dir), []
     try:
         for pixels, labels in rows:
@@ -454,40 +476,35 @@ def _assemble(rows: Iterable[tuple], layout: _TableLayout, origin: str, options:
         store.discard()
         raise
     images = store.finish()
+    conversions = scale.notes() if scale is not None else ()
     if not layout.has_labels:
-        return ImageSource(images, None, (), origin)
+        return ImageSource(images, None, (), origin, conversions=conversions)
     values = np.concatenate(label_parts)
     separator = options.label_separator
     names, labels = encode_label_sets(values, separator) if separator else encode_labels(values)
-    return ImageSource(images, labels, names, origin)
+    return ImageSource(images, labels, names, origin, conversions=conversions)
 
 
-def _checked_pixels(frame: pd.DataFrame, start: int, origin: str, out_of_range: str) -> np.ndarray:
-    if all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):  # the usual table: no gaps, no text
+def _checked_pixels(frame: pd.DataFrame, start: int, origin: str, scale: PixelScale) -> np.ndarray:
+    if scale.integers_pass and all(pd.api.types.is_integer_dtype(dtype) for dtype in frame.dtypes):  # the usual table
         values = frame.to_numpy()
         if values.min(initial=0) >= 0 and values.max(initial=0) <= 255:
+            scale.chosen = 255
             return values.astype(np.uint8)
     numeric = frame
     if not all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes):
         numeric = frame.apply(pd.to_numeric, errors="coerce")
     values = numeric.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = np.isnan(values)
+    bad = ~np.isfinite(values)
     if bad.any():
         row, col = (int(i) for i in np.argwhere(bad)[0])
         cell = frame.iat[row, col]
-        what = "empty cell" if pd.isna(cell) or str(cell).strip() == "" else f"non-numeric value {cell!r}"
-        raise DataError(f"{origin}: row {start + row + 1}, column {frame.columns[col]!r}: {what}.")
-    outside = (values < 0) | (values > 255)
-    if outside.any():
-        if out_of_range == "clip":
-            values = np.clip(values, 0, 255)
+        if pd.isna(cell) or str(cell).strip() == "":
+            what = "empty cell"
         else:
-            row, col = (int(i) for i in np.argwhere(outside)[0])
-            raise DataError(
-                f"{origin}: row {start + row + 1}, column {frame.columns[col]!r}: value {values[row, col]:g} is outside "
-                "0..255 (set data.out_of_range: clip to clip)."
-            )
-    return np.round(values).astype(np.uint8)
+            what = f"non-numeric value {cell!r}" if isinstance(cell, str) else f"value {float(cell):g} is not a finite number"
+        raise DataError(f"{origin}: row {start + row + 1}, column {frame.columns[col]!r}: {what}.")
+    return scale.to_uint8(values, start + 1, list(frame.columns))
 
 
 def _to_images(pixels: np.ndarray, shape: tuple, pixel_layout: str) -> np.ndarray:
@@ -512,6 +529,8 @@ def _read_csv(location: str, options: ReadOptions) -> ImageSource:
     separator, columns = _csv_header(path)
     layout = _table_layout(columns, str(path), options)
     try:
+        if options.pixel_scale == 1:  # integers 0/1 to scale: the tolerant reader does it
+            raise _NotPlainTable
         with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, options.progress) as advance:
             rows = _arrow_csv_rows(text, separator, columns, layout, options.label_column)
             return _assemble(_after_each(rows, lambda: advance(raw.tell())), layout, str(path), options)
@@ -662,16 +681,26 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
         files += images
         labels += [index] * len(images)
     size = options.image_size or 224
-    store, keep = ArrayStore(options.cache_dir), []
+    store, keep, changes = ArrayStore(options.cache_dir), [], {}
+
+    def decode(path):
+        try:
+            return decode_picture(path, size, channels)
+        except DataError:
+            if bad_images == "error":
+                raise
+            return None
+
     try:
         with ThreadPoolExecutor() as pool:
-            decoded = pool.map(lambda p: load_image(p, size, channels, raise_errors=bad_images == "error"), files)
-            for index, image in enumerate(decoded):
-                if image is None:
+            for index, decoded in enumerate(pool.map(decode, files)):
+                if decoded is None:
                     skipped.append(str(files[index]))
-                else:
-                    store.append(image[None])
-                    keep.append(index)
+                    continue
+                store.append(decoded[0][None])
+                keep.append(index)
+                for change in decoded[1]:
+                    changes[change] = changes.get(change, 0) + 1
         if not keep:
             raise DataError(f"{root}: none of the {len(files)} image files could be read.")
     except BaseException:
@@ -680,28 +709,8 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
     images = store.finish()
     labels = np.array(labels, dtype=np.int64)[keep]
     paths = np.array([str(files[index]) for index in keep])
-    return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped), ids=paths)
-
-
-def load_image(path: Path | str, size: int | tuple[int, int], channels: int, raise_errors: bool = True):
-    """Decode one picture with Pillow to `uint8` [H, W, channels], resized to `size` (bilinear).
-
-    Returns None instead of raising for an unreadable file when `raise_errors` is False.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    height, width = (size, size) if isinstance(size, int) else size
-    try:
-        with Image.open(path) as picture:
-            picture = picture.convert("RGBA").convert("RGB") if picture.mode in ("P", "PA") else picture
-            picture = picture.convert("L" if channels == 1 else "RGB")
-            picture = picture.resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(picture, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        if not raise_errors:
-            return None
-        raise DataError(f"{path}: corrupt or unreadable image ({exc}).") from None
-    return array[..., None] if channels == 1 else array
+    return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped), ids=paths,
+                       conversions=describe_changes(changes, len(keep), str(root)))
 
 
 def _existing_file(location: str) -> Path:

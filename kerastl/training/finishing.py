@@ -62,11 +62,13 @@ def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, pr
 
 
 def _run_facts(plan: Plan, progress: Progress, engine: Engine, splits: Splits, calibration: Optional[dict]) -> dict:
-    """What metrics.json says of how the run went: strategy, devices, pretraining, calibration, skipped files."""
+    """What metrics.json says of how the run went: strategy, devices, pretraining, calibration, skipped files,
+    pixel conversions."""
     facts = {"strategy": {"preset": plan.preset, "reasons": list(plan.reasons)}, "replicas": engine.replicas,
              "processes": engine.processes}
     for key, value in (("pretrain", progress.pretrain), ("calibration", calibration),
-                       ("skipped_files", list(splits.train.skipped) or None)):
+                       ("skipped_files", list(splits.train.skipped) or None),
+                       ("pixel_conversions", splits.conversions() or None)):
         if value is not None:
             facts[key] = value
     return facts

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,9 @@ def train(
         run_dir = prepare_run_dir(process_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)), overwrite)
     check_tracking(cfg)
     splits = _load_splits(cfg, run_dir, progress=verbose != 0)
+    if verbose != 0:
+        for note in splits.conversions():
+            print(f"Note: {note}", file=sys.stderr)
     if cfg.distill is not None:  # the soft targets, before anything is written
         splits = teacher_targets(cfg, splits, verbose)
     plan = plan_phases(cfg, splits.train.class_counts())

@@ -123,7 +123,7 @@ def test_folder_bad_files_error_or_skip(tmp_path):
 def test_from_arrays_and_dataframe():
     src = from_arrays(RNG.integers(0, 256, (5, 6, 6)), ["b", "a", "b", "a", "a"])
     assert src.images.dtype == np.uint8 and src.image_shape == (6, 6, 1) and src.class_names == ("a", "b")
-    with pytest.raises(DataError, match="pixel values in 0..255"):
+    with pytest.raises(DataError, match="row 0, column 0: value 300 is outside 0..255"):
         from_arrays(np.full((2, 4, 4), 300.0), [0, 1])
 
 

@@ -1,0 +1,114 @@
+"""Decode one picture file to `uint8` pixels by a documented rule per pixel type, or refuse it.
+
+The rules (README "Pixel types"): 8-bit pictures are read as stored; 16-bit pictures keep their high
+byte (`v >> 8`, what Pillow itself does for 16-bit RGB); 32-bit integer pictures holding 16-bit values
+likewise, others are refused; 32-bit float pictures within 0..1 are scaled by 255 and rounded, others are
+refused; alpha is dropped (colour as stored); palettes are looked up; photos are turned upright by their
+EXIF orientation. Each picture reports which of these changed it, so a run can say so.
+
+Example:
+    >>> image, changes = decode_picture("scan16.png", 64, channels=1)
+    >>> image.dtype, image.shape, changes
+    (dtype('uint8'), (64, 64, 1), ('16-bit',))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from kerastl.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+EXIF_ORIENTATION = 0x0112
+
+# What each change means, for the run's notes (`describe_changes`).
+CHANGES = {
+    "exif": "turned upright by their EXIF orientation",
+    "16-bit": "16-bit, reduced to 8 bits by keeping the high byte (v >> 8)",
+    "float": "32-bit float within 0..1, scaled by 255 and rounded",
+    "alpha": "with an alpha channel, dropped (colour kept as stored)",
+}
+
+
+def decode_picture(path: Path | str, size: int | tuple[int, int], channels: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One picture as `uint8` [H, W, channels] resized to `size` (bilinear), and the changes applied (keys of `CHANGES`).
+
+    Raises:
+        DataError: the file is not a readable picture, or holds a pixel type with no exact 8-bit reading.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    height, width = (size, size) if isinstance(size, int) else size
+    try:
+        with Image.open(path) as picture:
+            changes = ["16-bit"] if _decoded_from_16_bits(picture) else []
+            if picture.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                picture = ImageOps.exif_transpose(picture)
+                changes.append("exif")
+            picture, change = _to_8_bits(picture, path)
+            changes += [change] if change else []
+            if picture.mode in ("P", "PA"):
+                picture = picture.convert("RGBA")
+            if picture.mode in ALPHA_MODES:
+                changes.append("alpha")
+            picture = picture.convert("L" if channels == 1 else "RGB")
+            picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(picture, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: corrupt or unreadable image ({exc}).") from None
+    return (array[..., None] if channels == 1 else array), tuple(changes)
+
+
+def load_image(path: Path | str, size: int | tuple[int, int], channels: int, raise_errors: bool = True):
+    """`decode_picture`'s pixels only; None instead of an error when `raise_errors` is False.
+
+    Example:
+        >>> load_image("cat.jpg", 32, channels=3).shape
+        (32, 32, 3)
+    """
+    try:
+        return decode_picture(path, size, channels)[0]
+    except DataError:
+        if raise_errors:
+            raise
+        return None
+
+
+def describe_changes(counts: dict[str, int], total: int, origin: str) -> tuple[str, ...]:
+    """One sentence per kind of change, e.g. "photos/: 3 of 120 pictures 16-bit, reduced to 8 bits ..."."""
+    return tuple(f"{origin}: {counts[key]} of {total} pictures {CHANGES[key]}." for key in CHANGES if counts.get(key))
+
+
+def _decoded_from_16_bits(picture) -> bool:
+    """Whether Pillow reduces this file's 16-bit colour samples to 8 bits as it decodes (16-bit RGB/RGBA PNG)."""
+    tile = getattr(picture, "tile", None) or []
+    return picture.mode not in SIXTEEN_BIT_MODES and bool(tile) and ";16" in str(getattr(tile[0], "args", ""))
+
+
+def _to_8_bits(picture, path):
+    """(an 8-bit picture, the change made or None); 16-bit colour is reduced by Pillow itself (high byte)."""
+    from PIL import Image
+
+    mode = picture.mode
+    if mode in SIXTEEN_BIT_MODES or mode == "I":
+        values = np.asarray(picture)
+        if values.size and (values.min() < 0 or values.max() > 65535):
+            raise DataError(
+                f"{path}: 32-bit integer pixels {values.min()}..{values.max()} are outside 0..65535; kerastl reads 8- and "
+                "16-bit pictures (and 32-bit ones holding 16-bit values): convert it to 8 or 16 bits."
+            )
+        return Image.fromarray((values.astype(np.uint32) >> 8).astype(np.uint8), "L"), "16-bit"
+    if mode == "F":
+        values = np.asarray(picture)
+        if not np.isfinite(values).all() or values.min(initial=0) < 0 or values.max(initial=0) > 1:
+            raise DataError(
+                f"{path}: 32-bit float pixels {np.nanmin(values):g}..{np.nanmax(values):g} are not within 0..1; kerastl "
+                "scales float pictures within 0..1 by 255: rescale it or save it as 8 or 16 bits."
+            )
+        return Image.fromarray(np.round(values * 255.0).astype(np.uint8), "L"), "float"
+    return picture, None
