@@ -48,7 +48,10 @@ def bars_run(tmp_path_factory, small_cnn_backbone):
     frame = pd.DataFrame(images.reshape(len(images), -1))
     frame.insert(0, "label", np.array(CLASSES)[labels])
     frame.to_csv(folder / "bars.csv", index=False)
-    overrides = small_cnn_overrides(f"csv:{folder / 'bars.csv'}", "phases.1.epochs=12")
+    # 12 epochs learned the task on some seeds only (test accuracy 0.67-1.00 over 7 seeds, and Grad-CAM found the
+    # bar in 25-100% of images); 25 epochs reached 1.00 and 100% top-left on all 5 seeds tried. Deterministic ops
+    # make the run the same on every invocation.
+    overrides = small_cnn_overrides(f"csv:{folder / 'bars.csv'}", "phases.1.epochs=25", "deterministic=true")
     return train(load_config(None, overrides), output_dir=folder / "run", verbose=0)
 
 
