@@ -35,9 +35,19 @@ def test_model_takes_raw_uint8_pixels_and_outputs_probabilities(digits):
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max", "flatten"])
-def test_head_options(pooling):
-    model = build_model(ModelConfig(weights="none", input_size=32, head=HeadConfig(pooling=pooling, hidden=(16,))), 4, (8, 8, 1))
+def test_head_pooling_pools_the_feature_map_as_named(pooling, small_cnn_backbone):
+    """On the small CNN's 8 x 8 feature map (MobileNetV2 at 32 px ends 1 x 1, where every pooling agrees, and its
+    random-weight activations are ~1e-10, where any pooling passes a tolerance)."""
+    cfg = ModelConfig(backbone=small_cnn_backbone, weights="none", input_size=32, head=HeadConfig(pooling=pooling, hidden=(16,)))
+    model = build_model(cfg, 4, (8, 8, 1))
     assert model.get_layer("hidden_0").units == 16 and model.output.shape == (None, 4)
+    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+    feature_map = keras.Model(model.input, model.get_layer("pool").input).predict(images, verbose=0)
+    pooled = keras.Model(model.input, model.get_layer("pool").output).predict(images, verbose=0)
+    assert feature_map.shape[1:3] == (8, 8) and feature_map.std() > 0.01
+    expected = {"avg": feature_map.mean(axis=(1, 2)), "max": feature_map.max(axis=(1, 2)),
+                "flatten": feature_map.reshape(len(images), -1)}[pooling]
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=0)
 
 
 def test_augmentation_is_active_in_training_only(digits):
