@@ -95,7 +95,9 @@ def clear_run_files(path: Path) -> None:
     """Remove the artifacts of an earlier run in `path` (only kerastl's own files)."""
     for name in RUN_FILES:
         (path / name).unlink(missing_ok=True)
-    for folder in ("evaluation", "plots", "tensorboard", "checkpoints", "issues"):
+    folders = ["evaluation", "plots", "tensorboard", "checkpoints", "issues"]
+    folders += [p.name for p in path.glob("evaluation_*") if p.is_dir()]  # evaluations of the run's other model files
+    for folder in folders:
         shutil.rmtree(path / folder, ignore_errors=True)
 
 

@@ -123,34 +123,65 @@ def test_predict_rejects_rows_of_another_shape(trained_run, tmp_path):
     assert result.exit_code == 2 and "rows hold (28, 28, 1) images, the model takes (8, 8, 1)" in result.stderr
 
 
-def test_pretrain_command_writes_a_reusable_weights_file(tmp_path):
+def test_pretrain_command_writes_a_weights_file_a_run_starts_from(tmp_path):
+    from kerastl.config import load_config
+    from kerastl.models.classifier import build_model
+
     config = tmp_path / "c.yaml"
-    config.write_text("pretrain: {source: 'builtin:digits', classes: [0, 1], epochs: 0}\n")  # wiring only: no training
+    config.write_text("pretrain: {source: 'builtin:digits', classes: [0, 1], epochs: 0}\n")  # that it trains: test_trainer (slow)
     out = tmp_path / "b.weights.h5"
     result = run("pretrain", "--config", config, "--output", out, "--quiet", *sets(TINY))
     assert result.exit_code == 0, result.output
     assert out.is_file() and result.stdout.strip() == str(out)
+    cfg = load_config(None, [*TINY, f"model.weights={out}"])
+    started = build_model(cfg.model, 3, (8, 8, 1)).get_layer("backbone")
+    fresh = build_model(load_config(None, TINY).model, 3, (8, 8, 1)).get_layer("backbone")
+    written = keras_backbone_from(out)
+    assert all(np.array_equal(a, b) for a, b in zip(started.get_weights(), written.get_weights(), strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(written.get_weights(), fresh.get_weights()))  # so the check can fail
     bad = run("pretrain", "--config", config, "--output", tmp_path / "b.h5", *sets(TINY))
     assert bad.exit_code == 2 and "must end with .weights.h5" in bad.stderr
 
 
-@pytest.mark.slow  # 17 s; the averaging itself is tested in test_tta
-def test_test_time_augmentation_is_wired_into_evaluate_and_predict(trained_run, tmp_path):
+def test_test_time_augmentation_changes_what_evaluate_and_predict_answer(trained_run, tmp_path):
+    """The averaging itself is tested in test_tta; here, that `tta` reaches it from evaluate, predict and the CLI."""
+    import shutil
+
     from kerastl.analysis.evaluation import evaluate
-    from kerastl.deploy.predict import predict
-
-    plain = evaluate(trained_run.run_dir)
-    averaged = evaluate(trained_run.run_dir, tta=4)
-    assert averaged["tta"] == 4 and plain["tta"] == 1
-    assert averaged["num_images"] == plain["num_images"] and 0 <= averaged["accuracy"] <= 1
+    from kerastl.analysis.tta import tta_probabilities
     from kerastl.data.sources import read_source
+    from kerastl.deploy.predict import predict
+    from kerastl.models.classifier import load_model
 
-    Image.fromarray(read_source("builtin:digits").images[0, ..., 0]).save(tmp_path / "zero.png")
-    once = predict(trained_run.run_dir, [tmp_path / "zero.png"])[0]
-    again = predict(trained_run.run_dir, [tmp_path / "zero.png"], tta=3)[0]
+    run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")  # evaluate rewrites evaluation/: not the shared run's
+    plain, averaged = evaluate(run_dir), evaluate(run_dir, tta=4)
+    assert averaged["num_images"] == plain["num_images"] and averaged["loss"] != pytest.approx(plain["loss"], abs=1e-6)
+    image = read_source("builtin:digits").images[0, ..., 0]
+    Image.fromarray(image).save(tmp_path / "zero.png")
+    once = predict(run_dir, [tmp_path / "zero.png"])[0]
+    again = predict(run_dir, [tmp_path / "zero.png"], tta=3)[0]
     assert np.isclose(again.probabilities.sum(), 1, atol=1e-5) and once.input == again.input
-    bad = run("predict", trained_run.run_dir, tmp_path / "zero.png", "--tta", "0")
+    model, cfg = load_model(run_dir / "model.keras"), trained_run.model  # the run's augmentation: none, so TTA uses light
+    expected = tta_probabilities(lambda x: model.predict(x, verbose=0), image[None, ..., None], load_config_of(run_dir).augment, 3)
+    np.testing.assert_allclose(again.probabilities, expected[0], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(again.probabilities, once.probabilities, atol=1e-6)
+    bad = run("predict", run_dir, tmp_path / "zero.png", "--tta", "0")
     assert bad.exit_code == 2 and "at least 1" in bad.stderr
+
+
+def keras_backbone_from(weights_file):
+    """TINY's backbone (MobileNetV2 alpha 0.35 at 32 px) holding the weights of `weights_file`, as Keras loads them."""
+    import keras
+
+    backbone = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.35)
+    backbone.load_weights(weights_file)
+    return backbone
+
+
+def load_config_of(run_dir):
+    from kerastl.config import load_config
+
+    return load_config(run_dir / "config.yaml")
 
 
 @pytest.mark.parametrize("command", ["evaluate", "export"])
@@ -185,3 +216,23 @@ def test_an_internal_error_is_one_line_with_a_logged_traceback_and_debug_shows_i
     assert "Traceback" in open(log).read() and "boom" in open(log).read()
     debugged = run("--debug", "probe", "--config", config)
     assert isinstance(debugged.exception, RuntimeError) and debugged.exit_code == 1
+
+
+def test_overwrite_replaces_a_run_whole_and_keeps_the_users_files(trained_run, tmp_path):
+    import json
+    import shutil
+
+    run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    (run_dir / "evaluation_model_last").mkdir(exist_ok=True)
+    (run_dir / "evaluation_model_last" / "metrics.json").write_text("{}")  # an evaluation of the old run's other model
+    (run_dir / "notes.txt").write_text("mine")
+    old_model = (run_dir / "model.keras").read_bytes()
+    cheap = [*TINY, "phases.1.epochs=0", "results.calibration=none"]
+    refused = run("train", "--config", "/dev/null", "--output-dir", run_dir, "--quiet", *sets(cheap))
+    assert refused.exit_code == 2 and "pass --overwrite to replace it" in refused.stderr
+    result = run("train", "--config", "/dev/null", "--output-dir", run_dir, "--quiet", "--overwrite", *sets(cheap))
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "model.keras").read_bytes() != old_model and (run_dir / "notes.txt").read_text() == "mine"
+    assert not (run_dir / "evaluation_model_last").exists() and not (run_dir / "evaluation").exists()  # nothing stale
+    history = (run_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 2 and json.loads((run_dir / "metrics.json").read_text())["kept"]["last_epoch"] == 1

@@ -1,9 +1,11 @@
+import keras
+import numpy as np
 from PIL import Image
 from click.testing import CliRunner
 
 from kerastl.cli import cli
 from kerastl.config import load_config
-from kerastl.analysis.datainfo import data_preview, data_stats
+from kerastl.analysis.datainfo import data_preview, data_stats, preview_images
 from tests.conftest import TINY
 
 
@@ -32,6 +34,17 @@ def test_stats_command_prints_counts_and_warns_on_imbalance(tmp_path):
     assert result.exit_code == 0, result.output
     assert "image shape: (4, 4, 1) uint8, 2 classes" in result.stdout and "big 28" in result.stdout
     assert result.stderr.startswith("Warning: class imbalance: 'big' has 28 training images, 'small' 2")
+
+
+def test_preview_shows_the_same_images_as_the_model_sees_them_augmented():
+    names, native, plain = preview_images(load_config(None, TINY + ["augment.preset=none"]), per_class=4)
+    _, native_again, augmented = preview_images(load_config(None, TINY + ["augment.preset=strong"]), per_class=4)
+    assert names == ["0", "1", "2"] and all(np.array_equal(a, b) for a, b in zip(native, native_again))
+    assert native[0].shape == (4, 8, 8, 1) and plain[0].shape == augmented[0].shape == (4, 32, 32, 3)
+    resized = keras.ops.convert_to_numpy(keras.layers.Resizing(32, 32)(np.repeat(native[0], 3, -1).astype("float32")))
+    np.testing.assert_allclose(plain[0], np.clip(np.round(resized), 0, 255), atol=1)  # no augmentation: the resize only
+    changed = [np.abs(a.astype(int) - p.astype(int)).mean() for a, p in zip(augmented, plain)]
+    assert min(changed) > 1.0  # every class's images were augmented
 
 
 def test_preview_writes_three_pictures(tmp_path):

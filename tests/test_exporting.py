@@ -85,8 +85,9 @@ def test_tflite_exports_meet_their_parity_bounds(trained_run, tflite_float32, tm
     parity = info["parity"]
     if quantize == "none":
         assert parity["max_abs_diff"] <= 1e-3
-    else:
-        assert parity["top1_agreement"] >= 0.98
+    else:  # the shared run learned, so most of its answers are decided: the agreement is measured, not vacuous
+        assert parity["top1_agreement"] >= 0.98 and parity["ties"] <= 0.2 * parity["samples"]
+        assert parity["export_accuracy"] >= parity["keras_accuracy"] - 0.05
     predictor = load_predictor(tmp_path / quantize / "model.tflite")
     assert predictor.input_shape == (8, 8, 1) and predictor.class_names == ["0", "1", "2"]
     probabilities = predictor.probabilities(digits.images[:5])

@@ -8,7 +8,7 @@ from kerastl.config import load_config
 from kerastl.errors import RunDirError
 from kerastl.models.classifier import load_model
 from kerastl.training.trainer import train
-from tests.conftest import TINY
+from tests.conftest import TINY, TRAINED_RUN, TRAINED_RUN_MIN_ACCURACY
 
 
 def test_run_directory_holds_every_artifact(trained_run):
@@ -16,14 +16,14 @@ def test_run_directory_holds_every_artifact(trained_run):
     for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt"):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "labels.txt").read_text().split() == ["0", "1", "2"]
-    assert load_config(run_dir / "config.yaml") == load_config(None, [*TINY, "results.evaluation=true"])
+    assert load_config(run_dir / "config.yaml") == load_config(None, TRAINED_RUN)
     assert not (run_dir / "tensorboard").exists()
 
 
 def test_history_has_one_row_per_epoch_over_both_phases(trained_run):
     history = pd.read_csv(trained_run.run_dir / "history.csv")
-    assert history["epoch"].tolist() == [1, 2]
-    assert history["phase"].tolist() == ["head", "finetune"]
+    assert history["epoch"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert history["phase"].tolist() == ["head"] + ["finetune"] * 5
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(history.columns)
 
 
@@ -33,8 +33,14 @@ def test_metrics_json(trained_run):
         assert key in metrics
     assert metrics["num_classes"] == 3 and metrics["class_names"] == ["0", "1", "2"]
     assert metrics["phases"]["head"]["epochs"] == 1 and metrics["phases"]["finetune"]["seconds"] > 0
-    assert 0 <= metrics["test_accuracy"] <= 1
     assert metrics == trained_run.metrics
+
+
+def test_the_shared_run_learned(trained_run):
+    """Chance is 1/3 on the three digits; the run is measured at 0.94-1.00 over three seeds."""
+    metrics = trained_run.metrics
+    assert metrics["test_accuracy"] >= TRAINED_RUN_MIN_ACCURACY and metrics["val_accuracy"] >= TRAINED_RUN_MIN_ACCURACY
+    assert not metrics["health"]["collapsed"]
 
 
 def test_final_metrics_are_what_keras_evaluate_measures(trained_run):

@@ -53,38 +53,52 @@ def imbalance_warnings(splits: Splits) -> list[str]:
     return []
 
 
-def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_classes: int = 10) -> dict:
-    """Write samples.png, augmented.png (the same images as the model sees them in training) and class_counts.png.
+def preview_images(cfg: Config, per_class: int = 8, max_classes: int = 10) -> tuple[list[str], list, list]:
+    """Up to `per_class` training images of each of the first `max_classes` classes, at native size and as the
+    model sees them in training (resized, cropped and augmented by the run's own layers), as uint8.
 
     Returns:
-        `{"files": [paths written], "warnings": [class-imbalance warnings]}`.
+        (class names, native images per class, the same images as the model sees them per class).
+
+    Example:
+        >>> names, native, seen = preview_images(load_config("configs/quickstart.yaml"), per_class=4)
+        >>> native[0].shape, seen[0].shape
+        ((4, 8, 8, 1), (4, 32, 32, 3))
     """
     import keras
 
     from kerastl.models.augment import augmentation_layers
     from kerastl.models.layers import Preprocess
-    from kerastl.analysis.plots import plot_class_counts, plot_image_grid
 
-    output_dir = Path(output_dir)
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     rng = np.random.default_rng(cfg.seed)
     classes = list(range(min(len(splits.class_names), max_classes)))
-    picks = [rng.permutation(splits.train.members(k))[:per_class] for k in classes]
-    images = [splits.train.images[p] for p in picks]
+    native = [splits.train.images[rng.permutation(splits.train.members(k))[:per_class]] for k in classes]
     preprocess = Preprocess(input_size(cfg.model), channels=3, crop=cfg.model.center_crop)
     augment = keras.Sequential(augmentation_layers(cfg.augment, cfg.seed)) if cfg.augment.preset != "none" else None
 
     def as_model_sees(batch):
         x = preprocess(batch)
         x = augment(x, training=True) if augment is not None else x
-        return np.clip(keras.ops.convert_to_numpy(x), 0, 255).astype(np.uint8)
+        return np.clip(np.round(keras.ops.convert_to_numpy(x)), 0, 255).astype(np.uint8)
 
-    names = [splits.class_names[k] for k in classes]
+    return [splits.class_names[k] for k in classes], native, [as_model_sees(batch) for batch in native]
+
+
+def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_classes: int = 10) -> dict:
+    """Write samples.png, augmented.png (the same images as the model sees them in training) and class_counts.png.
+
+    Returns:
+        `{"files": [paths written], "warnings": [class-imbalance warnings]}`.
+    """
+    from kerastl.analysis.plots import plot_class_counts, plot_image_grid
+
+    output_dir = Path(output_dir)
+    names, native, seen = preview_images(cfg, per_class, max_classes)
     written = [output_dir / "samples.png", output_dir / "augmented.png", output_dir / "class_counts.png"]
-    plot_image_grid(images, names, written[0], "samples (native size)")
-    plot_image_grid([as_model_sees(batch) for batch in images], names, written[1],
-                    f"as the model sees them in training (augment: {cfg.augment.preset})")
-    counts = splits.train.class_counts()
+    plot_image_grid(native, names, written[0], "samples (native size)")
+    plot_image_grid(seen, names, written[1], f"as the model sees them in training (augment: {cfg.augment.preset})")
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     warnings = imbalance_warnings(splits)
-    plot_class_counts(splits.class_names, counts, written[2], warning=warnings[0] if warnings else None)
+    plot_class_counts(splits.class_names, splits.train.class_counts(), written[2], warning=warnings[0] if warnings else None)
     return {"files": written, "warnings": warnings}
