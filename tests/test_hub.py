@@ -2,6 +2,7 @@
 through the real loading code, trained, cached, fine-tuned, exported and predicted like any backbone."""
 
 
+import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -78,6 +79,22 @@ def test_a_hub_preset_builds_a_kerastl_model_on_raw_pixels(presets, family, pool
     assert model.facts["backbone"] == f"hub:{presets / family}" and model.facts["normalization"] == "affine"
 
 
+def test_a_backbone_only_preset_asks_for_its_normalization_and_takes_it_from_backbone_options(presets, tmp_path):
+    from kerastl.config import ModelConfig
+    from kerastl.errors import WeightsError
+    from kerastl.models.classifier import build_model
+
+    bare = tmp_path / "vit_backbone_only"
+    keras_hub.models.Backbone.from_preset(str(presets / "vit")).save_to_preset(str(bare))  # no image_converter.json
+    with pytest.raises(WeightsError, match=r"no image_converter.json .* set model.backbone_options \{scale: S, offset: O\}"):
+        build_model(ModelConfig(backbone=f"hub:{bare}"), 3, (8, 8, 1))
+    model = build_model(ModelConfig(backbone=f"hub:{bare}", backbone_options={"scale": 1 / 127.5, "offset": -1}), 3, (8, 8, 1))
+    normalize = model.get_layer("normalize")
+    assert normalize.scale == pytest.approx([1 / 127.5]) and normalize.offset == [-1.0]
+    pixels = np.array([[[[0.0, 127.5, 255.0]]]], "float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(normalize(pixels)), [[[[-1, 0, 1]]]], atol=1e-6)
+
+
 @pytest.mark.parametrize("family", [
     "vit", *(pytest.param(family, marks=pytest.mark.slow) for family in ("dinov2", "dinov3", "siglip", "clip", "resnet", "efficientnet")),  # 25-40 s each
 ])
@@ -126,8 +143,10 @@ def test_hub_backbones_refuse_backbone_options_and_other_input_sizes(presets):
     from kerastl.config import ModelConfig
     from kerastl.models.classifier import build_model
 
-    with pytest.raises(ConfigError, match="takes none"):
+    with pytest.raises(ConfigError, match=r"it takes only scale and offset \(its pixel normalization\), got 'alpha'"):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", backbone_options={"alpha": 1}), 3, (8, 8, 1))
+    with pytest.raises(ConfigError, match=r"backbone_options.scale' must be a number or 3 numbers"):
+        build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", backbone_options={"scale": [1, 2]}), 3, (8, 8, 1))
     with pytest.raises(ConfigError, match="takes 32 px images"):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", input_size=64), 3, (8, 8, 1))
 

@@ -59,8 +59,7 @@ class BackboneSpec:
     tokens: Optional[str] = None
     pretrained: str = "imagenet"
 
-    @property
-    def scale_offset(self) -> tuple[None, None]:
+    def scale_offset(self, options: Optional[dict] = None) -> tuple[None, None]:
         """The per-channel scale and offset of an "affine" normalization; the modes above need none."""
         return None, None
 

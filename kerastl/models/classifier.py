@@ -155,7 +155,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     layers = augmentation_layers(augment, seed) if augment is not None else []
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
-    scale, offset = spec.scale_offset
+    scale, offset = spec.scale_offset(model_cfg.backbone_options)
     x = Normalize(spec.preprocess, scale=scale, offset=offset, name="normalize")(x)
     pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
     backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)

@@ -28,6 +28,7 @@ from typing import Optional
 from kerastl.errors import ConfigError, WeightsError
 
 HUB_PREFIX = "hub:"
+NORMALIZATION_OPTIONS = ("scale", "offset")  # model.backbone_options of a hub backbone: pixels x scale + offset
 VISION_TOWERS = ("SigLIPBackbone", "CLIPBackbone", "MetaCLIP2Backbone")  # image-text presets: their vision encoder
 LISTED_FAMILIES = ("ViTBackbone", "DINOV2Backbone", "DINOV3Backbone", "SigLIPBackbone", "CLIPBackbone", "EfficientNetBackbone",
                    "ResNetBackbone")
@@ -93,18 +94,32 @@ class HubSpec:
             return None
         return "class" if backbone.uses_class_token else "mean"
 
+    def scale_offset(self, options: Optional[dict] = None) -> tuple[list, list]:
+        """The scale and offset (per channel) for `Normalize("affine")`: `model.backbone_options` `scale`/`offset`
+        when given, else the preset's ImageConverter's."""
+        self._check_options(options)
+        if options and "scale" in options:
+            return _per_channel(options["scale"], "scale"), _per_channel(options.get("offset", 0.0), "offset")
+        return self._converter_scale_offset
+
     @cached_property
-    def scale_offset(self) -> tuple[list, list]:
-        """The preset's ImageConverter scale and offset (per channel), for `Normalize("affine")`."""
+    def _converter_scale_offset(self) -> tuple[list, list]:
         return _converter_scale_offset(self.preset)
+
+    def _check_options(self, options: Optional[dict]) -> None:
+        unknown = sorted(set(options or {}) - set(NORMALIZATION_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"Config key 'model.backbone_options': backbone {self.name!r} is built by its preset; it takes only "
+                f"{' and '.join(NORMALIZATION_OPTIONS)} (its pixel normalization), got {', '.join(map(repr, unknown))}."
+            )
 
     def build(self, weights: str, input_size: int, options: Optional[dict] = None, pooling: Optional[str] = None):
         """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file
         (`pooling` is not used: a vision tower that pools does so with its own attention)."""
         from kerastl.models.backbones import load_backbone_weights
 
-        if options:
-            raise ConfigError(f"Config key 'model.backbone_options': backbone {self.name!r} is built by its preset and takes none.")
+        self._check_options(options)
         if input_size != self.default_size and self.tokens is not None:
             raise ConfigError(
                 f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size} px images (its position "
@@ -170,6 +185,13 @@ def _converter_scale_offset(preset: str) -> tuple[list, list]:
     import numpy as np
 
     local = Path(preset).expanduser() / "image_converter.json"
+    if local.parent.is_dir() and not local.is_file():
+        raise WeightsError(
+            f"hub:{preset}: the preset folder has no image_converter.json (Backbone.save_to_preset writes the backbone "
+            "only), so the pixel scale its weights expect is unknown. Save the preset's converter into it "
+            "(keras_hub.layers.ImageConverter.from_preset(NAME).save_to_preset(DIR)), or set model.backbone_options "
+            "{scale: S, offset: O} (pixels 0..255 x S + O, per channel or one number; e.g. 0.00784314 and -1 for [-1, 1])."
+        )
     try:
         if local.is_file():
             config = json.loads(local.read_text())["config"]
@@ -181,6 +203,14 @@ def _converter_scale_offset(preset: str) -> tuple[list, list]:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise WeightsError(f"keras-hub preset {preset!r} has no readable image converter ({first_line}).") from None
     return np.ravel(1.0 if scale is None else scale).tolist(), np.ravel(0.0 if offset is None else offset).tolist()
+
+
+def _per_channel(value, key: str) -> list:
+    """A `model.backbone_options` scale or offset as a list of numbers (one, or one per channel)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if not values or len(values) not in (1, 3) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"Config key 'model.backbone_options.{key}' must be a number or 3 numbers (one per channel), got {value!r}.")
+    return [float(v) for v in values]
 
 
 def hub_presets() -> list[tuple[str, int, str]]:
