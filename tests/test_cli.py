@@ -236,3 +236,21 @@ def test_overwrite_replaces_a_run_whole_and_keeps_the_users_files(trained_run, t
     assert not (run_dir / "evaluation_model_last").exists() and not (run_dir / "evaluation").exists()  # nothing stale
     history = (run_dir / "history.csv").read_text().splitlines()
     assert len(history) == 2 and json.loads((run_dir / "metrics.json").read_text())["kept"]["last_epoch"] == 1
+
+
+def test_evaluate_on_other_data_scores_the_model_on_that_data(trained_run, tmp_path):
+    import json
+    import shutil
+
+    from kerastl.data.sources import read_source
+
+    run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    digits = read_source("builtin:digits").select(["0", "1", "2"], max_per_class=20, seed=7)
+    frame = pd.DataFrame(digits.images.reshape(len(digits), -1), columns=[f"p{i}" for i in range(64)])
+    frame.insert(0, "label", np.array(digits.class_names)[digits.labels])
+    frame.to_csv(tmp_path / "more.csv", index=False)
+    result = run("evaluate", run_dir, "--data", f"csv:{tmp_path / 'more.csv'}", "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    expected = (trained_run.model.predict(digits.images, verbose=0).argmax(axis=1) == digits.labels).mean()
+    assert report["num_images"] == 60 and report["accuracy"] == pytest.approx(expected) and "more.csv" in report["data"]

@@ -4,6 +4,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -176,3 +177,28 @@ def test_an_unwritable_export_target_is_an_export_error(trained_run, tmp_path):
     with pytest.raises(ExportError, match=r"Cannot write the export to '.*a-file/sub/k'"):
         export(trained_run.run_dir, "keras", blocker / "sub" / "k")
     assert blocker.read_text() == "not a folder"
+
+
+def test_savedmodel_serve_pixels_takes_chw_rows_and_predict_reads_them(small_cnn_backbone, tmp_path):
+    """CIFAR-style rows (channel planes, `pixel_layout: chw`): the SavedModel's serve_pixels endpoint and
+    `read_inputs` (what predict reads) both put each pixel where the HWC image has it."""
+    import tensorflow as tf
+
+    from kerastl.config import DataConfig, ModelConfig
+    from kerastl.data.inputs import read_inputs
+    from kerastl.deploy.formats import serving_archive
+    from kerastl.models.classifier import build_model
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 4, 6, 3), dtype=np.uint8)
+    chw_rows = images.transpose(0, 3, 1, 2).reshape(5, -1)
+    model = build_model(ModelConfig(backbone=small_cnn_backbone, weights="none", input_size=32), 3, (4, 6, 3))
+    serving_archive(model, ["a", "b", "c"], with_labels=True, pixel_layout="chw").write_out(str(tmp_path / "sm"), verbose=False)
+    serve_pixels = tf.saved_model.load(str(tmp_path / "sm")).signatures["serve_pixels"]
+    expected = model.predict(images, verbose=0)
+    np.testing.assert_allclose(serve_pixels(pixels=tf.constant(chw_rows))["probabilities"].numpy(), expected, atol=1e-5)
+    hwc_read_as_chw = serve_pixels(pixels=tf.constant(images.reshape(5, -1)))["probabilities"].numpy()
+    assert np.abs(hwc_read_as_chw - expected).max() > 1e-3  # the layout matters for these images
+
+    pd.DataFrame(chw_rows).to_csv(tmp_path / "rows.csv", index=False)
+    names, read = read_inputs([tmp_path / "rows.csv"], (4, 6, 3), DataConfig(pixel_layout="chw", image_shape=(4, 6, 3)))
+    assert names[0].endswith("rows.csv:row 1") and np.array_equal(read, images)
