@@ -36,8 +36,9 @@ __version__ = "0.1.0"
 def _register_serializable_objects() -> None:
     """Import the modules whose classes Keras must find by name when it loads a kerastl model, with
     TensorFlow's native start-up chatter (CUDA probes, absl notices) kept off stderr."""
-    from kerastl.quiet import native_stderr_silenced
+    from kerastl.quiet import hide_retracing_notes, native_stderr_silenced
 
+    hide_retracing_notes()
     with native_stderr_silenced():
         import kerastl.models.classifier  # noqa: F401  ImageClassifier
         import kerastl.models.layers  # noqa: F401  Preprocess, Normalize
