@@ -47,7 +47,7 @@ def test_distill_cli_writes_a_student_run_that_compares_and_exports(trained_run,
     facts = metrics["distillation"]
     assert facts["teacher_run"] == str(trained_run.run_dir) and facts["temperature"] == 2.0 and facts["alpha"] == 0.5
     assert facts["student"]["parameters"] < facts["teacher"]["parameters"] and facts["student"]["ms_per_image"] > 0
-    assert facts["student"]["test_accuracy"] == metrics["test_accuracy"]
+    assert facts["student"]["test_accuracy"] == metrics["test_accuracy"] >= 0.8  # chance is 1/3: the student learned
     assert facts["teacher"]["test_accuracy"] == trained_run.metrics["test_accuracy"]
     assert "## Teacher and student" in (student_dir / "report.md").read_text()
     assert load_config(student_dir / "config.yaml").distill.teacher == str(trained_run.run_dir)

@@ -10,7 +10,7 @@ from kerastl.config import load_config
 from kerastl.data.sources import encode_label_sets, from_arrays, read_source
 from kerastl.errors import ConfigError, DataError
 from kerastl.analysis.metrics import multi_label_metrics
-from tests.conftest import TINY
+from tests.conftest import TINY, small_cnn_overrides
 from tests.test_cli import run, sets
 
 
@@ -65,9 +65,10 @@ def test_multi_label_metrics_per_label_and_exact_match():
     assert result["micro_avg"]["f1"] == pytest.approx(f1_score(labels, probabilities >= 0.5, average="micro"), abs=1e-6)
 
 
-def test_multi_label_run_trains_evaluates_predicts_and_exports(tagged_csv, tmp_path):
-    overrides = [o for o in TINY if not o.startswith(("data.source", "data.classes"))]
-    overrides += [f"data.source=csv:{tagged_csv}", "data.multi_label=true"]
+def test_multi_label_run_learns_evaluates_predicts_and_exports(tagged_csv, tmp_path, small_cnn_backbone):
+    """The small CNN, 1 head epoch then 20 of the whole network: per-label test accuracy 0.76-0.83 over two seeds,
+    where always answering each label's majority scores about 0.55 here."""
+    overrides = small_cnn_overrides(f"csv:{tagged_csv}", "data.multi_label=true", "phases.1.epochs=20", "deterministic=true")
     config = tmp_path / "c.yaml"
     config.write_text("name: tags\n")
     result = run("train", "--config", config, "--output-dir", tmp_path / "run", "--quiet", *sets(overrides))
@@ -85,6 +86,9 @@ def test_multi_label_run_trains_evaluates_predicts_and_exports(tagged_csv, tmp_p
     loss, label_accuracy = model.evaluate(make_dataset(load_splits(cfg.data, cfg.seed).test, 16), verbose=0)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["test_loss"] == pytest.approx(loss, abs=1e-5) and metrics["test_accuracy"] == pytest.approx(label_accuracy, abs=1e-6)
+    test_labels = load_splits(cfg.data, cfg.seed).test.labels
+    majority = np.maximum(test_labels.mean(axis=0), 1 - test_labels.mean(axis=0)).mean()
+    assert metrics["test_accuracy"] >= majority + 0.12, (metrics["test_accuracy"], majority)  # it learned the tags
 
     assert run("evaluate", tmp_path / "run", "--quiet").exit_code == 0
     report = json.loads((tmp_path / "run" / "evaluation" / "metrics.json").read_text())
