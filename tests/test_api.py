@@ -31,15 +31,12 @@ def test_public_functions_stay_functions_after_their_modules_load():
 
 
 def test_tensorflows_retracing_note_is_kept_out_of_the_users_output():
-    """Several fresh models predicting (as a run does) trip TensorFlow's retracing warning; kerastl filters it
-    and nothing else."""
+    """TensorFlow warns "N out of the last M calls to <function ...> triggered tf.function retracing" when several
+    fresh models predict (as a run does: features, calibration, held-out splits, evaluation; seen in every run of
+    an image folder); import kerastl filters that note, and nothing else, from TensorFlow's logger."""
     import logging
 
-    import keras
-    import numpy as np
-
     import kerastl  # noqa: F401  installs the filter
-    from kerastl.quiet import RETRACING_NOTE
 
     seen = []
 
@@ -48,24 +45,11 @@ def test_tensorflows_retracing_note_is_kept_out_of_the_users_output():
             seen.append(record.getMessage())
 
     logger = logging.getLogger("tensorflow")
-    handler, filters = Collect(), list(logger.filters)
-    assert filters, "import kerastl installs the filter"
+    handler = Collect()
     logger.addHandler(handler)
     try:
-        for installed in filters:
-            logger.removeFilter(installed)
-        for size in range(3, 15):  # without the filter TensorFlow does warn
-            model = keras.Sequential([keras.Input((size,)), keras.layers.Dense(2)])
-            model.predict(np.zeros((5, size), "float32"), batch_size=2, verbose=0)
-        assert any(RETRACING_NOTE in message for message in seen)
-        for installed in filters:
-            logger.addFilter(installed)
-        seen.clear()
         logger.warning("5 out of the last 7 calls to <function f at 0x1> triggered tf.function retracing. Tracing is expensive")
         logger.warning("something else")
-        assert seen == ["something else"]
     finally:
         logger.removeHandler(handler)
-        for installed in filters:
-            if installed not in logger.filters:
-                logger.addFilter(installed)
+    assert seen == ["something else"]
