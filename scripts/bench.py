@@ -14,6 +14,10 @@ Benchmarks (the data is generated or built in, so the script runs offline):
 - reading: seconds from a 60,000-row x 784-pixel CSV to `uint8` images, `read_source` (with its progress
   bar and checks) vs. pyarrow's multithreaded CSV reader with `uint8` column types (the fastest plain
   route) and plain `pandas.read_csv`; the median of three interleaved repetitions each.
+- folders: seconds from a folder of photo-sized JPEGs (500x375 crops of scikit-image's photographs, quality 90)
+  to uint8 arrays at the model's size, `read_source("folder:...")` vs. `keras.utils.image_dataset_from_directory`
+  (one pass, float32 batches) and a careful plain route (Pillow with JPEG draft-mode decoding in a thread pool);
+  the median of three interleaved repetitions each.
 - frozen: seconds per epoch after the first of a frozen-backbone head phase, cached features vs. the
   Keras-guide way (the frozen backbone recomputed every step); and both test accuracies.
 - endtoend: training images/s of a fine-tune phase, `kerastl train` (XLA off and on) vs. a hand-written
@@ -47,7 +51,7 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("pipeline", "reading", "frozen", "endtoend", "memory", "accuracy", "learning")
+BENCHMARKS = ("pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
     "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
@@ -122,6 +126,17 @@ def bench_pipeline(rows: int, work: Path) -> dict:
             "ratio_with_resize": resized_rate / tutorial_rate}
 
 
+def median_seconds(routes: dict, repetitions: int) -> dict[str, float]:
+    """Median wall seconds of each route (name -> callable), the routes interleaved in every repetition."""
+    seconds: dict = {name: [] for name in routes}
+    for _ in range(repetitions):
+        for name, route in routes.items():
+            started = time.perf_counter()
+            route()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: float(np.median(times)) for name, times in seconds.items()}
+
+
 def bench_reading(rows: int, work: Path, repetitions: int = 3) -> dict:
     import pandas as pd
     import pyarrow as pa
@@ -142,15 +157,61 @@ def bench_reading(rows: int, work: Path, repetitions: int = 3) -> dict:
         return values[:, 1:].astype(np.uint8).reshape(-1, 28, 28, 1), values[:, 0]
 
     routes = {"kerastl": lambda: read_source(f"csv:{csv}", progress=True), "pyarrow": with_pyarrow, "pandas": with_pandas}
-    seconds: dict = {name: [] for name in routes}
-    for _ in range(repetitions):
-        for name, route in routes.items():
-            started = time.perf_counter()
-            route()
-            seconds[name].append(time.perf_counter() - started)
-    median = {name: float(np.median(times)) for name, times in seconds.items()}
+    median = median_seconds(routes, repetitions)
     return {"rows": rows, "seconds": median, "ratio_to_pyarrow": median["kerastl"] / median["pyarrow"],
             "ratio_to_pandas": median["kerastl"] / median["pandas"]}
+
+
+def write_photo_folder(folder: Path, count: int, seed: int = 0) -> Path:
+    """`count` JPEGs of 500x375, crops of scikit-image's photographs at random places, in 4 class folders."""
+    import skimage.data
+    from PIL import Image
+
+    photos = [np.asarray(Image.fromarray(getattr(skimage.data, name)()).convert("RGB").resize((800, 600)))
+              for name in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")]
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        (folder / f"class{index % 4}").mkdir(parents=True, exist_ok=True)
+        top, left = rng.integers(0, 600 - 375), rng.integers(0, 800 - 500)
+        crop = photos[index % len(photos)][top:top + 375, left:left + 500]
+        Image.fromarray(crop).save(folder / f"class{index % 4}" / f"{index}.jpg", quality=90)
+    return folder
+
+
+def bench_folders(count: int, sizes: tuple[int, ...], work: Path, repetitions: int = 3) -> dict:
+    """At each size in `sizes` (at 224 px a 500x375 JPEG is decoded at full scale; at 64 px at 1/4)."""
+    folder = write_photo_folder(work / "photos", count)
+    return {"images": count, "sizes": {str(size): _folder_seconds(folder, size, repetitions) for size in sizes}}
+
+
+def _folder_seconds(folder: Path, size: int, repetitions: int) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import keras
+    from PIL import Image
+
+    from kerastl.data.sources import read_source
+
+    files = sorted(folder.rglob("*.jpg"))
+
+    def with_keras():
+        dataset = keras.utils.image_dataset_from_directory(folder, image_size=(size, size), batch_size=64, shuffle=False, verbose=False)
+        return [images.numpy() for images, _ in dataset]
+
+    def with_draft_and_threads():
+        def one(path):
+            with Image.open(path) as picture:
+                picture.draft("RGB", (size, size))
+                return np.asarray(picture.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
+
+        with ThreadPoolExecutor() as pool:
+            return np.stack(list(pool.map(one, files)))
+
+    routes = {"kerastl": lambda: read_source(f"folder:{folder}", image_size=size, progress=True), "keras": with_keras,
+              "draft_threads": with_draft_and_threads}
+    median = median_seconds(routes, repetitions)
+    return {"seconds": median, "ratio_to_keras": median["kerastl"] / median["keras"],
+            "ratio_to_draft_threads": median["kerastl"] / median["draft_threads"]}
 
 
 def _train(overrides: list[str], run_dir: Path) -> dict:
@@ -374,6 +435,13 @@ def render(results: dict) -> str:
         lines.append(f"| reading: {r['rows']:,}-row × 784 CSV → uint8 images (`read_source`, progress bar and checks on) | "
                      f"{t['kerastl']:.2f} s | {t['pyarrow']:.2f} s (pyarrow multithreaded, uint8 columns); pandas.read_csv "
                      f"{t['pandas']:.2f} s | {r['ratio_to_pyarrow']:.2f}× the pyarrow time | ≤ 1.25× |")
+    if "folders" in results:
+        for size, r in results["folders"]["sizes"].items():
+            t = r["seconds"]
+            lines.append(f"| folders: {results['folders']['images']:,} photo-sized JPEGs (500×375) → uint8 at {size} px (`read_source`, "
+                         f"progress bar on) | {t['kerastl']:.2f} s | {t['keras']:.2f} s (`image_dataset_from_directory`, one pass); "
+                         f"Pillow draft + threads {t['draft_threads']:.2f} s | {r['ratio_to_keras']:.2f}× Keras' time, "
+                         f"{r['ratio_to_draft_threads']:.2f}× the careful route | ≤ 1.0× the careful route |")
     if "frozen" in results:
         r = results["frozen"]
         lines.append(f"| frozen phase, s/epoch after the first ({r['input_size']} px, {r.get('train_images', 630)} training digits) | {r['cached']['seconds_per_epoch']:.3f} s "
@@ -446,12 +514,13 @@ def _learning_table(r: dict) -> list[str]:
 @click.option("--rows", default=3000, show_default=True, help="CSV rows of the pipeline benchmark.")
 @click.option("--reading-rows", default=60000, show_default=True, help="CSV rows of the reading benchmark.")
 @click.option("--memory-rows", default=60000, show_default=True, help="CSV rows of the memory benchmark.")
+@click.option("--photos", default=3000, show_default=True, help="JPEGs of the folders benchmark.")
 @click.option("--size", default=64, show_default=True, help="Model input size of the end-to-end benchmark.")
 @click.option("--frozen-size", default=224, show_default=True, help="Model input size of the frozen-phase benchmark.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds of the learning benchmark.")
 @click.option("--recipe", "recipes", multiple=True, type=click.Choice(LEARNING_RECIPES), help="Learning benchmark: only these recipes.")
 @click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
-def main(only, rows, reading_rows, memory_rows, size, frozen_size, seeds, recipes, output):
+def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds, recipes, output):
     """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     chosen = only or BENCHMARKS
@@ -461,7 +530,8 @@ def main(only, rows, reading_rows, memory_rows, size, frozen_size, seeds, recipe
     results["machine"] = machine()
     with tempfile.TemporaryDirectory(prefix="kerastl-bench-") as scratch:
         work = Path(scratch)
-        runners = {"pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work), "frozen": lambda: bench_frozen(frozen_size, work),
+        runners = {"pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work),
+                   "folders": lambda: bench_folders(photos, (224, 64), work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
                    "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {}))}
         for name in chosen:

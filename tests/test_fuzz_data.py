@@ -102,16 +102,21 @@ def check_table(tmp_path, table) -> str:
     return "read"
 
 
-def test_pixel_tables_are_read_as_the_reference_reads_them_or_refused(tmp_path_factory):
+def assert_mostly_valid(check, inputs, examples: int) -> None:
+    """Run `check(input) -> outcome` on `examples` seeded inputs; at least a third must have been read."""
     outcomes = collections.Counter()
 
-    @settings(max_examples=120, derandomize=True, **SETTINGS)
-    @given(table=tables())
-    def check(table):
-        outcomes[check_table(tmp_path_factory.mktemp("table"), table)] += 1
+    @settings(max_examples=examples, derandomize=True, **SETTINGS)
+    @given(drawn=inputs)
+    def run(drawn):
+        outcomes[check(drawn)] += 1
 
-    check()
+    run()
     assert outcomes["read"] >= sum(outcomes.values()) / 3, outcomes
+
+
+def test_pixel_tables_are_read_as_the_reference_reads_them_or_refused(tmp_path_factory):
+    assert_mostly_valid(lambda table: check_table(tmp_path_factory.mktemp("table"), table), tables(), 120)
 
 
 GOOD_KINDS = ["png", "jpg", "gray", "rgba", "palette", "16-bit", "rotated"]
@@ -201,15 +206,7 @@ def check_folder(root, classes, bad_images) -> str:
 
 
 def test_image_folders_are_read_as_pillow_reads_them_or_refused(tmp_path_factory):
-    outcomes = collections.Counter()
-
-    @settings(max_examples=50, derandomize=True, **SETTINGS)
-    @given(folder=folders())
-    def check(folder):
-        outcomes[check_folder(tmp_path_factory.mktemp("photos"), *folder)] += 1
-
-    check()
-    assert outcomes["read"] >= sum(outcomes.values()) / 3, outcomes
+    assert_mostly_valid(lambda folder: check_folder(tmp_path_factory.mktemp("photos"), *folder), folders(), 50)
 
 
 @pytest.mark.slow

@@ -6,6 +6,10 @@ likewise, others are refused; 32-bit float pictures within 0..1 are scaled by 25
 refused; alpha is dropped (colour as stored); palettes are looked up; photos are turned upright by their
 EXIF orientation. Each picture reports which of these changed it, so a run can say so.
 
+A JPEG at least twice the target size on both sides is decoded at 1/2, 1/4 or 1/8 scale (Pillow's `draft`,
+the decoder's own DCT scaling) and then resized: faster on photos (BENCHMARKS.md), and within a few grey
+levels of decoding at full size (README "Pixel types"; tested).
+
 Example:
     >>> image, changes = decode_picture("scan16.png", 64, channels=1)
     >>> image.dtype, image.shape, changes
@@ -25,6 +29,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # EXIF orientations stored a quarter turn from upright: width and height swap
 
 # What each change means, for the run's notes (`describe_changes`).
 CHANGES = {
@@ -47,7 +52,10 @@ def decode_picture(path: Path | str, size: int | tuple[int, int], channels: int)
     try:
         with Image.open(path) as picture:
             changes = ["16-bit"] if _decoded_from_16_bits(picture) else []
-            if picture.getexif().get(EXIF_ORIENTATION, 1) != 1:
+            orientation = picture.getexif().get(EXIF_ORIENTATION, 1)
+            if picture.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale where the target is that much smaller
+                picture.draft(None, (height, width) if orientation in TURNED else (width, height))
+            if orientation != 1:
                 picture = ImageOps.exif_transpose(picture)
                 changes.append("exif")
             picture, change = _to_8_bits(picture, path)

@@ -692,8 +692,9 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
             return None
 
     try:
-        with ThreadPoolExecutor() as pool:
+        with ThreadPoolExecutor() as pool, _progress_bar(root, len(files), options.progress) as advance:
             for index, decoded in enumerate(pool.map(decode, files)):
+                advance(index + 1)
                 if decoded is None:
                     skipped.append(str(files[index]))
                     continue
