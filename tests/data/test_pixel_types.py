@@ -258,3 +258,26 @@ def test_large_jpegs_decode_at_reduced_scale_within_a_few_grey_levels(tmp_path):
     drafted = Image.open(tmp_path / "photo.jpg")
     drafted.draft(None, (64, 64))
     assert drafted.size == (125, 94)  # the decoder itself scaled by 1/4: what makes the read fast
+
+
+def test_a_run_reports_the_scaling_in_its_log_metrics_and_report(tmp_path):
+    """Digits 0-2 exported as 0..1 floats: the run trains on 0..255 pixels, prints the rule as it starts, and keeps it
+    in metrics.json and report.md."""
+    import json
+
+    from kerastl.cli import cli
+    from tests.conftest import TINY
+
+    digits = read_source("builtin:digits").select(["0", "1", "2"], max_per_class=30, seed=0)
+    path = write_table(tmp_path / "floats.csv", digits.images.reshape(len(digits), -1) / 255.0, digits.labels)
+    overrides = [o for o in TINY if not o.startswith(("data.source", "data.classes"))]
+    overrides += [f"data.source=csv:{path}", "phases.1.epochs=0", "results.calibration=none"]
+    sets = [part for item in overrides for part in ("--set", item)]
+    result = CliRunner().invoke(cli, ["train", "--config", "/dev/null", "--output-dir", str(tmp_path / "run"), *sets])
+    assert result.exit_code == 0, result.output
+    note = f"{path}: pixel values are 0..1 floats, scaled by 255 and rounded (data.pixel_scale: auto)."
+    assert f"Note: {note}" in result.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["pixel_conversions"] == [note]
+    assert note in (tmp_path / "run" / "report.md").read_text()
+    held_out = np.load(tmp_path / "run" / "heldout.npz")["images"]
+    assert held_out.max() > 200  # the pixels the model saw are 0..255, not 0/1
