@@ -46,6 +46,7 @@ def tables(draw):
         frame = frame.astype(object)
         frame.iat[draw(st.integers(0, rows - 1)), frame.columns.get_loc("pixel0")] = draw(bad_cells)
     if broken == "empty label" and "label" in frame:
+        frame["label"] = frame["label"].astype(object)
         frame.loc[draw(st.integers(0, rows - 1)), "label"] = ""
     separator = draw(st.sampled_from([",", ";", "\t"]))
     text = frame.to_csv(index=False, sep=separator)

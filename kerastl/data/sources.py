@@ -616,6 +616,11 @@ def _csv_bytes(path: Path):
 def _guard_ragged(chunks: Iterator[pd.DataFrame], path: Path, after_chunk) -> Iterator[pd.DataFrame]:
     try:
         for chunk in chunks:
+            if not isinstance(chunk.index, pd.RangeIndex):  # pandas took the first field of every row as an index
+                raise DataError(
+                    f"{path}: ragged rows: the rows hold one field more than the header's {len(chunk.columns)} names, so "
+                    "every value would shift by one column; add the missing name to the header or remove the extra field."
+                )
             yield chunk
             after_chunk(chunk)
     except pd.errors.ParserError as exc:

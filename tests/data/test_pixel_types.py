@@ -102,6 +102,15 @@ def test_cells_that_are_not_pixel_values_are_refused(tmp_path, cell, message):
         read_source(str(path))
 
 
+@pytest.mark.parametrize("text", ["label,pixel0\na,217,9\n", "label,p0,p1,p2,p3\na,1,2,3,4,5\nb,3,4,5,6,7\n"])
+def test_rows_with_one_field_more_than_the_header_are_refused_not_shifted(tmp_path, text):
+    """pandas would take the first field as an index and read every value one column to the left (found by fuzzing)."""
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"t.csv: ragged rows: the rows hold one field more than the header's"):
+        read_source(str(path))
+
+
 def test_data_stats_reports_the_scaling(tmp_path):
     from kerastl.cli import cli
 
