@@ -98,7 +98,7 @@ from kerastl.models.classifier import load_model
 first, second = load_model(sys.argv[1]), load_model(sys.argv[2])
 print(json.dumps({"backend": keras.backend.backend(),
                   "equal": all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights())),
-                  "head_trained": bool(np.any(first.layers[-1].get_weights()[1] != 0)),  # the bias starts at zeros
+                  "head_trained": bool(np.any(first.get_layer("logits").get_weights()[1] != 0)),  # the bias starts at zeros
                   "predicts": first.predict(np.zeros((2, 8, 8, 1), "uint8"), verbose=0).shape[1]}))
 """
     checked = subprocess.run([sys.executable, "-c", compare, str(tmp_path / "run"), str(tmp_path / "run.process-1")],
