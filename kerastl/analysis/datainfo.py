@@ -65,12 +65,15 @@ def preview_images(cfg: Config, per_class: int = 8, max_classes: int = 10) -> tu
         >>> native[0].shape, seen[0].shape
         ((4, 8, 8, 1), (4, 32, 32, 3))
     """
+    return _preview(cfg, load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model)), per_class, max_classes)
+
+
+def _preview(cfg: Config, splits: Splits, per_class: int, max_classes: int) -> tuple[list[str], list, list]:
     import keras
 
     from kerastl.models.augment import augmentation_layers
     from kerastl.models.layers import Preprocess
 
-    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     rng = np.random.default_rng(cfg.seed)
     classes = list(range(min(len(splits.class_names), max_classes)))
     native = [splits.train.images[rng.permutation(splits.train.members(k))[:per_class]] for k in classes]
@@ -94,11 +97,11 @@ def data_preview(cfg: Config, output_dir: str | Path, per_class: int = 8, max_cl
     from kerastl.analysis.plots import plot_class_counts, plot_image_grid
 
     output_dir = Path(output_dir)
-    names, native, seen = preview_images(cfg, per_class, max_classes)
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
+    names, native, seen = _preview(cfg, splits, per_class, max_classes)
     written = [output_dir / "samples.png", output_dir / "augmented.png", output_dir / "class_counts.png"]
     plot_image_grid(native, names, written[0], "samples (native size)")
     plot_image_grid(seen, names, written[1], f"as the model sees them in training (augment: {cfg.augment.preset})")
-    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model))
     warnings = imbalance_warnings(splits)
     plot_class_counts(splits.class_names, splits.train.class_counts(), written[2], warning=warnings[0] if warnings else None)
     return {"files": written, "warnings": warnings}

@@ -72,19 +72,14 @@ def decode_picture(path: Path | str, size: int | tuple[int, int], channels: int)
     return (array[..., None] if channels == 1 else array), tuple(changes)
 
 
-def load_image(path: Path | str, size: int | tuple[int, int], channels: int, raise_errors: bool = True):
-    """`decode_picture`'s pixels only; None instead of an error when `raise_errors` is False.
+def load_image(path: Path | str, size: int | tuple[int, int], channels: int) -> np.ndarray:
+    """`decode_picture`'s pixels only (what `predict` and `explain` read).
 
     Example:
         >>> load_image("cat.jpg", 32, channels=3).shape
         (32, 32, 3)
     """
-    try:
-        return decode_picture(path, size, channels)[0]
-    except DataError:
-        if raise_errors:
-            raise
-        return None
+    return decode_picture(path, size, channels)[0]
 
 
 def describe_changes(counts: dict[str, int], total: int, origin: str) -> tuple[str, ...]:
