@@ -1,25 +1,28 @@
 """kerastl: transfer learning with Keras 3, from pixel tables or image folders to a deployable model.
 
-Importing kerastl registers its serializable layers and optimizers with Keras (as `import keras_hub`
-does), so `keras.saving.load_model("RUN/model.keras")` works after `import kerastl`; the heavier
-modules (training, export) load on first use.
+Importing kerastl does not import Keras or TensorFlow: the names below load their modules on first use.
+Its serializable classes are registered with Keras as soon as Keras is imported (see
+`kerastl.serializable`), so `keras.saving.load_model("RUN/model.keras")` works after `import kerastl`.
 
 Example:
     >>> import kerastl
-    >>> cfg = kerastl.load_config("configs/quickstart.yaml", overrides=["phases.0.epochs=1"])
-    >>> result = kerastl.train(cfg, output_dir="runs/quickstart", overwrite=True)
-    >>> result.metrics["test_accuracy"]
+    >>> model = kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=10, image_shape=(28, 28, 1))
+    >>> history = kerastl.fine_tune(model, images, labels, validation_data=(val_images, val_labels))
+    >>> result = kerastl.train(kerastl.load_config("configs/quickstart.yaml"), output_dir="runs/quickstart")
 """
 
+import sys
 from importlib import import_module
 
 from kerastl.config import AugmentConfig as AugmentConfig
 from kerastl.config import Config as Config
 from kerastl.config import DataConfig as DataConfig
 from kerastl.config import HeadConfig as HeadConfig
+from kerastl.config import LossConfig as LossConfig
 from kerastl.config import ModelConfig as ModelConfig
 from kerastl.config import PhaseConfig as PhaseConfig
 from kerastl.config import PretrainConfig as PretrainConfig
+from kerastl.config import ResultsConfig as ResultsConfig
 from kerastl.config import load_config as load_config
 from kerastl.errors import ConfigError as ConfigError
 from kerastl.errors import DataError as DataError
@@ -29,26 +32,20 @@ from kerastl.errors import RunDirError as RunDirError
 from kerastl.errors import WeightsError as WeightsError
 from kerastl.models.backbones import backbone_names as backbone_names
 from kerastl.models.backbones import get_backbone as get_backbone
+from kerastl.quiet import hide_retracing_notes
+from kerastl.serializable import register_all, register_when_keras_loads
 
 __version__ = "0.1.0"
 
 
-def _register_serializable_objects() -> None:
-    """Import the modules whose classes Keras must find by name when it loads a kerastl model, with
-    TensorFlow's native start-up chatter (CUDA probes, absl notices) kept off stderr."""
-    from kerastl.quiet import hide_retracing_notes, native_stderr_silenced
-
-    hide_retracing_notes()
-    with native_stderr_silenced():
-        import kerastl.models.classifier  # noqa: F401  ImageClassifier
-        import kerastl.models.layers  # noqa: F401  Preprocess, Normalize
-        import kerastl.training.optimizers  # noqa: F401  LayerwiseAdam, ...
-
-
-_register_serializable_objects()
+hide_retracing_notes()
+register_when_keras_loads()
 
 # Public names whose modules import TensorFlow/Keras: loaded on first access.
 _LAZY = {
+    "ImageClassifier": "kerastl.models.classifier",
+    "fine_tune": "kerastl.training.recipe",
+    "Recipe": "kerastl.training.recipe",
     "train": "kerastl.training.trainer",
     "TrainResult": "kerastl.training.trainer",
     "build_model": "kerastl.models.classifier",
@@ -56,7 +53,7 @@ _LAZY = {
     "evaluate": "kerastl.analysis.evaluation",
     "predict": "kerastl.deploy.predict",
     "explain": "kerastl.analysis.gradcam",
-    "distill": "kerastl.training.distillation",
+    "distill": "kerastl.training.trainer",
     "gradcam": "kerastl.analysis.gradcam",
     "find_label_issues": "kerastl.analysis.labelissues",
     "write_model_card": "kerastl.analysis.modelcard",
@@ -73,7 +70,8 @@ _LAZY = {
 }
 
 __all__ = [
-    "AugmentConfig", "Config", "DataConfig", "HeadConfig", "ModelConfig", "PhaseConfig", "PretrainConfig",
+    "AugmentConfig", "Config", "DataConfig", "HeadConfig", "LossConfig", "ModelConfig", "PhaseConfig", "PretrainConfig",
+    "ResultsConfig",
     "load_config", "ConfigError", "DataError", "ExportError", "KerastlError", "RunDirError", "WeightsError",
     "backbone_names", "get_backbone", *_LAZY,
 ]
@@ -81,7 +79,10 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        value = getattr(import_module(_LAZY[name]), name)
+        if "keras" in sys.modules:  # its first import may have come while a kerastl module was loading
+            register_all()
+        return value
     raise AttributeError(f"module 'kerastl' has no attribute {name!r}")
 
 

@@ -14,6 +14,7 @@ import click
 
 from kerastl.deploy.formats import FORMATS, quantizations
 from kerastl.errors import KerastlError
+from kerastl.rundir import CONFIG_FILE
 
 
 class UserError(click.ClickException):
@@ -115,17 +116,19 @@ def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard
     """Train a model as the config says and print the run directory; --resume continues a killed run."""
     if config_path is None and resume_dir is None:
         raise click.UsageError("Give --config FILE, or --resume RUN_DIR to continue an interrupted run.")
+    from kerastl.config import load_config
+
+    overrides = (*overrides, "tensorboard=true") if tensorboard else overrides
+    # The config is checked before TensorFlow loads, so a config error answers at once.
+    if config_path is not None or overrides:
+        config = load_config(config_path or Path(resume_dir) / CONFIG_FILE, overrides)
+    else:
+        config = None  # resume with the run's own config
     _import_tensorflow_quietly()
     from kerastl.training.trainer import train as run_training
 
-    overrides = (*overrides, "tensorboard=true") if tensorboard else overrides
     result = run_training(
-        config_path,
-        output_dir=resume_dir or output_dir,
-        overwrite=overwrite,
-        overrides=overrides,
-        verbose=_verbosity(quiet),
-        resume=resume_dir is not None,
+        config, output_dir=resume_dir or output_dir, overwrite=overwrite, verbose=_verbosity(quiet), resume=resume_dir is not None
     )
     skipped = result.metrics.get("skipped_files", [])
     if skipped:
@@ -204,7 +207,7 @@ def predict(model, inputs, tta, min_confidence):
 def distill(run_dir, student, output_dir, overrides, overwrite, quiet):
     """Train a smaller backbone on the soft targets of a trained run; prints the run directory and the comparison."""
     _import_tensorflow_quietly()
-    from kerastl.training.distillation import distill as run_distillation
+    from kerastl.training.trainer import distill as run_distillation
 
     result = run_distillation(run_dir, student, output_dir, overrides, overwrite, verbose=_verbosity(quiet))
     facts = result.metrics["distillation"]

@@ -217,7 +217,8 @@ class ResultsConfig:
     evaluation: bool = True
 
 
-def _default_phases() -> tuple[PhaseConfig, ...]:
+def default_phases() -> tuple[PhaseConfig, ...]:
+    """The phases of a config without `phases` (and of `Recipe.default()`): head, then the top 30 layers at 1e-5."""
     return (
         PhaseConfig(name="head", epochs=5, learning_rate=1e-3),
         PhaseConfig(name="finetune", epochs=5, learning_rate=1e-5, unfreeze=30),
@@ -234,7 +235,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
+    phases: tuple[PhaseConfig, ...] = field(default_factory=default_phases)
     strategy: Optional[StrategyConfig] = None
     pretrain: Optional[PretrainConfig] = None
     distill: Optional[DistillConfig] = None
@@ -280,6 +281,19 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     for override in overrides:
         apply_override(raw, override)
     return config_from_dict(raw)
+
+
+def config_from_parts(**sections: Any) -> Config:
+    """A checked `Config` from sections given as objects (`model=ModelConfig(...)`, `phases=(...)`, ...); the
+    checks are those of `load_config`.
+
+    Example:
+        >>> config_from_parts(model=ModelConfig(backbone="vgg16", weights="none")).model.backbone
+        'vgg16'
+    """
+    cfg = Config(**sections)
+    _check_consistency(cfg)
+    return cfg
 
 
 def config_from_dict(raw: dict) -> Config:
@@ -353,7 +367,7 @@ def _is_phases(parts: list[str], depth: int) -> bool:
 
 
 def _default_phase_dicts() -> list[dict]:
-    return [dataclasses.asdict(p) for p in _default_phases()]
+    return [dataclasses.asdict(p) for p in default_phases()]
 
 
 def _build(cls: type, raw: Any, where: str) -> Any:

@@ -23,12 +23,18 @@ from kerastl.errors import RunDirError
 if TYPE_CHECKING:
     from kerastl.config import Config
 
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.txt"
+HISTORY_FILE = "history.csv"
+REPORT_FILE = "report.md"
 PRETRAINED_FILE = "pretrained_backbone.weights.h5"  # with model.weights: pretrain
 LAST_MODEL_FILE = "model_last.keras"  # the weights training ended with, when model.keras holds better ones
 MODEL_CARD_FILE = "MODEL_CARD.md"
 EXPORTS_FILE = "exports.json"  # every export of the run with its parity check (written by kerastl export)
 RUN_FILES = (
-    "config.yaml", "history.csv", "metrics.json", "model.keras", "labels.txt", "report.md", "heldout.npz", "calibration.npz",
+    CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, LABELS_FILE, REPORT_FILE, "heldout.npz", "calibration.npz",
     LAST_MODEL_FILE, MODEL_CARD_FILE, EXPORTS_FILE,
 )
 
@@ -67,7 +73,7 @@ def prepare_run_dir(path: Path, overwrite: bool) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"Output directory {str(path)!r} is a file.")
-    if (path / "config.yaml").exists() and not overwrite:
+    if (path / CONFIG_FILE).exists() and not overwrite:
         raise RunDirError(
             f"Output directory {str(path)!r} already holds a run; ",
             python="pass overwrite=True to replace it (or resume=True to continue it).",
@@ -103,7 +109,7 @@ def clear_run_files(path: Path) -> None:
 
 def read_labels(path: Path) -> list[str]:
     """Class names from a run directory's labels.txt."""
-    file = Path(path) / "labels.txt"
+    file = Path(path) / LABELS_FILE
     if not file.is_file():
         raise RunDirError(f"{file}: missing; is {str(path)!r} a kerastl run directory?")
     return file.read_text().splitlines()
@@ -117,7 +123,7 @@ def run_config(run_dir: Path) -> "Config":
     """
     from kerastl.config import load_config
 
-    file = Path(run_dir) / "config.yaml"
+    file = Path(run_dir) / CONFIG_FILE
     if not Path(run_dir).exists():
         raise RunDirError(f"No model at {str(run_dir)!r}; expected a run directory or a .keras file.")
     if not file.is_file():

@@ -51,7 +51,7 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning")
+BENCHMARKS = ("startup", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
     "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
@@ -160,6 +160,28 @@ def bench_reading(rows: int, work: Path, repetitions: int = 3) -> dict:
     median = median_seconds(routes, repetitions)
     return {"rows": rows, "seconds": median, "ratio_to_pyarrow": median["kerastl"] / median["pyarrow"],
             "ratio_to_pandas": median["kerastl"] / median["pandas"]}
+
+
+def bench_startup(work: Path, repetitions: int = 5) -> dict:
+    """Wall seconds of fresh processes: `kerastl --help`, `kerastl train --help`, a config error, `import kerastl`,
+    against `python -c pass` (the interpreter's own start) and `import tensorflow` (what they no longer load)."""
+    import subprocess
+
+    bad = work / "bad.yaml"
+    bad.write_text("model:\n  backbone: resnet_51\n")
+    python = [sys.executable]
+
+    def run(*args):
+        return lambda: subprocess.run([*python, *args], capture_output=True, check=False)
+
+    routes = {
+        "python -c pass": run("-c", "pass"), "kerastl --help": run("-m", "kerastl", "--help"),
+        "kerastl train --help": run("-m", "kerastl", "train", "--help"),
+        "kerastl train --config bad.yaml": run("-m", "kerastl", "train", "--config", str(bad)),
+        "import kerastl": run("-c", "import kerastl"), "import tensorflow": run("-c", "import tensorflow"),
+    }
+    median = median_seconds(routes, repetitions)
+    return {"seconds": median, "ratio_to_python": {name: t / median["python -c pass"] for name, t in median.items()}}
 
 
 def write_photo_folder(folder: Path, count: int, seed: int = 0) -> Path:
@@ -442,6 +464,13 @@ def render(results: dict) -> str:
                          f"progress bar on) | {t['kerastl']:.2f} s | {t['keras']:.2f} s (`image_dataset_from_directory`, one pass); "
                          f"Pillow draft + threads {t['draft_threads']:.2f} s | {r['ratio_to_keras']:.2f}× Keras' time, "
                          f"{r['ratio_to_draft_threads']:.2f}× the careful route | ≤ 1.0× the careful route |")
+    if "startup" in results:
+        r = results["startup"]
+        t, base = r["seconds"], r["seconds"]["python -c pass"]
+        for name in ("kerastl --help", "kerastl train --help", "kerastl train --config bad.yaml", "import kerastl"):
+            lines.append(f"| startup: `{name}` in a fresh process (a config error exits 2) | {t[name]:.2f} s | {base:.2f} s "
+                         f"(`python -c pass`); `import tensorflow` {t['import tensorflow']:.2f} s | "
+                         f"{r['ratio_to_python'][name]:.1f}× the interpreter's start | < 1.5 s |")
     if "frozen" in results:
         r = results["frozen"]
         lines.append(f"| frozen phase, s/epoch after the first ({r['input_size']} px, {r.get('train_images', 630)} training digits) | {r['cached']['seconds_per_epoch']:.3f} s "
@@ -530,7 +559,7 @@ def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds
     results["machine"] = machine()
     with tempfile.TemporaryDirectory(prefix="kerastl-bench-") as scratch:
         work = Path(scratch)
-        runners = {"pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work),
+        runners = {"startup": lambda: bench_startup(work), "pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work),
                    "folders": lambda: bench_folders(photos, (224, 64), work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
                    "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {}))}

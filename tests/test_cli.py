@@ -162,7 +162,7 @@ def test_test_time_augmentation_changes_what_evaluate_and_predict_answer(trained
     once = predict(run_dir, [tmp_path / "zero.png"])[0]
     again = predict(run_dir, [tmp_path / "zero.png"], tta=3)[0]
     assert np.isclose(again.probabilities.sum(), 1, atol=1e-5) and once.input == again.input
-    model, cfg = load_model(run_dir / "model.keras"), trained_run.model  # the run's augmentation: none, so TTA uses light
+    model = load_model(run_dir / "model.keras")  # the run's augmentation: none, so TTA uses light
     expected = tta_probabilities(lambda x: model.predict(x, verbose=0), image[None, ..., None], load_config_of(run_dir).augment, 3)
     np.testing.assert_allclose(again.probabilities, expected[0], rtol=1e-4, atol=1e-6)
     assert not np.allclose(again.probabilities, once.probabilities, atol=1e-6)

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from kerastl.config import load_config, parse_unfreeze
-from kerastl.models.backbones import backbone_units, create_backbone, get_backbone
+from kerastl.models.backbone_layers import backbone_units
+from kerastl.models.backbones import create_backbone, get_backbone
 from kerastl.models.hub import is_hub
 from kerastl.training.phases import enable_lora, first_unfrozen
 

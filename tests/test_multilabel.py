@@ -10,7 +10,7 @@ from kerastl.config import load_config
 from kerastl.data.sources import encode_label_sets, from_arrays, read_source
 from kerastl.errors import ConfigError, DataError
 from kerastl.analysis.metrics import multi_label_metrics
-from tests.conftest import TINY, small_cnn_overrides
+from tests.conftest import small_cnn_overrides
 from tests.test_cli import run, sets
 
 

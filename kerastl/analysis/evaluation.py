@@ -17,13 +17,14 @@ from kerastl.data.pipeline import load_splits, read_data_source
 from kerastl.data.samples import HELDOUT_FILE, load_heldout
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
-from kerastl.models.classifier import load_model, model_input_shape
+from kerastl.models.classifier import model_input_shape
+from kerastl.models.saved_run import read_run
 from kerastl.analysis.calibration import coverage_curve, temperature, uncalibrated
 from kerastl.analysis.gradcam import gradcam
 from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.report import write_report
 from kerastl.analysis.tta import tta_probabilities
-from kerastl.rundir import atomic_path, read_labels, run_config, write_json
+from kerastl.rundir import METRICS_FILE, MODEL_FILE, atomic_path, write_json
 
 
 def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose: int | str = 0, explain: bool = False) -> dict:
@@ -48,12 +49,9 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     Example:
         >>> evaluate("runs/quickstart")["per_class"]["5"]["recall"]
     """
-    run_dir = Path(run).parent if Path(run).is_file() else Path(run)  # a run directory or one of its .keras files
-    model_file = Path(run) if Path(run).is_file() else run_dir / "model.keras"
-    folder = run_dir / ("evaluation" if model_file.name == "model.keras" else f"evaluation_{model_file.stem}")
-    cfg = run_config(run_dir)
-    model = load_model(model_file)
-    class_names = read_labels(run_dir)
+    saved = read_run(run)  # a run directory or one of its .keras files
+    run_dir, cfg, model, class_names = saved.run_dir, saved.cfg, saved.model, saved.class_names
+    folder = run_dir / ("evaluation" if saved.model_file.name == MODEL_FILE else f"evaluation_{saved.model_file.stem}")
     source, described = _evaluation_source(run_dir, cfg, data, model, class_names, progress=verbose != 0)
     probabilities = tta_probabilities(
         lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
@@ -61,7 +59,7 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     )
     heatmaps = (lambda images: gradcam(model, images)[0]) if explain else None
     report = write_evaluation(folder, source, probabilities, class_names, described, temperature(model), tta, heatmaps)
-    if folder.name == "evaluation" and (run_dir / "metrics.json").is_file():  # the report and card describe model.keras
+    if folder.name == "evaluation" and (run_dir / METRICS_FILE).is_file():  # the report and card describe model.keras
         write_report(run_dir)
         write_model_card(run_dir)
     return report
@@ -100,7 +98,7 @@ def write_evaluation(
         curves = {"calibrated": probabilities} if before is None else {"before (T = 1)": before, f"after (T = {model_temperature:.2f})": probabilities}
         plot_reliability({name: reliability(p, source.labels) for name, p in curves.items()}, folder / "reliability.png")
         plot_coverage(report["calibration"]["coverage"], folder / "coverage.png")
-    write_json(folder / "metrics.json", report)
+    write_json(folder / METRICS_FILE, report)
     return report
 
 

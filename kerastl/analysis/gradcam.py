@@ -21,6 +21,7 @@ import numpy as np
 
 from kerastl.errors import ConfigError, ExportError
 from kerastl.models.classifier import LOGITS_LAYER, model_facts
+from kerastl.rundir import CONFIG_FILE, LABELS_FILE
 
 
 def gradcam(
@@ -132,7 +133,7 @@ def explain(model_path: str | Path, inputs: Sequence[str | Path], output: str | 
     model = load_model(model_path)
     folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
     names, images = read_inputs(inputs, tuple(int(d) for d in model.input_shape[1:]), _table_options(folder))
-    class_names = read_labels(folder) if (folder / "labels.txt").is_file() else model_facts(model)["class_names"]
+    class_names = read_labels(folder) if (folder / LABELS_FILE).is_file() else model_facts(model)["class_names"]
     chunks = [gradcam(model, images[start : start + 64], layer=layer) for start in range(0, len(images), 64)]  # bounded memory
     maps, probabilities = (np.concatenate(parts) for parts in zip(*chunks))
     titles = [f"{class_names[int(p.argmax())]} ({p.max():.2f})" + ("" if heatmap.max() > 0 else ", no evidence found")
@@ -154,7 +155,7 @@ def _table_options(folder: Path):
     from kerastl.config import Config
     from kerastl.rundir import run_config
 
-    return run_config(folder).data if (folder / "config.yaml").is_file() else Config().data
+    return run_config(folder).data if (folder / CONFIG_FILE).is_file() else Config().data
 
 
 def _file_stem(name: str) -> str:

@@ -18,8 +18,9 @@ import numpy as np
 
 from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.errors import DataError
-from kerastl.models.classifier import load_model, model_input_shape
-from kerastl.rundir import atomic_path, run_config
+from kerastl.models.classifier import model_input_shape
+from kerastl.models.saved_run import read_run
+from kerastl.rundir import atomic_path
 
 ISSUES_DIR = "issues"
 GRID_IMAGES = 24
@@ -42,11 +43,10 @@ def find_label_issues(run: str | Path, verbose: int | str = 0):
 
     from kerastl.analysis.plots import plot_labelled_images
 
-    run_dir = Path(run)
-    cfg = run_config(run_dir)
+    saved = read_run(Path(run))
+    run_dir, cfg, model = saved.run_dir, saved.cfg, saved.model
     if cfg.data.multi_label:
         raise DataError(f"{run_dir}: label issues are ranked for single-label runs; this run is multi-label.")
-    model = load_model(run_dir)
     splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0], progress=verbose != 0)
     frames, sources = [], []
     for split, source in (("train", splits.train), ("validation", splits.validation)):

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from kerastl.models.hub import is_hub
 from kerastl.analysis.report import confidence_lines, kept_sentence, per_class_table, read_evaluation
-from kerastl.rundir import EXPORTS_FILE, MODEL_CARD_FILE, run_config, write_json, write_text
+from kerastl.rundir import EXPORTS_FILE, METRICS_FILE, MODEL_CARD_FILE, run_config, write_json, write_text
 
 
 def write_model_card(run_dir: Path) -> Path:
     """Write `run_dir/MODEL_CARD.md` from config.yaml, metrics.json, evaluation/ and exports.json."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
     evaluation = read_evaluation(run_dir)
     hub = is_hub(cfg.model.backbone)
     weights = {"imagenet": "the keras-hub preset's weights" if hub else "ImageNet (keras.applications)",
@@ -98,7 +98,7 @@ def record_export(run_dir: Path, info: dict, output: Path) -> None:
     exports.append({"path": str(output), "format": info["format"], "quantize": info.get("quantize", "none"),
                     "parity": info["parity"]})
     write_json(file, exports)
-    if (Path(run_dir) / "metrics.json").is_file():
+    if (Path(run_dir) / METRICS_FILE).is_file():
         write_model_card(run_dir)
 
 

@@ -12,15 +12,27 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from kerastl.rundir import EXPORTS_FILE, LAST_MODEL_FILE, MODEL_CARD_FILE, PRETRAINED_FILE, write_text
+from kerastl.rundir import (
+    CONFIG_FILE,
+    EXPORTS_FILE,
+    HISTORY_FILE,
+    LABELS_FILE,
+    LAST_MODEL_FILE,
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    PRETRAINED_FILE,
+    REPORT_FILE,
+    write_text,
+)
 
 ARTIFACTS = (
-    ("config.yaml", "resolved config"),
-    ("history.csv", "one row per epoch, both phases"),
-    ("metrics.json", "headline metrics"),
-    ("model.keras", "trained model (takes raw uint8 pixels; the weights kept, calibrated)"),
+    (CONFIG_FILE, "resolved config"),
+    (HISTORY_FILE, "one row per epoch, both phases"),
+    (METRICS_FILE, "headline metrics"),
+    (MODEL_FILE, "trained model (takes raw uint8 pixels; the weights kept, calibrated)"),
     (LAST_MODEL_FILE, "the weights training ended with, when they are not the ones kept"),
-    ("labels.txt", "class names"),
+    (LABELS_FILE, "class names"),
     (MODEL_CARD_FILE, "model card: data, recipe, metrics, calibration, exports, intended use and limitations"),
     (EXPORTS_FILE, "every export of this run, with its parity check"),
     ("heldout.npz", "the held-out images and labels export and evaluate use (test split, else validation)"),
@@ -54,7 +66,7 @@ def write_report(run_dir: Path) -> Path:
     """Write `run_dir/report.md`: one page with the run's numbers, per-class table, confidence, phases,
     every picture and a link to every file, from whichever artifacts exist."""
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
     evaluation = read_evaluation(run_dir)
     lines = [f"# Run `{metrics['name']}`", "", f"Backbone `{metrics['backbone']}`, {metrics['num_classes']} classes: "
              + ", ".join(f"`{name}`" for name in metrics["class_names"]) + ".", ""]
@@ -89,8 +101,8 @@ def write_report(run_dir: Path) -> Path:
             lines += ["", f"## {title}", "", f"![{title}]({picture})"]
     lines += ["", "## Files", ""]
     lines += [f"- [{name}]({name}): {what}" for name, what in ARTIFACTS if (run_dir / name).is_file()]
-    write_text(run_dir / "report.md", "\n".join(lines) + "\n")
-    return run_dir / "report.md"
+    write_text(run_dir / REPORT_FILE, "\n".join(lines) + "\n")
+    return run_dir / REPORT_FILE
 
 
 def distillation_lines(metrics: dict) -> list[str]:
@@ -111,7 +123,7 @@ def distillation_lines(metrics: dict) -> list[str]:
 
 
 def read_evaluation(run_dir: Path) -> Optional[dict]:
-    file = Path(run_dir) / "evaluation" / "metrics.json"
+    file = Path(run_dir) / "evaluation" / METRICS_FILE
     return json.loads(file.read_text()) if file.is_file() else None
 
 

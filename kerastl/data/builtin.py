@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kerastl.data.images import ImageSource
 from kerastl.errors import DataError
 from kerastl.registry import Registry
 
@@ -46,16 +47,12 @@ PHOTOS = {
 def _digits():
     from sklearn.datasets import load_digits
 
-    from kerastl.data.sources import ImageSource
-
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     return ImageSource(images, digits.target.astype(np.int64), tuple(str(i) for i in range(10)), "builtin:digits")
 
 
 def _photos():
-    from kerastl.data.sources import ImageSource
-
     images, labels = [], []
     for label, name in enumerate(sorted(PHOTOS)):
         patches = photo_patches(_photo_path(*PHOTOS[name]))

@@ -28,8 +28,8 @@ from kerastl.deploy.formats import FORMATS, MIN_TOP1_AGREEMENT, ExportFormat, Ex
 from kerastl.errors import ConfigError, ExportError
 from kerastl.analysis.metrics import decisions
 from kerastl.analysis.modelcard import record_export
-from kerastl.models.classifier import load_model, model_input_shape
-from kerastl.rundir import read_labels, run_config
+from kerastl.models.classifier import model_input_shape
+from kerastl.models.saved_run import read_run
 
 PARITY_SAMPLES = 256
 TIE_MARGIN = 2 / 256  # about two steps of an int8 output: closer probabilities a quantized export cannot order
@@ -84,10 +84,8 @@ def export(
             f"Export runs on the TensorFlow backend, not {keras.backend.backend()!r}: unset KERAS_BACKEND "
             "(or set it to tensorflow) and export again."
         )
-    run_dir = Path(run)
-    cfg = run_config(run_dir)
-    model = load_model(run_dir)
-    class_names = read_labels(run_dir)
+    saved = read_run(Path(run))
+    run_dir, cfg, model, class_names = saved.run_dir, saved.cfg, saved.model, saved.class_names
     samples, calibration, parity_split = _parity_and_calibration(run_dir, cfg, model)
 
     try:

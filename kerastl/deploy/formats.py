@@ -21,9 +21,9 @@ import numpy as np
 
 from kerastl.analysis.metrics import THRESHOLD
 from kerastl.errors import ExportError
-from kerastl.models.classifier import is_multi_label, load_model, model_input_shape
 from kerastl.quiet import native_stderr_silenced
 from kerastl.registry import Registry
+from kerastl.rundir import LABELS_FILE, MODEL_FILE
 
 Runner = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, H, W, C] -> probabilities [N, K]
 
@@ -99,7 +99,7 @@ def quantizations() -> tuple[str, ...]:
 
 def write_labels(folder: Path, class_names) -> None:
     folder.mkdir(exist_ok=True)
-    (folder / "labels.txt").write_text("\n".join(class_names) + "\n")
+    (folder / LABELS_FILE).write_text("\n".join(class_names) + "\n")
 
 
 # SavedModel ---------------------------------------------------------------------------------------
@@ -133,6 +133,8 @@ def serving_archive(model, class_names, with_labels: bool, pixel_layout: Optiona
     `serving_default` takes images [None, H, W, C]; with `pixel_layout` ("hwc"/"chw") a second
     endpoint `serve_pixels` takes flat pixel rows [None, H*W*C] as in the training table.
     """
+    from kerastl.models.classifier import is_multi_label, model_input_shape
+
     import keras
     import tensorflow as tf
 
@@ -238,12 +240,14 @@ def _tflite_interpreter(path: Path):
 
 
 def _write_keras(job: ExportJob) -> Runner:
-    job.model.save(job.staging / "model.keras")
+    job.model.save(job.staging / MODEL_FILE)
     write_labels(job.staging, job.class_names)
-    return _load_keras(job.staging / "model.keras").run
+    return _load_keras(job.staging / MODEL_FILE).run
 
 
 def _load_keras(path: Path) -> Loaded:
+    from kerastl.models.classifier import load_model, model_input_shape
+
     model = load_model(path)
     return Loaded(lambda images: model.predict(images, verbose=0), model_input_shape(model), int(model.output_shape[-1]))
 
@@ -252,6 +256,8 @@ def _load_keras(path: Path) -> Loaded:
 
 
 def _write_onnx(job: ExportJob) -> Runner:
+    from kerastl.models.classifier import model_input_shape
+
     import tensorflow as tf
 
     try:
@@ -288,7 +294,7 @@ for _format in (
                  signatures=("serve_pixels",), loads_folder=True),
     ExportFormat("tflite", "model.tflite", _write_tflite, _load_tflite,
                  parity={"none": 1e-3, "float16": None, "dynamic": None, "int8": None}),
-    ExportFormat("keras", "model.keras", _write_keras, _load_keras),
+    ExportFormat("keras", MODEL_FILE, _write_keras, _load_keras),
     ExportFormat("onnx", "model.onnx", _write_onnx, _load_onnx, parity={"none": 1e-4}),
 ):
     FORMATS.register(_format.name, _format)

@@ -23,7 +23,7 @@ from kerastl.deploy.formats import FORMATS
 from kerastl.errors import ConfigError, ExportError
 from kerastl.analysis.metrics import decisions
 from kerastl.analysis.tta import tta_probabilities
-from kerastl.rundir import run_config
+from kerastl.rundir import CONFIG_FILE, LABELS_FILE, run_config
 
 
 UNKNOWN = "unknown"  # the label of an image whose top probability is below `min_confidence`
@@ -65,7 +65,7 @@ def load_predictor(path: str | Path) -> Predictor:
     export_info = _export_info(folder)
     if export_info:
         cfg = config_from_dict({"data": export_info["data"], "augment": export_info["augment"]})
-    elif path.is_file() and not (folder / "config.yaml").is_file():
+    elif path.is_file() and not (folder / CONFIG_FILE).is_file():
         cfg = Config()  # a bare .keras file: tables are read with the default options (label column "label", hwc)
     else:
         cfg = run_config(folder)
@@ -121,7 +121,7 @@ def predict(
 
 
 def _labels(folder: Path, num_classes) -> list[str]:
-    file = folder / "labels.txt"
+    file = folder / LABELS_FILE
     if file.is_file():
         return file.read_text().splitlines()
     if num_classes is None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
 from kerastl.errors import ConfigError, WeightsError
+from kerastl.models.backbone_layers import load_backbone_weights
 from kerastl.registry import Registry
 
 BACKBONE_LAYER_NAME = "backbone"
@@ -237,22 +237,6 @@ def _named(backbone):
     return keras.Model(backbone.input, backbone.output, name=BACKBONE_LAYER_NAME)
 
 
-def load_backbone_weights(backbone, spec: BackboneSpec, path: str) -> None:
-    """Load a weights file into `backbone`, turning a mismatch into one clear `WeightsError`."""
-    file = Path(path)
-    if not file.is_file():
-        raise WeightsError(
-            f"Weights file {str(file)!r} not found. Config key 'model.weights' takes imagenet, none or a weights file path."
-        )
-    try:
-        backbone.load_weights(str(file))
-    except Exception as exc:  # Keras raises ValueError, KeyError or OSError depending on the mismatch
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(
-            f"Weights file {str(file)!r} does not fit backbone {spec.name!r} at this size/options: {first_line}"
-        ) from None
-
-
 def keras_cache_dir() -> Path:
     """Where `keras.utils.get_file` keeps downloaded application weights."""
     home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
@@ -280,34 +264,3 @@ def _with_imagenet_weights(spec: BackboneSpec, constructor, kwargs: dict):
             f"{keras_cache_dir() / file_name}; put that file there, or set model.weights to a weights file "
             "path or to none."
         ) from None
-
-
-def backbone_units(backbone) -> list:
-    """The backbone's layers at block granularity, in order: its top-level layers, except that a container
-    of transformer layers without weights of its own (ViT's `vit_encoder`, DINOv2's `encoder`) gives its
-    sublayers. For a `keras.applications` backbone, its layers.
-
-    Example:
-        >>> [layer.name for layer in backbone_units(vit)]
-        ['images', 'vit_patching_and_embedding', 'transformer_block_1', 'transformer_block_2', 'dropout', 'ln']
-    """
-    units = []
-    for layer in backbone.layers:
-        children = layer._flatten_layers(include_self=False, recursive=False)
-        child_weights = {id(w) for child in children for w in child.weights}
-        own_weights = [w for w in layer.weights if id(w) not in child_weights]
-        units.extend(children if repeated_hub_layers(children) and not own_weights else [layer])
-    return units
-
-
-def repeated_hub_layers(layers: list) -> Optional[type]:
-    """The keras-hub layer class (with weights) found most often, at least twice, in `layers`, else None."""
-    counts = Counter(type(layer) for layer in layers if type(layer).__module__.startswith("keras_hub") and layer.weights)
-    kind, count = counts.most_common(1)[0] if counts else (None, 0)
-    return kind if count >= 2 else None
-
-
-def backbone_input(backbone, images):
-    """`images` in the structure `backbone` was built to take (keras-hub's DINOv2 and SigLIP take {"images": ...})."""
-    structure = backbone.input
-    return {name: images for name in structure} if isinstance(structure, dict) else images

@@ -17,11 +17,15 @@ from typing import Optional, Sequence
 
 import keras
 
-from kerastl.config import AugmentConfig, HeadConfig, ModelConfig
+from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, config_to_dict
 from kerastl.errors import ConfigError, ExportError
 from kerastl.models.augment import augmentation_layers
-from kerastl.models.backbones import backbone_input, create_backbone, get_backbone
+from kerastl.models.backbone_layers import backbone_input
+from kerastl.models.backbones import BACKBONE_LAYER_NAME, create_backbone, get_backbone
+from kerastl.models.labels import LabelKind
+from kerastl.rundir import MODEL_FILE
 
+NORMALIZE_LAYER = "normalize"  # the last layer of the in-model preprocessing
 FEATURE_LAYER = "pool"  # the pooled features: the head's input, and what frozen phases cache
 HEAD_NORM = "head_norm"  # the BatchNormalization of the pooled features, with model.head.norm: batch
 LOGITS_LAYER = "logits"  # the output Dense layer (linear); models saved before calibration had a softmax Dense "probabilities"
@@ -35,16 +39,25 @@ SCRATCH_BN_MOMENTUM = 0.9
 class ImageClassifier(keras.Model):
     """A kerastl model: raw `uint8` pixels in, class probabilities out, and what kerastl knows about it.
 
-    A functional model (preprocessing, backbone, head) whose config also holds its `facts`, so they
-    travel with `model.keras` (as keras-hub's `ImageClassifier` holds its backbone and preprocessor):
+    Shaped like keras-hub's `ImageClassifier`: build it with `from_preset`, reach its parts as
+    `model.preprocessor` (cast, gray→RGB, resize, augmentation in training only, the backbone's own
+    normalization), `model.backbone` (frozen, called with `training=False`) and `model.head` (pooling to
+    probabilities), `compile()` it with working defaults, `fit` and `predict` it as any Keras model, or
+    train it with the recipe: `kerastl.fine_tune(model, x, y)`.
+
+    It is a functional model whose config also holds its `facts`, so they travel with `model.keras`:
     `backbone` (the registry name), `class_names`, `multi_label`, `feature_layer` (the layer whose
     output is the pooled features), `normalization` (the backbone's preprocessing mode), `input_size`
-    (the backbone's input side) and `weights` (what the backbone started from: imagenet, preset, file, none).
+    (the backbone's input side), `weights` (what the backbone started from: imagenet, preset, file, none),
+    and the `head`, `augment`, `center_crop` and `backbone_options` it was built with.
 
     Example:
-        >>> model = build_model(ModelConfig(weights="none", input_size=32), 3, (28, 28, 1))
-        >>> model.facts["backbone"], model.facts["multi_label"], model.facts["class_names"]
-        ('mobilenet_v2', False, ['0', '1', '2'])
+        >>> model = ImageClassifier.from_preset("mobilenet_v2", num_classes=3, weights=None, input_size=32,
+        ...                                     image_shape=(28, 28, 1), backbone_options={"alpha": 0.35})
+        >>> model.class_names, model.backbone.trainable
+        (['0', '1', '2'], False)
+        >>> model.compile()
+        >>> model.fit(images, labels, epochs=1)   # uint8 images [N, 28, 28, 1], integer labels [N]
     """
 
     def __init__(self, inputs, outputs, name=None, **kwargs):  # Functional's own signature: Keras revives it as one
@@ -54,6 +67,107 @@ class ImageClassifier(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "facts": self.facts}
+
+    @classmethod
+    def from_preset(
+        cls,
+        preset: str,
+        num_classes: int,
+        weights: Optional[str] = "imagenet",
+        input_size: Optional[int] = None,
+        image_shape: Optional[Sequence[int]] = None,
+        head: Optional[HeadConfig | dict] = None,
+        augment: Optional[AugmentConfig | dict | str] = "light",
+        class_names: Optional[Sequence[str]] = None,
+        multi_label: bool = False,
+        center_crop: Optional[float] = None,
+        backbone_options: Optional[dict] = None,
+        precision: str = "float32",
+        seed: int = 0,
+    ) -> "ImageClassifier":
+        """A new classifier on a registered backbone (`kerastl.backbone_names()`), as keras-hub's `from_preset`.
+
+        Args:
+            preset: a backbone name: "mobilenet_v2", "efficientnet_b0", "hub:dinov2_small", "hub:/path/to/preset"...
+            num_classes: number of classes (at least 2).
+            weights: "imagenet" (Keras downloads and caches them; for a hub preset, the preset's own), None for
+                random initialisation (as in `keras.applications`), or the path of a weights file.
+            input_size: the backbone's input side; default the backbone's own.
+            image_shape: (H, W, C) of the raw images the model takes; default (input_size, input_size, 3).
+            head: a `HeadConfig` or a dict of its fields (pooling, norm, dropout, hidden, init).
+            augment: augmentation inside the model, in training only: a preset name ("none", "light", "medium",
+                "strong"), an `AugmentConfig` or a dict of its fields.
+            class_names: the name of each class; default "0".."K-1".
+            multi_label: independent sigmoid probabilities per class instead of a softmax.
+            center_crop, backbone_options, precision, seed: as `model.center_crop`, `model.backbone_options`,
+                `compute.precision` and `seed` in a config.
+
+        Raises:
+            ConfigError: an unknown backbone or invalid options. WeightsError: weights unavailable or unfit.
+        """
+        from kerastl.config import DataConfig, config_from_parts
+
+        if isinstance(augment, str):
+            augment = AugmentConfig(preset=augment)
+        elif isinstance(augment, dict):
+            augment = AugmentConfig(**augment)
+        head = HeadConfig(**{**head, "hidden": tuple(head.get("hidden", ()))}) if isinstance(head, dict) else head or HeadConfig()
+        model_cfg = ModelConfig(
+            backbone=preset, weights="none" if weights is None else str(weights), input_size=input_size,
+            center_crop=center_crop, backbone_options=dict(backbone_options or {}), head=head,
+        )
+        config_from_parts(model=model_cfg, augment=augment or AugmentConfig(preset="none"), data=DataConfig(multi_label=multi_label))
+        size = input_size_of(model_cfg)
+        return build_model(
+            model_cfg, num_classes, image_shape or (size, size, 3), augment, seed, multi_label=multi_label,
+            precision=precision, class_names=class_names,
+        )
+
+    def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
+        """Keras' `compile`, with defaults that fit the head: `loss="auto"` is cross-entropy on integer labels
+        or one-hot rows (binary cross-entropy for a multi-label model), `metrics="auto"` its accuracy."""
+        kind = self.label_kind
+        super().compile(
+            optimizer=optimizer,
+            loss=kind.default_loss() if isinstance(loss, str) and loss == "auto" else loss,
+            metrics=[kind.accuracy()] if isinstance(metrics, str) and metrics == "auto" else metrics,
+            **kwargs,
+        )
+
+    def compile_from_config(self, config):
+        """Compile a loaded model as it was saved (Keras skips models whose `compile` is overridden)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def backbone(self):
+        """The backbone layer (a `keras.applications` or keras-hub model), frozen until a phase unfreezes it."""
+        return self.get_layer(BACKBONE_LAYER_NAME)
+
+    @property
+    def preprocessor(self):
+        """The in-model preprocessing as a Keras model sharing this model's layers: uint8 images in, the
+        backbone's normalized input out (augmentation runs only with `training=True`)."""
+        return keras.Model(self.inputs, self.get_layer(NORMALIZE_LAYER).output, name="preprocessor")
+
+    @property
+    def head(self):
+        """The head as a Keras model sharing this model's layers: the backbone's output in, probabilities out,
+        so `model.head(model.backbone(model.preprocessor(x)))` answers as `model(x)`."""
+        return layers_after(self, BACKBONE_LAYER_NAME, keras.Input(shape=self.backbone.output.shape[1:]), "head")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.facts["class_names"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.facts["class_names"])
+
+    @property
+    def label_kind(self) -> LabelKind:
+        return LabelKind(bool(self.facts["multi_label"]))
 
 
 def model_facts(model) -> dict:
@@ -73,6 +187,26 @@ def model_facts(model) -> dict:
 def input_size(model_cfg: ModelConfig) -> int:
     """The backbone's input side: the configured one, else the backbone's default."""
     return model_cfg.input_size or get_backbone(model_cfg.backbone).default_size
+
+
+input_size_of = input_size  # for ImageClassifier.from_preset, whose `input_size` argument hides the function
+
+
+def layers_after(model, layer_name: str, inputs, name: str):
+    """A Keras model calling `model`'s own layers after `layer_name` (in order) on `inputs`."""
+    names = [layer.name for layer in model.layers]
+    x = inputs
+    for layer in model.layers[names.index(layer_name) + 1 :]:
+        x = layer(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def head_model(model):
+    """The head from the pooled features on: pooled features [B, D] in, probabilities out (same layer objects),
+    what frozen phases fit on cached features."""
+    feature_layer = model_facts(model)["feature_layer"]
+    inputs = keras.Input(shape=model.get_layer(feature_layer).output.shape[1:], name="features")
+    return layers_after(model, feature_layer, inputs, f"{model.name}_head")
 
 
 def build_model(
@@ -142,6 +276,10 @@ def build_model(
         "normalization": spec.preprocess,
         "input_size": size,
         "weights": "none" if weights == "none" else "file" if weights != "imagenet" else spec.pretrained,
+        "head": config_to_dict(model_cfg.head),
+        "augment": None if augment is None else config_to_dict(augment),
+        "center_crop": model_cfg.center_crop,
+        "backbone_options": dict(model_cfg.backbone_options),
     }
     model_name = "kerastl_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)  # a hub:/path name holds "/" and ":"
     return ImageClassifier(inputs, outputs, name=model_name, facts=facts)
@@ -156,7 +294,7 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
     scale, offset = spec.scale_offset(model_cfg.backbone_options)
-    x = Normalize(spec.preprocess, scale=scale, offset=offset, name="normalize")(x)
+    x = Normalize(spec.preprocess, scale=scale, offset=offset, name=NORMALIZE_LAYER)(x)
     pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
     backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)
     if weights == "none":
@@ -211,9 +349,12 @@ def load_model(path: str | Path):
     Example:
         >>> model = load_model("runs/quickstart/model.keras")
     """
+    from kerastl.serializable import register_all
+
+    register_all()
     path = Path(path)
     if path.is_dir():
-        path = path / "model.keras"
+        path = path / MODEL_FILE
     if not path.is_file():
         raise ExportError(f"No model at {str(path)!r}; expected a run directory or a .keras file.")
     try:

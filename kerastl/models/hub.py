@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from kerastl.errors import ConfigError, WeightsError
+from kerastl.models.backbone_layers import backbone_units, load_backbone_weights, repeated_hub_layers
 
 HUB_PREFIX = "hub:"
 NORMALIZATION_OPTIONS = ("scale", "offset")  # model.backbone_options of a hub backbone: pixels x scale + offset
@@ -117,8 +118,6 @@ class HubSpec:
     def build(self, weights: str, input_size: int, options: Optional[dict] = None, pooling: Optional[str] = None):
         """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file
         (`pooling` is not used: a vision tower that pools does so with its own attention)."""
-        from kerastl.models.backbones import load_backbone_weights
-
         self._check_options(options)
         if input_size != self.default_size and self.tokens is not None:
             raise ConfigError(
@@ -133,8 +132,6 @@ class HubSpec:
 
 def transformer_layers(backbone) -> list:
     """The backbone's transformer layers: the keras-hub layer class repeated most among its units."""
-    from kerastl.models.backbones import backbone_units, repeated_hub_layers
-
     units = backbone_units(backbone)
     repeated = repeated_hub_layers(units)
     return [layer for layer in units if type(layer) is repeated] if repeated else []

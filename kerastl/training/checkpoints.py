@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerastl.rundir import atomic_path, write_json
+from kerastl.rundir import HISTORY_FILE, atomic_path, write_json
 
 CHECKPOINTS = "checkpoints"
 
@@ -58,7 +58,7 @@ class Progress:
         """Write `RUN_DIR/history.csv`, one row per finished epoch, as Keras' `CSVLogger` grows its file."""
         import pandas as pd
 
-        with atomic_path(self.path.parent.parent / "history.csv") as temp:
+        with atomic_path(self.path.parent.parent / HISTORY_FILE) as temp:
             pd.DataFrame(self.rows).to_csv(temp, index=False)
 
     def rows_for_resume(self, phase: str, backup_dir: Path) -> None:

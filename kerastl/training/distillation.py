@@ -9,9 +9,11 @@ run; validation and test keep the true labels, so every number of the student is
 teacher's. At the end the student's `metrics.json` and report compare the two: accuracy, parameters,
 file size and milliseconds per image on this machine.
 
+The entry point, `kerastl.distill` (`kerastl.training.trainer.distill`), trains the student as any run.
+
 Example:
-    >>> result = distill("runs/teacher", student="mobilenet_v3_small", overrides=["model.weights=imagenet"])
-    >>> result.metrics["distillation"]["teacher"]["test_accuracy"], result.metrics["test_accuracy"]
+    >>> cfg = student_config("runs/teacher", "mobilenet_v3_small")
+    >>> splits = teacher_targets(cfg, splits, verbose=0)   # splits.train_targets: the soft targets
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -28,36 +30,10 @@ from kerastl.config import Config, apply_override, config_from_dict, config_to_d
 from kerastl.data.pipeline import Splits, label_targets, make_dataset
 from kerastl.errors import DataError
 from kerastl.models.classifier import LOGITS_LAYER, load_model, model_facts
-from kerastl.rundir import run_config
+from kerastl.rundir import METRICS_FILE, MODEL_FILE, run_config
 
 SPEED_IMAGES = 256  # held-out images timed per model
 SPEED_REPEATS = 3
-
-
-def distill(
-    teacher_run: str | Path,
-    student: str,
-    output_dir: Optional[str | Path] = None,
-    overrides: Sequence[str] = (),
-    overwrite: bool = False,
-    verbose: int | str = "auto",
-):
-    """Train `student` (a backbone name) on the soft targets of the run in `teacher_run`.
-
-    The student's config is the teacher's with `model.backbone: student`, no backbone options, name
-    `<teacher name>-<student>` and a `distill` section; `overrides` (`key=value`) change it further,
-    e.g. `model.weights=none` or `distill.temperature=4`.
-
-    Returns:
-        The student's `TrainResult`; its `metrics["distillation"]` compares teacher and student.
-
-    Raises:
-        RunDirError / ExportError: no complete run at `teacher_run`. KerastlError: as `train`.
-    """
-    from kerastl.training.trainer import train
-
-    cfg = student_config(teacher_run, student, overrides)
-    return train(cfg, output_dir=output_dir, overwrite=overwrite, verbose=verbose)
 
 
 def student_config(teacher_run: str | Path, student: str, overrides: Sequence[str] = ()) -> Config:
@@ -106,13 +82,13 @@ def compare_with_teacher(cfg: Config, student, splits: Splits, student_metrics: 
     import json
 
     teacher_dir = Path(cfg.distill.teacher)
-    teacher_metrics = json.loads((teacher_dir / "metrics.json").read_text())
+    teacher_metrics = json.loads((teacher_dir / METRICS_FILE).read_text())
     teacher = load_model(teacher_dir)
     _, held_out = splits.held_out()
     images = (held_out or splits.train).images[:SPEED_IMAGES]
     sides = {}
     for role, model, metrics, file in (
-        ("teacher", teacher, teacher_metrics, teacher_dir / "model.keras"),
+        ("teacher", teacher, teacher_metrics, teacher_dir / MODEL_FILE),
         ("student", student, student_metrics, None),
     ):
         sides[role] = {

@@ -24,7 +24,7 @@ from kerastl.models.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
 from kerastl.data.store import ArrayStore
-from kerastl.models.backbones import backbone_input
+from kerastl.models.backbone_layers import backbone_input
 from kerastl.models.classifier import model_facts
 from kerastl.training.distribute import Engine
 
@@ -116,17 +116,4 @@ def _augmented_extractor(model, augmentation):
             return pool(backbone(backbone_input(backbone, normalize(x)), training=False))
 
     return AugmentedFeatures()
-
-
-def head_model(model):
-    """A model from pooled features to the output, built from the full model's own head layers."""
-    import keras
-
-    layers, feature_layer = model.layers, model_facts(model)["feature_layer"]
-    start = [layer.name for layer in layers].index(feature_layer) + 1
-    inputs = keras.Input(shape=model.get_layer(feature_layer).output.shape[1:], name="features")
-    x = inputs
-    for layer in layers[start:]:
-        x = layer(x)
-    return keras.Model(inputs, x, name=f"{model.name}_head")
 

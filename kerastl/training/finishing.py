@@ -21,7 +21,7 @@ from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, label_targets, make_dataset
 from kerastl.models.classifier import load_model
-from kerastl.rundir import LAST_MODEL_FILE, atomic_path, write_json
+from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
 from kerastl.training.distillation import compare_with_teacher
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, load_weights, read_best
@@ -31,31 +31,35 @@ from kerastl.training.phases import compile_classifier
 from kerastl.training.strategies import Plan
 
 
-def finish_run(model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, progress: Progress, engine: Engine) -> dict:
+def finish_run(
+    model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, progress: Progress, engine: Engine, write_files: bool = True
+) -> dict:
     """Keep the best weights (`results.keep`), calibrate (`results.calibration`), save `model.keras`
     (and `model_last.keras`), measure and write `metrics.json`, `evaluation/`, `history.csv`, the curves,
-    the report and the model card, then remove the checkpoints and the disk cache; returns the metrics."""
+    the report and the model card, then remove the checkpoints and the disk cache; returns the metrics.
+    Without `write_files` the model is kept and calibrated the same way and measured, and nothing is written."""
     import keras
     import pandas as pd
 
     if not model.compiled:  # resumed after its last phase: nothing was compiled in this process
         compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
-    kept, calibration = _save_models(model, run_dir, cfg, splits, progress)
+    kept, calibration = _save_models(model, run_dir, cfg, splits, progress, write_files)
     # A distributed model is tested as a single-device copy, which takes batches of any size.
-    tested = load_model(run_dir / "model.keras") if engine.distributed else model
+    tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
     predictions = predict_splits(tested, cfg, splits)
     metrics = {**final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines), "kept": kept}
     metrics.update(_run_facts(plan, progress, engine, splits, calibration))
     if cfg.distill is not None:
         metrics["distillation"] = compare_with_teacher(cfg, tested, splits, metrics)
-        metrics["distillation"]["student"]["file_mb"] = round((run_dir / "model.keras").stat().st_size / 2**20, 2)
-    progress.write_history()  # without the rows a resume dropped
-    write_json(run_dir / "metrics.json", metrics)
-    plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
-    if cfg.results.evaluation:
-        _evaluate_held_out(tested, predictions, run_dir, splits)
-    write_report(run_dir)
-    write_model_card(run_dir)
+        metrics["distillation"]["student"]["file_mb"] = round((run_dir / MODEL_FILE).stat().st_size / 2**20, 2)
+    if write_files:
+        progress.write_history()  # without the rows a resume dropped
+        write_json(run_dir / METRICS_FILE, metrics)
+        plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
+        if cfg.results.evaluation:
+            _evaluate_held_out(tested, predictions, run_dir, splits)
+        write_report(run_dir)
+        write_model_card(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return metrics
@@ -74,10 +78,12 @@ def _run_facts(plan: Plan, progress: Progress, engine: Engine, splits: Splits, c
     return facts
 
 
-def _save_models(model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress) -> tuple[dict, Optional[dict]]:
+def _save_models(
+    model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress, write_files: bool = True
+) -> tuple[dict, Optional[dict]]:
     """Write `model.keras` with the weights `results.keep` asks for, and `model_last.keras` when the best
-    weights are not the last ones; each calibrated on the validation split. Returns what was kept
-    and the calibration of `model.keras`."""
+    weights are not the last ones; each calibrated on the validation split (without `write_files`, the model
+    only takes the kept weights and their calibration). Returns what was kept and the calibration of `model.keras`."""
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
@@ -86,21 +92,23 @@ def _save_models(model, run_dir: Path, cfg: Config, splits: Splits, progress: Pr
         kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": best.get("monitor", "val_loss"), **scores}
         last_weights = model.get_weights()
         load_weights(model, best_dir(run_dir) / best["file"])
-        if any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):
+        if write_files and any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):
             best_weights = model.get_weights()
             model.set_weights(last_weights)
             _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits)
             model.set_weights(best_weights)
             kept["also_kept"] = LAST_MODEL_FILE
-    return kept, _save_calibrated(model, run_dir / "model.keras", cfg, splits)
+    return kept, _save_calibrated(model, run_dir / MODEL_FILE if write_files else None, cfg, splits)
 
 
-def _save_calibrated(model, target: Path, cfg: Config, splits: Splits) -> Optional[dict]:
+def _save_calibrated(model, target: Optional[Path], cfg: Config, splits: Splits) -> Optional[dict]:
+    """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved)."""
     calibration = None
     if cfg.results.calibration == "temperature" and splits.validation is not None:
         calibration = calibrate(model, splits.validation, cfg.data.batch_size)
-    with atomic_path(target) as temp:
-        model.save(temp)
+    if target is not None:
+        with atomic_path(target) as temp:
+            model.save(temp)
     return calibration
 
 

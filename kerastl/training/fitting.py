@@ -25,7 +25,8 @@ from kerastl.training.checkpoints import (
     rng_restorer,
 )
 from kerastl.training.distribute import Engine
-from kerastl.training.features import can_cache, extract_features, head_model, training_copies, training_features
+from kerastl.models.classifier import head_model
+from kerastl.training.features import can_cache, extract_features, training_copies, training_features
 from kerastl.training.phases import (
     batchnorm_statistics,
     check_batchnorm_policy,

@@ -23,6 +23,7 @@ from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.training.distribute import ONE_DEVICE
 from kerastl.errors import ConfigError
 from kerastl.models.classifier import build_model, input_size
+from kerastl.training.layerwise import build_optimizer
 from kerastl.training.optimizers import OPTIMIZERS
 from kerastl.training.phases import compile_classifier, set_trainable
 from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed
@@ -71,7 +72,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     for index, phase in enumerate(phases):
         set_trainable(model, phase)
         saved = model.get_weights()
-        compile_classifier(model, OPTIMIZERS.get(phase.optimizer).build(min_lr), phase.label_smoothing, loss_cfg=cfg.loss)
+        compile_classifier(model, build_optimizer(OPTIMIZERS.get(phase.optimizer), min_lr), phase.label_smoothing, loss_cfg=cfg.loss)
         rates, losses = _range_test(model, batches, steps, min_lr, max_lr)
         model.set_weights(saved)
         results[phase.name] = {

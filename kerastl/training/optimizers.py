@@ -5,18 +5,18 @@ rate by the multiplier of the variable it updates (1.0 for variables not listed)
 EMA, clipping and saving all stay Keras' own. They are registered under the `kerastl` package so a
 compiled `model.keras` reloads.
 
-The optimizers a phase can name (`phases[].optimizer`) are the entries of `OPTIMIZERS`.
+The optimizers a phase can name (`phases[].optimizer`) are the entries of `OPTIMIZERS`; the layer-wise
+classes live in `kerastl.training.layerwise` (this module does not import Keras, so a config is checked
+without it).
 
 Example:
-    >>> optimizer = OPTIMIZERS.get("adamw").build(1e-3, lr_multipliers={"block_16_project/kernel": 0.7})
+    >>> OPTIMIZERS.get("adamw").defaults
+    {'weight_decay': 0.0001}
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
-import keras
 
 from kerastl.registry import Registry
 
@@ -29,15 +29,6 @@ class OptimizerSpec:
     keras_class: str
     defaults: dict = field(default_factory=dict)
 
-    def build(self, learning_rate, lr_multipliers: Optional[dict] = None, ema: Optional[float] = None):
-        """The optimizer at `learning_rate` (a float or a schedule); layer-wise with `lr_multipliers`."""
-        arguments = dict(self.defaults)
-        if ema is not None:
-            arguments.update(use_ema=True, ema_momentum=ema)
-        if lr_multipliers:
-            return layerwise(self.keras_class)(learning_rate=learning_rate, lr_multipliers=lr_multipliers, **arguments)
-        return getattr(keras.optimizers, self.keras_class)(learning_rate=learning_rate, **arguments)
-
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
 for _spec in (
@@ -47,34 +38,3 @@ for _spec in (
     OptimizerSpec("rmsprop", "RMSprop"),
 ):
     OPTIMIZERS.register(_spec.name, _spec)
-
-
-def _make_layerwise(base: type) -> type:
-    class Layerwise(base):
-        def __init__(self, *args, lr_multipliers: dict | None = None, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.lr_multipliers = dict(lr_multipliers or {})
-            self._multiplier_by_index: list[float] = []
-
-        def build(self, variables):
-            super().build(variables)
-            self._multiplier_by_index = [float(self.lr_multipliers.get(v.path, 1.0)) for v in variables]
-
-        def update_step(self, gradient, variable, learning_rate):
-            multiplier = self._multiplier_by_index[self._get_variable_index(variable)]
-            return super().update_step(gradient, variable, learning_rate * multiplier if multiplier != 1.0 else learning_rate)
-
-        def get_config(self):
-            return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
-
-    Layerwise.__name__ = Layerwise.__qualname__ = f"Layerwise{base.__name__}"
-    Layerwise.__doc__ = f"`keras.optimizers.{base.__name__}` with per-variable learning-rate multipliers (by variable path)."
-    return keras.saving.register_keras_serializable(package="kerastl")(Layerwise)
-
-
-_LAYERWISE = {spec.keras_class: _make_layerwise(getattr(keras.optimizers, spec.keras_class)) for spec in OPTIMIZERS.values()}
-
-
-def layerwise(keras_class: str) -> type:
-    """The layer-wise variant of the Keras optimizer class `keras_class` (e.g. "Adam")."""
-    return _LAYERWISE[keras_class]

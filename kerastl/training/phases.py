@@ -17,7 +17,8 @@ import numpy as np
 
 from kerastl.config import LossConfig, PhaseConfig, parse_unfreeze
 from kerastl.errors import ConfigError, KerastlError
-from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, backbone_units, get_backbone
+from kerastl.models.backbone_layers import backbone_units
+from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, get_backbone
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,7 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[s
     """
     import keras
 
+    from kerastl.training.layerwise import build_optimizer
     from kerastl.training.optimizers import OPTIMIZERS
 
     learning_rate = phase.learning_rate
@@ -194,7 +196,7 @@ def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[s
             warmup_target=phase.learning_rate if warmup_steps else None,
             warmup_steps=warmup_steps,
         )
-    return OPTIMIZERS.get(phase.optimizer).build(learning_rate, multipliers, phase.ema)
+    return build_optimizer(OPTIMIZERS.get(phase.optimizer), learning_rate, multipliers, phase.ema)
 
 
 def batchnorm_statistics(model) -> dict[str, list]:
