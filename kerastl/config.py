@@ -23,6 +23,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from kerastl.errors import ConfigError
+from kerastl.weights import Weights
 
 
 @dataclass(frozen=True)
@@ -574,7 +575,7 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'data.{key}' works for single-label data only; drop it with data.multi_label: true.")
     if cfg.data.multi_label and not cfg.data.label_separator:
         raise ConfigError("Config key 'data.label_separator' must not be empty.")
-    if cfg.model.weights == "pretrain" and cfg.pretrain is None:
+    if Weights.parse(cfg.model.weights).kind == "pretrain" and cfg.pretrain is None:
         raise ConfigError("Config key 'model.weights' is 'pretrain' but the config has no 'pretrain' section.")
     if cfg.strategy is not None:
         _check_strategy(cfg)

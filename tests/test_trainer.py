@@ -33,6 +33,8 @@ def test_metrics_json(trained_run):
         assert key in metrics
     assert metrics["num_classes"] == 3 and metrics["class_names"] == ["0", "1", "2"]
     assert metrics["phases"]["head"]["epochs"] == 1 and metrics["phases"]["finetune"]["seconds"] > 0
+    finetune = metrics["phases"]["finetune"]  # each epoch's wall time, within the phase's
+    assert len(finetune["epoch_seconds"]) == 5 and 0 < sum(finetune["epoch_seconds"]) <= finetune["seconds"]
     assert metrics == trained_run.metrics
 
 

@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from kerastl.analysis.metrics import expected_calibration_error
-from kerastl.data.pipeline import make_dataset
+from kerastl.data.pipeline import image_batches
 from kerastl.data.sources import ImageSource
 from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, is_multi_label
 from kerastl.models.layers import Calibrated
@@ -39,10 +39,21 @@ def calibrate(model, source: ImageSource, batch_size: int) -> dict:
         `temperature`, and the cross-entropy and expected calibration error on `source` before
         (T = 1) and after.
     """
+    return calibrate_logits(model, model_logits(model, {"validation": source}, batch_size)["validation"], source)
+
+
+def model_logits(model, sources: dict, batch_size: int) -> dict[str, np.ndarray]:
+    """The logits (the output layer's input, before the temperature) of a kerastl model on each `ImageSource` of
+    `sources` (name -> source), float64; one logits model serves them all (Keras traces its predict once)."""
     import keras
 
     logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-    logits = np.asarray(logits_model.predict(make_dataset(source, batch_size), verbose=0), np.float64)
+    return {name: np.asarray(logits_model.predict(image_batches(source.images, batch_size), verbose=0)[: len(source)], np.float64)
+            for name, source in sources.items()}
+
+
+def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:
+    """`calibrate` from the model's `logits` on `source`, already computed."""
     multi_label = is_multi_label(model)
     fitted = fit_temperature(logits, source.labels, multi_label)
     model.get_layer(OUTPUT_LAYER).temperature.assign(fitted)

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
 
@@ -66,22 +66,14 @@ def read_options(
     data: DataConfig, image_size: Optional[int], require_labels: bool = True, progress: bool = False,
     cache_dir: Optional[Path] = None,
 ) -> ReadOptions:
-    """The `ReadOptions` a `DataConfig` sets (`cache_dir` only with `data.cache: disk`)."""
-    return ReadOptions(
-        label_column=data.label_column,
-        image_shape=data.image_shape,
-        pixel_layout=data.pixel_layout,
-        require_labels=require_labels,
-        chunk_size=data.chunk_size,
-        out_of_range=data.out_of_range,
-        pixel_scale=data.pixel_scale,
-        image_size=image_size,
-        channels=data.channels,
-        bad_images=data.bad_images,
-        progress=progress,
-        label_separator=data.label_separator if data.multi_label else None,
-        cache_dir=cache_dir if data.cache == "disk" else None,
-    )
+    """The `ReadOptions` a `DataConfig` sets: every option of the same name, the label separator only for
+    multi-label data, `cache_dir` only with `data.cache: disk`."""
+    shared = {option.name: getattr(data, option.name) for option in fields(ReadOptions) if hasattr(data, option.name)}
+    return ReadOptions(**{
+        **shared, "require_labels": require_labels, "image_size": image_size, "progress": progress,
+        "label_separator": data.label_separator if data.multi_label else None,
+        "cache_dir": cache_dir if data.cache == "disk" else None,
+    })
 
 
 def load_splits(

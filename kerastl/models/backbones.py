@@ -20,6 +20,7 @@ from typing import Literal, Optional
 
 from kerastl.errors import ConfigError, WeightsError
 from kerastl.models.backbone_layers import load_backbone_weights
+from kerastl.weights import Weights
 from kerastl.registry import Registry
 
 BACKBONE_LAYER_NAME = "backbone"
@@ -203,7 +204,8 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
 def _build_application(spec: BackboneSpec, weights: str, input_size: int, options: dict | None, **overrides):
     constructor = _constructor(spec)
     kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
-    if weights == "imagenet":
+    choice = Weights.parse(weights)
+    if choice.kind == "imagenet":
         if not spec.imagenet:
             raise WeightsError(
                 f"Backbone {spec.name!r} has no ImageNet weights in Keras; set model.weights to none (train from "
@@ -216,8 +218,8 @@ def _build_application(spec: BackboneSpec, weights: str, input_size: int, option
         raise ConfigError(f"Config key 'model.backbone_options' does not fit backbone {spec.name!r}: {exc}.") from None
     except ValueError as exc:
         raise ConfigError(f"Backbone {spec.name!r} cannot be built with these options: {exc}") from None
-    if weights != "none":
-        load_backbone_weights(backbone, spec, weights)
+    if choice.kind == "file":
+        load_backbone_weights(backbone, spec, choice.path)
     return backbone
 
 

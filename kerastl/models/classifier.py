@@ -23,6 +23,7 @@ from kerastl.models.augment import augmentation_layers
 from kerastl.models.backbone_layers import backbone_input
 from kerastl.models.backbones import BACKBONE_LAYER_NAME, create_backbone, get_backbone
 from kerastl.models.labels import LabelKind
+from kerastl.weights import Weights
 from kerastl.rundir import MODEL_FILE
 
 NORMALIZE_LAYER = "normalize"  # the last layer of the in-model preprocessing
@@ -258,7 +259,8 @@ def build_model(
     spec = get_backbone(model_cfg.backbone)
     size = input_size(model_cfg)
     weights = weights or model_cfg.weights
-    if weights == "pretrain":
+    choice = Weights.parse(weights)
+    if choice.kind == "pretrain":
         raise ConfigError("model.weights 'pretrain' is resolved by kerastl.train; pass the pretrained weights file path.")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)  # layers take the policy when created; restored at once
@@ -275,7 +277,7 @@ def build_model(
         "feature_layer": FEATURE_LAYER,
         "normalization": spec.preprocess,
         "input_size": size,
-        "weights": "none" if weights == "none" else "file" if weights != "imagenet" else spec.pretrained,
+        "weights": {"none": "none", "file": "file", "imagenet": spec.pretrained}[choice.kind],
         "head": config_to_dict(model_cfg.head),
         "augment": None if augment is None else config_to_dict(augment),
         "center_crop": model_cfg.center_crop,
@@ -297,11 +299,12 @@ def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment,
     x = Normalize(spec.preprocess, scale=scale, offset=offset, name=NORMALIZE_LAYER)(x)
     pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
     backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)
-    if weights == "none":
+    pretrained = Weights.parse(weights).pretrained
+    if not pretrained:
         set_batchnorm_momentum(backbone, SCRATCH_BN_MOMENTUM)
     backbone.trainable = False
     x = backbone(backbone_input(backbone, x), training=backbone_training)
-    norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("none" if weights == "none" else "batch")
+    norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("batch" if pretrained else "none")
     head = replace(model_cfg.head, norm=norm)
     return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside, spec.tokens)
 

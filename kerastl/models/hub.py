@@ -27,6 +27,7 @@ from typing import Optional
 
 from kerastl.errors import ConfigError, WeightsError
 from kerastl.models.backbone_layers import backbone_units, load_backbone_weights, repeated_hub_layers
+from kerastl.weights import Weights
 
 HUB_PREFIX = "hub:"
 NORMALIZATION_OPTIONS = ("scale", "offset")  # model.backbone_options of a hub backbone: pixels x scale + offset
@@ -124,9 +125,10 @@ class HubSpec:
                 f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size} px images (its position "
                 f"embeddings are fixed); set it to {self.default_size} or leave it null."
             )
-        backbone = load_hub_backbone(self.preset, load_weights=weights == "imagenet")
-        if weights not in ("imagenet", "none"):
-            load_backbone_weights(backbone, self, weights)
+        choice = Weights.parse(weights)
+        backbone = load_hub_backbone(self.preset, load_weights=choice.kind == "imagenet")
+        if choice.kind == "file":
+            load_backbone_weights(backbone, self, choice.path)
         return backbone
 
 

@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from kerastl.config import Config
+from kerastl.weights import Weights
 from kerastl.data.pipeline import Splits
 from kerastl.training.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
 
@@ -31,14 +34,17 @@ def head_init(cfg: Config) -> str:
     return init
 
 
-def start_head(model, cfg: Config, splits: Splits, init: bool, verbose: int | str = 0) -> dict:
-    """Measure the baselines on the frozen features and, with `init`, start the head from the probe.
+def start_head(
+    model, cfg: Config, splits: Splits, init: bool, verbose: int | str = 0, features: Optional[dict] = None
+) -> dict:
+    """Measure the baselines on the frozen features (computed here, or `features` from `split_features`) and,
+    with `init`, start the head from the probe.
 
     Returns:
         The baselines for metrics.json (see `measure_baselines`) plus `head_init`.
     """
     sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
-    features = frozen_features(model, sources, cfg.data.batch_size, verbose)
+    features = features if features is not None else frozen_features(model, sources, cfg.data.batch_size, verbose)
     baselines, probe = measure_baselines(features, sources, len(splits.class_names))
     if init:
         init_head_from_probe(model, probe)
@@ -46,11 +52,18 @@ def start_head(model, cfg: Config, splits: Splits, init: bool, verbose: int | st
     return baselines
 
 
+def split_features(model, splits: Splits, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
+    """Pooled frozen-backbone features of each split of `splits` ("train", "validation", "test" when present)."""
+    return frozen_features(model, {"train": splits.train, "validation": splits.validation, "test": splits.test}, batch_size, verbose)
+
+
 def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
     """Pooled backbone features of each split in `sources` (name -> ImageSource or None), in inference mode."""
-    from kerastl.training.features import extract_features
+    from kerastl.training.features import extract_features, feature_extractor
 
-    return {name: extract_features(model, source.images, batch_size, verbose) for name, source in sources.items() if source is not None}
+    extractor = feature_extractor(model)  # one model for every split: Keras traces its predict once
+    return {name: extract_features(model, source.images, batch_size, verbose, extractor=extractor)
+            for name, source in sources.items() if source is not None}
 
 
 def measure_baselines(features: dict[str, np.ndarray], sources: dict, num_classes: int) -> tuple[dict, LinearProbe]:
@@ -171,7 +184,7 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
     from kerastl.models.classifier import build_model, input_size
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    if cfg.model.weights == "pretrain":
+    if Weights.parse(cfg.model.weights).kind == "pretrain":
         raise ConfigError("model.weights 'pretrain' has no weights to probe yet: run kerastl pretrain and pass its file.")
     if cfg.data.multi_label:
         raise ConfigError("The linear probe and k-NN baselines are single-label; data.multi_label is true.")

@@ -60,7 +60,7 @@ def training_features(
     import keras
 
     if cfg.augment.preset == "none":
-        extractors = [_extractor(model)]
+        extractors = [feature_extractor(model)]
     else:
         extractors = [
             _augmented_extractor(model, keras.Sequential(augmentation_layers(cfg.augment, cfg.seed + copy + 1)))
@@ -73,12 +73,13 @@ def training_features(
 
 
 def extract_features(
-    model, images: np.ndarray, batch_size: int, verbose: int | str = "auto", cache_dir: Optional[Path] = None
+    model, images: np.ndarray, batch_size: int, verbose: int | str = "auto", cache_dir: Optional[Path] = None, extractor=None
 ) -> np.ndarray:
     """Pooled backbone features [N, D] (float32) of uint8 `images`, in inference mode, with a progress
-    bar; in memory, or with `cache_dir` written there batch by batch and returned memory-mapped."""
+    bar; in memory, or with `cache_dir` written there batch by batch and returned memory-mapped. `extractor`:
+    the `feature_extractor(model)` to use (one for several calls saves tracing its predict again)."""
     store = ArrayStore(cache_dir, np.float32)
-    _append_features(_extractor(model), images, batch_size, store, verbose)
+    _append_features(extractor or feature_extractor(model), images, batch_size, store, verbose)
     return store.finish()
 
 
@@ -96,7 +97,8 @@ def _append_features(extractor, images: np.ndarray, batch_size: int, store: Arra
         bar.update(start + len(chunk))
 
 
-def _extractor(model):
+def feature_extractor(model):
+    """A Keras model from uint8 pixels to the pooled frozen features, sharing `model`'s layers."""
     import keras
 
     return keras.Model(model.input, model.get_layer(model_facts(model)["feature_layer"]).output)

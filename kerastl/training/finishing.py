@@ -13,14 +13,14 @@ from typing import Optional
 
 import numpy as np
 
-from kerastl.analysis.calibration import calibrate, temperature
+from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, scaled_probabilities, temperature
 from kerastl.analysis.evaluation import write_evaluation
 from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.plots import plot_curves
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, label_targets, make_dataset
-from kerastl.models.classifier import load_model
+from kerastl.models.classifier import is_multi_label, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
 from kerastl.training.distillation import compare_with_teacher
@@ -43,10 +43,12 @@ def finish_run(
 
     if not model.compiled:  # resumed after its last phase: nothing was compiled in this process
         compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
-    kept, calibration = _save_models(model, run_dir, cfg, splits, progress, write_files)
-    # A distributed model is tested as a single-device copy, which takes batches of any size.
+    # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
+    # the held-out splits once, for calibration and every measure.
+    kept, calibration, predictions = _save_models(model, run_dir, cfg, splits, progress, write_files, not engine.distributed)
     tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
-    predictions = predict_splits(tested, cfg, splits)
+    if predictions is None:
+        predictions = predict_splits(tested, cfg, splits)
     metrics = {**final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines), "kept": kept}
     metrics.update(_run_facts(plan, progress, engine, splits, calibration))
     if cfg.distill is not None:
@@ -79,11 +81,12 @@ def _run_facts(plan: Plan, progress: Progress, engine: Engine, splits: Splits, c
 
 
 def _save_models(
-    model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress, write_files: bool = True
-) -> tuple[dict, Optional[dict]]:
+    model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress, write_files: bool = True, predict: bool = True
+) -> tuple[dict, Optional[dict], Optional[dict]]:
     """Write `model.keras` with the weights `results.keep` asks for, and `model_last.keras` when the best
     weights are not the last ones; each calibrated on the validation split (without `write_files`, the model
-    only takes the kept weights and their calibration). Returns what was kept and the calibration of `model.keras`."""
+    only takes the kept weights and their calibration). Returns what was kept, the calibration of `model.keras`
+    and, with `predict`, its probabilities on the held-out splits (see `_save_calibrated`)."""
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
@@ -98,18 +101,28 @@ def _save_models(
             _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits)
             model.set_weights(best_weights)
             kept["also_kept"] = LAST_MODEL_FILE
-    return kept, _save_calibrated(model, run_dir / MODEL_FILE if write_files else None, cfg, splits)
+    return (kept, *_save_calibrated(model, run_dir / MODEL_FILE if write_files else None, cfg, splits, predict))
 
 
-def _save_calibrated(model, target: Optional[Path], cfg: Config, splits: Splits) -> Optional[dict]:
-    """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved)."""
+def _save_calibrated(
+    model, target: Optional[Path], cfg: Config, splits: Splits, predict: bool = False
+) -> tuple[Optional[dict], Optional[dict]]:
+    """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved).
+    With `predict`, the logits of the validation and test splits are computed once, for the calibration and for
+    the probabilities returned (split name -> [N, K], as the calibrated model answers); else None."""
+    held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
+    logits = model_logits(model, held_out, cfg.data.batch_size) if predict else {}
     calibration = None
     if cfg.results.calibration == "temperature" and splits.validation is not None:
-        calibration = calibrate(model, splits.validation, cfg.data.batch_size)
+        calibration = (calibrate_logits(model, logits["validation"], splits.validation) if "validation" in logits
+                       else calibrate(model, splits.validation, cfg.data.batch_size))
     if target is not None:
         with atomic_path(target) as temp:
             model.save(temp)
-    return calibration
+    if not predict:
+        return calibration, None
+    multi_label, value = is_multi_label(model), temperature(model)
+    return calibration, {name: scaled_probabilities(values, value, multi_label).astype(np.float32) for name, values in logits.items()}
 
 
 def _evaluate_held_out(model, predictions: dict, run_dir: Path, splits: Splits) -> None:

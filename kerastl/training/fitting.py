@@ -43,20 +43,21 @@ CACHED_HEAD_PATIENCE = 5  # epochs without a better validation loss before a cac
 
 def run_phase(
     model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose,
-    callbacks: list = (),
+    callbacks: list = (), frozen: Optional[dict] = None,
 ) -> tuple[list[dict], dict]:
     """Train `model` for one phase, continuing from its backup if one exists.
 
     Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
     in `progress` and backed up (Keras `BackupAndRestore`) before the next begins. After fit, the
     phase's BatchNorm policy is checked against the statistics before and after. `callbacks` are added
-    to the phase's own (e.g. experiment tracking). On a distributed
+    to the phase's own (e.g. experiment tracking); `frozen` are the frozen backbone's features of the splits,
+    when already computed (a cached phase then uses them instead of computing them again). On a distributed
     `engine`, training and validation batches drop the remainder (every replica gets an equal share).
 
     Returns:
         The phase's history rows, and details for metrics.json: the BatchNorm check summary,
-        whether the head trained on cached features and from how many augmented copies (empty for
-        a phase of 0 epochs).
+        whether the head trained on cached features and from how many augmented copies, the wall seconds of
+        each epoch run in this process (empty for a phase of 0 epochs).
 
     Raises:
         KerastlError: the BatchNorm policy did not hold.
@@ -68,7 +69,7 @@ def run_phase(
     details: dict = {}
     if phase.epochs > 0:
         trained_layers = set_trainable(model, phase)
-        inputs = phase_inputs(model, phase, cfg, splits, run_dir, engine, verbose)
+        inputs = phase_inputs(model, phase, cfg, splits, run_dir, engine, verbose, frozen)
         batch_size, whole = cfg.data.batch_size, engine.distributed
         steps_per_epoch = len(splits.train) // batch_size if whole else -(-len(splits.train) // batch_size)
         optimizer = make_optimizer(phase, steps_per_epoch, lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None)
@@ -83,6 +84,7 @@ def run_phase(
         )
         validation_data = None if inputs.validation is None else make_dataset(inputs.validation, batch_size, drop_remainder=whole)
         statistics_before = batchnorm_statistics(model)
+        timer = epoch_timer()
         inputs.fitted.fit(
             train_data,
             validation_data=validation_data,
@@ -91,6 +93,7 @@ def run_phase(
             steps_per_epoch=steps_per_epoch,
             class_weight=class_weight(splits) if cfg.data.class_weight == "balanced" else None,
             callbacks=[
+                timer,
                 *phase_callbacks(model, phase, cfg, progress, backup, run_dir, inputs.cached, validation_data is not None),
                 *callbacks,
             ],
@@ -101,6 +104,7 @@ def run_phase(
         details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
         details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
         details["cached_features"] = inputs.cached
+        details["epoch_seconds"] = [round(seconds, 3) for seconds in timer.seconds]
         if inputs.cached and cfg.augment.preset != "none":
             details["augmented_copies"] = inputs.copies
     return [row for row in progress.rows if row["phase"] == phase.name], details
@@ -117,10 +121,16 @@ class PhaseInputs:
     copies: int  # augmented copies of the training images the features were computed from
 
 
-def phase_inputs(model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, engine: Engine, verbose) -> PhaseInputs:
-    """The full model on the images, or, when the backbone is frozen, its head on features computed once."""
+def phase_inputs(
+    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, engine: Engine, verbose, frozen: Optional[dict] = None
+) -> PhaseInputs:
+    """The full model on the images, or, when the backbone is frozen, its head on features computed once
+    (`frozen`, when given and no augmented copies are asked for)."""
     if not can_cache(cfg, phase, engine):
         return PhaseInputs(model, splits.train, splits.validation, cached=False, copies=1)
+    if frozen is not None and training_copies(cfg) == 1:
+        validation = None if splits.validation is None else replace(splits.validation, images=frozen["validation"])
+        return PhaseInputs(head_model(model), replace(splits.train, images=frozen["train"]), validation, cached=True, copies=1)
     features_dir = run_dir / CACHE if cfg.data.cache == "disk" else None
     train = replace(splits.train, images=training_features(model, cfg, splits.train.images, verbose, features_dir))
     validation = splits.validation
@@ -155,6 +165,26 @@ def phase_callbacks(
             keras.callbacks.EarlyStopping(monitor="val_loss" if validated else "loss", patience=patience, restore_best_weights=True)
         )
     return callbacks
+
+
+def epoch_timer():
+    """A Keras callback keeping the wall seconds of every epoch `fit` runs (`.seconds`), validation included."""
+    import time
+
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.started)
+
+    return EpochTimer()
 
 
 def lora_restarter(model, seed: int):

@@ -19,6 +19,7 @@ from typing import Optional
 from kerastl.config import Config, HeadConfig
 from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
 from kerastl.data.sources import ImageSource
+from kerastl.weights import Weights
 from kerastl.errors import ConfigError
 from kerastl.models.backbones import BACKBONE_LAYER_NAME
 from kerastl.models.classifier import build_model, input_size, set_batchnorm_momentum
@@ -31,12 +32,12 @@ from kerastl.training.phases import compile_classifier
 
 def pretraining_needed(cfg: Config, folder: Path, done: Optional[dict]) -> bool:
     """Whether `cfg` pretrains its backbone and `folder` holds no finished pretraining (`done`: its metrics)."""
-    return cfg.model.weights == "pretrain" and (done is None or not (Path(folder) / PRETRAINED_FILE).is_file())
+    return Weights.parse(cfg.model.weights).kind == "pretrain" and (done is None or not (Path(folder) / PRETRAINED_FILE).is_file())
 
 
 def model_weights(cfg: Config, folder: Path) -> str:
     """What `cfg`'s model is built with: `model.weights`, or the pretrained file in `folder` for "pretrain"."""
-    return str(Path(folder) / PRETRAINED_FILE) if cfg.model.weights == "pretrain" else cfg.model.weights
+    return str(Path(folder) / PRETRAINED_FILE) if Weights.parse(cfg.model.weights).kind == "pretrain" else cfg.model.weights
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from kerastl.data.samples import save_run_samples
 from kerastl.errors import ConfigError
 from kerastl.models.classifier import model_facts
 from kerastl.rundir import CONFIG_FILE, LABELS_FILE, clear_run_files, prepare_run_dir, write_text
-from kerastl.training.baselines import head_init, start_head
+from kerastl.training.baselines import head_init, split_features, start_head
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, backed_up_epochs, backup_dir, load_phase_weights, save_phase_weights
 from kerastl.training.distribute import ONE_DEVICE, Engine
 from kerastl.training.finishing import finish_run
@@ -217,11 +217,13 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> dict:
     plan = plan_phases(cfg, splits.train.class_counts())
     seed_everything(cfg)
     progress, engine = state.progress, state.engine
+    frozen = None  # the frozen backbone's features of every split, computed once for the baselines and the first phases
     if _starts_fresh(state.run_dir, plan, progress) and engine.processes == 1 and not cfg.data.multi_label:
         with engine.scope():
-            progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", state.verbose)
+            frozen = split_features(model, splits, cfg.data.batch_size, state.verbose)
+            progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", state.verbose, frozen)
         progress.save()
-    _train_phases(model, plan, cfg, splits, state)
+    _train_phases(model, plan, cfg, splits, state, frozen if cfg.data.cache == "memory" else None)
     return finish_run(model, state.run_dir, cfg, splits, plan, progress, engine, write_files=state.write_files)
 
 
@@ -255,8 +257,9 @@ def open_run(run_dir: Path, cfg: Config, splits: Splits, progress: Progress, res
     progress.save()
 
 
-def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunState) -> None:
-    """Each phase not completed yet, in turn, from the weights the last completed one ended with."""
+def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunState, frozen: Optional[dict] = None) -> None:
+    """Each phase not completed yet, in turn, from the weights the last completed one ended with; `frozen`
+    (features of the backbone as it was before any phase) serve the cached phases until a phase trains the backbone."""
     progress, run_dir = state.progress, state.run_dir
     if progress.completed:
         lora = [parse_unfreeze(p.unfreeze) for p in plan.phases if p.name in progress.completed]
@@ -270,8 +273,11 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunStat
         started = time.perf_counter()
         with state.engine.scope():
             rows, details = run_phase(
-                model, phase, cfg, splits, run_dir, progress, state.engine, verbose=state.verbose, callbacks=list(state.callbacks)
+                model, phase, cfg, splits, run_dir, progress, state.engine, verbose=state.verbose, callbacks=list(state.callbacks),
+                frozen=frozen,
             )
+        if parse_unfreeze(phase.unfreeze)[0] != "head":
+            frozen = None  # the backbone has trained: its features are no longer these
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
             **details,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from kerastl.config import Config, PhaseConfig, StrategyConfig
+from kerastl.weights import Weights
 from kerastl.registry import Registry
 
 SMALL_PER_CLASS = 300  # fewer training images than this in the smallest class counts as a small dataset
@@ -85,7 +86,7 @@ def plan_phases(cfg: Config, class_counts: np.ndarray) -> Plan:
 def _resolve_bn(phases: tuple[PhaseConfig, ...], weights: str) -> tuple[PhaseConfig, ...]:
     """`bn: auto` made concrete: BatchNorm statistics from pretraining stay frozen; random ones
     (`weights: none`) must train, or inference mode normalizes with meaningless statistics."""
-    policy = "train" if weights == "none" else "frozen"
+    policy = "frozen" if Weights.parse(weights).pretrained else "train"
     return tuple(replace(p, bn=policy) if p.bn == "auto" else p for p in phases)
 
 
@@ -94,7 +95,7 @@ def _auto(strategy: StrategyConfig, weights: str, counts: np.ndarray) -> tuple[s
     size = "small" if smallest < SMALL_PER_CLASS else "large"
     reasons = [f"{int(counts.sum())} training labels in {len(counts)} classes, {smallest} in the smallest: {size} "
                f"(the line is {SMALL_PER_CLASS} per class)"]
-    if weights == "none":
+    if not Weights.parse(weights).pretrained:
         return "deep", [*reasons, "weights: none, so nothing pretrained to keep: train every layer"]
     similarity = strategy.similarity
     if similarity is None:
