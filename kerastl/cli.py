@@ -207,9 +207,11 @@ def predict(model, inputs, tta, min_confidence):
 def distill(run_dir, student, output_dir, overrides, overwrite, quiet):
     """Train a smaller backbone on the soft targets of a trained run; prints the run directory and the comparison."""
     _import_tensorflow_quietly()
-    from kerastl.training.trainer import distill as run_distillation
+    from kerastl.training.distillation import student_config
+    from kerastl.training.trainer import train as run_training
 
-    result = run_distillation(run_dir, student, output_dir, overrides, overwrite, verbose=_verbosity(quiet))
+    cfg = student_config(run_dir, student, overrides)
+    result = run_training(cfg, output_dir=output_dir, overwrite=overwrite, verbose=_verbosity(quiet))
     facts = result.metrics["distillation"]
     for role in ("teacher", "student"):
         side = facts[role]
@@ -327,7 +329,9 @@ def advise(config_path, overrides):
     """Print the fine-tuning plan the config would train, and why (strategy: auto reads the data)."""
     from kerastl.training.strategies import advise as plan_for, describe_plan
 
-    click.echo(describe_plan(plan_for(config_path, overrides)))
+    from kerastl.config import load_config
+
+    click.echo(describe_plan(plan_for(load_config(config_path, overrides))))
 
 
 @cli.command("probe")
@@ -337,10 +341,13 @@ def advise(config_path, overrides):
 @reports_errors
 def probe_command(config_path, overrides, quiet):
     """Baselines without training: a linear probe and k-NN on the frozen backbone's features."""
+    from kerastl.config import load_config
+
+    config = load_config(config_path, overrides)
     _import_tensorflow_quietly()
     from kerastl.training.baselines import probe
 
-    result = probe(config_path, overrides, verbose=_verbosity(quiet))
+    result = probe(config, verbose=_verbosity(quiet))
     click.echo(f"{'baseline':<14} {'validation':>10} {'test':>10}")
     for name in ("linear_probe", "knn"):
         cells = [result[name].get(k) for k in ("val_accuracy", "test_accuracy")]

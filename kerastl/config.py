@@ -16,6 +16,7 @@ import difflib
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -282,6 +283,22 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
     for override in overrides:
         apply_override(raw, override)
     return config_from_dict(raw)
+
+
+def read_config(config: "Config | str | Path | None", overrides: typing.Sequence[str], function: str) -> Config:
+    """What a Python entry point was given as its config: a `Config`, or a YAML path (None: the defaults) with the
+    deprecated `overrides` strings of the command line's `--set`, which get a `DeprecationWarning`."""
+    if overrides:
+        warn_overrides(function)
+    return config if isinstance(config, Config) else load_config(config, overrides)
+
+
+def warn_overrides(function: str) -> None:
+    """The `DeprecationWarning` of a Python entry point given `overrides` strings."""
+    warnings.warn(
+        f"{function}(overrides=[...]) is deprecated: pass a Config (kerastl.load_config, then dataclasses.replace); "
+        "`key=value` strings are the command line's --set.", DeprecationWarning, stacklevel=4,
+    )
 
 
 def config_from_parts(**sections: Any) -> Config:

@@ -212,9 +212,15 @@ def test_number_images_follow_the_pixel_scale_rule_and_the_run_says_so(digits, c
         python_splits(new_model(), images / 255.0 * 3, labels, None, None, {"pixel_scale": 1})
 
 
-def test_train_overrides_are_deprecated_in_python():
-    with pytest.warns(DeprecationWarning, match="overrides"), pytest.raises(kerastl.ConfigError):
-        kerastl.train(None, overrides=["model.backbone=resnet_51"])
+def test_override_strings_are_deprecated_in_python(tmp_path):
+    """Python entry points take a Config; `overrides=[...]` (the command line's --set) still works, with a warning."""
+    from kerastl.training.strategies import advise
+
+    for entry in (kerastl.train, kerastl.probe, advise):
+        with pytest.warns(DeprecationWarning, match=f"{entry.__name__}\\(overrides"), pytest.raises(kerastl.ConfigError):
+            entry(None, overrides=["model.backbone=resnet_51"])
+    with pytest.warns(DeprecationWarning, match="distill"), pytest.raises(kerastl.KerastlError):
+        kerastl.distill(tmp_path / "no-run", "mobilenet_v3_small", overrides=["distill.alpha=0.3"])
 
 
 def test_the_command_line_answers_help_and_config_errors_without_tensorflow(tmp_path):

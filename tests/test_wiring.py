@@ -13,6 +13,7 @@ from kerastl.data.pipeline import load_splits
 from kerastl.models.classifier import build_model, input_size
 from kerastl.training.checkpoints import Progress
 from kerastl.training.distribute import ONE_DEVICE
+from kerastl.training.runstate import RunState
 from kerastl.training.fitting import class_weight, run_phase
 from tests.conftest import TINY
 
@@ -34,7 +35,7 @@ def fitted_phase(tmp_path, monkeypatch, splits, *overrides, cached=False):
         calls.append((self, kwargs, next(iter(x))))
 
     monkeypatch.setattr(keras.Model, "fit", recording_fit)
-    run_phase(model, cfg.phases[0], cfg, splits, tmp_path, Progress(tmp_path / "progress.json"), ONE_DEVICE, verbose=0)
+    run_phase(model, cfg.phases[0], cfg, splits, RunState(tmp_path, Progress(tmp_path / "progress.json"), ONE_DEVICE, verbose=0))
     assert len(calls) == 1
     return calls[0]
 

@@ -23,6 +23,7 @@ from kerastl.config import AugmentConfig, DataConfig
 from kerastl.data.sources import ImageSource, ReadOptions, read_source
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
+from kerastl.labels import LabelKind
 
 
 @dataclass(frozen=True)
@@ -160,9 +161,7 @@ def label_targets(source: ImageSource, num_classes: int) -> np.ndarray:
         >>> label_targets(from_arrays(np.zeros((2, 4, 4), "uint8"), [1, 0]), 2).tolist()
         [[0.0, 1.0], [1.0, 0.0]]
     """
-    if source.multi_label:
-        return np.asarray(source.labels, np.float64)
-    return np.eye(num_classes)[source.labels]
+    return LabelKind(source.multi_label).targets(source.labels, num_classes)
 
 
 def make_dataset(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import gzip
 import math
-import sys
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -30,6 +29,7 @@ from kerastl.data.pixels import PixelScale
 from kerastl.data.pictures import IMAGE_SUFFIXES, decode_picture, describe_changes
 from kerastl.data.store import ArrayStore
 from kerastl.errors import ConfigError, DataError, KerastlError
+from kerastl.progress import progress_bar
 from kerastl.registry import Registry
 
 
@@ -426,13 +426,13 @@ def _read_csv(location: str, options: ReadOptions) -> ImageSource:
     try:
         if options.pixel_scale == 1:  # integers 0/1 to scale: the tolerant reader does it
             raise _NotPlainTable
-        with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, options.progress) as advance:
+        with _csv_bytes(path) as (raw, text), progress_bar(f"reading {path.name}", path.stat().st_size, options.progress) as advance:
             rows = _arrow_csv_rows(text, separator, columns, layout, options.label_column)
             return _assemble(_after_each(rows, lambda: advance(raw.tell())), layout, str(path), options)
     except _NotPlainTable:
         pass
     read = functools.partial(pd.read_csv, sep=separator, encoding="utf-8-sig", skipinitialspace=True)
-    with _csv_bytes(path) as (raw, text), _progress_bar(path, path.stat().st_size, options.progress) as advance:
+    with _csv_bytes(path) as (raw, text), progress_bar(f"reading {path.name}", path.stat().st_size, options.progress) as advance:
         chunks = read(text, chunksize=options.chunk_size)
         return _read_pixel_chunks(_guard_ragged(chunks, path, lambda chunk: advance(raw.tell())), columns, str(path), options)
 
@@ -533,7 +533,7 @@ def _read_parquet(location: str, options: ReadOptions) -> ImageSource:
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
     columns = list(table_file.schema_arrow.names)
-    with _progress_bar(path, table_file.metadata.num_rows, options.progress) as advance:
+    with progress_bar(f"reading {path.name}", table_file.metadata.num_rows, options.progress) as advance:
 
         def batches():
             rows_read = 0
@@ -544,18 +544,6 @@ def _read_parquet(location: str, options: ReadOptions) -> ImageSource:
                 advance(rows_read)
 
         return _read_pixel_chunks(batches(), columns, str(path), options)
-
-
-@contextmanager
-def _progress_bar(path: Path, total: int, enabled: bool):
-    """Yield `advance(done)`; draws a click progress bar on stderr when `enabled`."""
-    if not enabled:
-        yield lambda done: None
-        return
-    import click
-
-    with click.progressbar(length=total, label=f"reading {path.name}", file=sys.stderr) as bar:
-        yield lambda done: bar.update(done - bar.pos)
 
 
 def _read_folder(location: str, options: ReadOptions) -> ImageSource:
@@ -592,7 +580,7 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
             return None
 
     try:
-        with ThreadPoolExecutor() as pool, _progress_bar(root, len(files), options.progress) as advance:
+        with ThreadPoolExecutor() as pool, progress_bar(f"reading {root.name}", len(files), options.progress) as advance:
             for index, decoded in enumerate(pool.map(decode, files)):
                 advance(index + 1)
                 if decoded is None:

@@ -22,7 +22,7 @@ from kerastl.errors import ConfigError, ExportError
 from kerastl.models.augment import augmentation_layers
 from kerastl.models.backbone_layers import backbone_input
 from kerastl.models.backbones import BACKBONE_LAYER_NAME, create_backbone, get_backbone
-from kerastl.models.labels import LabelKind
+from kerastl.labels import LabelKind
 from kerastl.weights import Weights
 from kerastl.rundir import MODEL_FILE
 

@@ -163,7 +163,8 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
 
     Args:
         config: a `Config` or the path of a YAML config.
-        overrides: `key.sub=value` strings applied to a config read from a path.
+        overrides: deprecated: `key.sub=value` strings applied to a config read from a path (the command line's
+            `--set`); pass a `Config` instead.
 
     Returns:
         `measure_baselines`' dict plus `seconds`, e.g. `{"linear_probe": {"c": 0.1, "val_accuracy": ..., "test_accuracy": ...},
@@ -178,12 +179,12 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
     """
     import time
 
-    from kerastl.config import load_config
+    from kerastl.config import read_config
     from kerastl.data.pipeline import load_splits
     from kerastl.errors import ConfigError
     from kerastl.models.classifier import build_model, input_size
 
-    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    cfg = read_config(config, overrides, "probe")
     if Weights.parse(cfg.model.weights).kind == "pretrain":
         raise ConfigError("model.weights 'pretrain' has no weights to probe yet: run kerastl pretrain and pass its file.")
     if cfg.data.multi_label:

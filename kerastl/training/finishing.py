@@ -2,7 +2,7 @@
 held-out splits, the evaluation folder, history, plots, report and model card.
 
 Example:
-    >>> metrics = finish_run(model, run_dir, cfg, splits, plan, progress, engine)
+    >>> metrics = finish_run(model, cfg, splits, plan, state)
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.plots import plot_curves
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
-from kerastl.data.pipeline import Splits, label_targets, make_dataset
+from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.labels import LabelKind
 from kerastl.models.classifier import is_multi_label, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
@@ -28,16 +29,16 @@ from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, load_w
 from kerastl.training.distribute import Engine
 from kerastl.training.fitting import CACHE
 from kerastl.training.phases import compile_classifier
+from kerastl.training.runstate import RunState
 from kerastl.training.strategies import Plan
 
 
-def finish_run(
-    model, run_dir: Path, cfg: Config, splits: Splits, plan: Plan, progress: Progress, engine: Engine, write_files: bool = True
-) -> dict:
+def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) -> dict:
     """Keep the best weights (`results.keep`), calibrate (`results.calibration`), save `model.keras`
     (and `model_last.keras`), measure and write `metrics.json`, `evaluation/`, `history.csv`, the curves,
     the report and the model card, then remove the checkpoints and the disk cache; returns the metrics.
-    Without `write_files` the model is kept and calibrated the same way and measured, and nothing is written."""
+    Without `state.write_files` the model is kept and calibrated the same way and measured, and nothing is written."""
+    run_dir, progress, engine, write_files = state.run_dir, state.progress, state.engine, state.write_files
     import keras
     import pandas as pd
 
@@ -142,12 +143,9 @@ def predict_splits(model, cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
 def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss) -> tuple[float, float]:
     """What `model.evaluate` reports for `probabilities` on `source`: the compiled `loss` and accuracy
     (categorical, or binary per label at 0.5 for multi-label sources)."""
-    targets = label_targets(source, num_classes)
-    if source.multi_label:
-        accuracy = np.mean((probabilities > 0.5) == (targets > 0.5))
-    else:
-        accuracy = np.mean(np.argmax(probabilities, axis=1) == source.labels)
-    return float(loss(targets, probabilities)), float(accuracy)
+    kind = LabelKind(source.multi_label)
+    targets = kind.targets(source.labels, num_classes)
+    return float(loss(targets, probabilities)), kind.accuracy_of(probabilities, source.labels)
 
 
 def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict]) -> dict:

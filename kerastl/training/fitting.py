@@ -1,13 +1,12 @@
 """Fitting one phase: the data it trains on (cached backbone features or images), its callbacks, `fit`.
 
 Example:
-    >>> rows, details = run_phase(model, cfg.phases[0], cfg, splits, run_dir, progress, ONE_DEVICE, verbose=0)
+    >>> rows, details = run_phase(model, cfg.phases[0], cfg, splits, RunState(run_dir, progress, verbose=0))
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -16,7 +15,6 @@ from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.data.sources import ImageSource
 from kerastl.training.checkpoints import (
-    Progress,
     backed_up_epochs,
     backup_dir,
     best_keeper,
@@ -24,7 +22,7 @@ from kerastl.training.checkpoints import (
     repair_backup,
     rng_restorer,
 )
-from kerastl.training.distribute import Engine
+from kerastl.training.runstate import RunState
 from kerastl.models.classifier import head_model
 from kerastl.training.features import can_cache, extract_features, training_copies, training_features
 from kerastl.training.phases import (
@@ -42,17 +40,16 @@ CACHED_HEAD_PATIENCE = 5  # epochs without a better validation loss before a cac
 
 
 def run_phase(
-    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, progress: Progress, engine: Engine, verbose,
-    callbacks: list = (), frozen: Optional[dict] = None,
+    model, phase: PhaseConfig, cfg: Config, splits: Splits, state: RunState, frozen: Optional[dict] = None
 ) -> tuple[list[dict], dict]:
     """Train `model` for one phase, continuing from its backup if one exists.
 
-    Epochs are numbered on from the phases already in `progress`; each finished epoch is recorded
-    in `progress` and backed up (Keras `BackupAndRestore`) before the next begins. After fit, the
-    phase's BatchNorm policy is checked against the statistics before and after. `callbacks` are added
+    Epochs are numbered on from the phases already in `state.progress`; each finished epoch is recorded
+    there and backed up (Keras `BackupAndRestore`) in `state.run_dir` before the next begins. After fit, the
+    phase's BatchNorm policy is checked against the statistics before and after. `state.callbacks` are added
     to the phase's own (e.g. experiment tracking); `frozen` are the frozen backbone's features of the splits,
     when already computed (a cached phase then uses them instead of computing them again). On a distributed
-    `engine`, training and validation batches drop the remainder (every replica gets an equal share).
+    `state.engine`, training and validation batches drop the remainder (every replica gets an equal share).
 
     Returns:
         The phase's history rows, and details for metrics.json: the BatchNorm check summary,
@@ -62,6 +59,7 @@ def run_phase(
     Raises:
         KerastlError: the BatchNorm policy did not hold.
     """
+    run_dir, progress, engine = state.run_dir, state.progress, state.engine
     backup = backup_dir(run_dir, phase.name)
     repair_backup(backup)
     progress.rows_for_resume(phase.name, backup)
@@ -69,7 +67,7 @@ def run_phase(
     details: dict = {}
     if phase.epochs > 0:
         trained_layers = set_trainable(model, phase)
-        inputs = phase_inputs(model, phase, cfg, splits, run_dir, engine, verbose, frozen)
+        inputs = phase_inputs(model, phase, cfg, splits, state, frozen)
         batch_size, whole = cfg.data.batch_size, engine.distributed
         steps_per_epoch = len(splits.train) // batch_size if whole else -(-len(splits.train) // batch_size)
         optimizer = make_optimizer(phase, steps_per_epoch, lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None)
@@ -94,11 +92,11 @@ def run_phase(
             class_weight=class_weight(splits) if cfg.data.class_weight == "balanced" else None,
             callbacks=[
                 timer,
-                *phase_callbacks(model, phase, cfg, progress, backup, run_dir, inputs.cached, validation_data is not None),
-                *callbacks,
+                *phase_callbacks(model, phase, cfg, state, inputs.cached, validation_data is not None),
+                *state.callbacks,
             ],
             shuffle=False,  # the dataset shuffles itself, seeded
-            verbose=verbose,
+            verbose=state.verbose,
         )
         inputs.fitted._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
         details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
@@ -121,11 +119,10 @@ class PhaseInputs:
     copies: int  # augmented copies of the training images the features were computed from
 
 
-def phase_inputs(
-    model, phase: PhaseConfig, cfg: Config, splits: Splits, run_dir: Path, engine: Engine, verbose, frozen: Optional[dict] = None
-) -> PhaseInputs:
+def phase_inputs(model, phase: PhaseConfig, cfg: Config, splits: Splits, state: RunState, frozen: Optional[dict] = None) -> PhaseInputs:
     """The full model on the images, or, when the backbone is frozen, its head on features computed once
     (`frozen`, when given and no augmented copies are asked for)."""
+    run_dir, engine, verbose = state.run_dir, state.engine, state.verbose
     if not can_cache(cfg, phase, engine):
         return PhaseInputs(model, splits.train, splits.validation, cached=False, copies=1)
     if frozen is not None and training_copies(cfg) == 1:
@@ -141,12 +138,11 @@ def phase_inputs(
     return PhaseInputs(head_model(model), train, validation, cached=True, copies=training_copies(cfg))
 
 
-def phase_callbacks(
-    model, phase: PhaseConfig, cfg: Config, progress: Progress, backup: Path, run_dir: Path, cached: bool, validated: bool
-) -> list:
+def phase_callbacks(model, phase: PhaseConfig, cfg: Config, state: RunState, cached: bool, validated: bool) -> list:
     """History rows, the best weights of the run, the per-epoch backup and seed states, TensorBoard, early stopping."""
     import keras
 
+    progress, run_dir, backup = state.progress, state.run_dir, backup_dir(state.run_dir, phase.name)
     callbacks = [history_recorder(progress, phase.name)]  # before the backup: see kerastl.training.checkpoints
     if cfg.results.keep == "best" and validated:
         callbacks.append(best_keeper(model, run_dir, cfg.results.monitor))  # before the backup too: an epoch redone after a kill is kept again

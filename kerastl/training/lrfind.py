@@ -21,6 +21,7 @@ from kerastl.training.checkpoints import CHECKPOINTS, Progress
 from kerastl.config import Config
 from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.training.distribute import ONE_DEVICE
+from kerastl.training.runstate import RunState
 from kerastl.errors import ConfigError
 from kerastl.models.classifier import build_model, input_size
 from kerastl.training.layerwise import build_optimizer
@@ -82,7 +83,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
             "smoothed_losses": losses,
         }
         if index < len(phases) - 1:
-            run_phase(model, phase, cfg, splits, Path(scratch.name), progress, ONE_DEVICE, verbose)
+            run_phase(model, phase, cfg, splits, RunState(Path(scratch.name), progress, ONE_DEVICE, verbose))
             progress.completed.append(phase.name)
     scratch.cleanup()
     output_dir.mkdir(parents=True, exist_ok=True)

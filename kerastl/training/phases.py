@@ -17,6 +17,7 @@ import numpy as np
 
 from kerastl.config import LossConfig, PhaseConfig, parse_unfreeze
 from kerastl.errors import ConfigError, KerastlError
+from kerastl.labels import LabelKind
 from kerastl.models.backbone_layers import backbone_units
 from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, get_backbone
 
@@ -161,19 +162,12 @@ def compile_classifier(
 
     A multi-label (sigmoid) head gets binary (focal) cross-entropy and binary accuracy per label at 0.5.
     """
-    import keras
-
     from kerastl.models.classifier import is_multi_label
 
-    focal = loss_cfg is not None and loss_cfg.kind == "focal"
-    gamma = {"gamma": loss_cfg.focal_gamma} if focal else {}
-    if is_multi_label(model):
-        loss = (keras.losses.BinaryFocalCrossentropy if focal else keras.losses.BinaryCrossentropy)(label_smoothing=label_smoothing, **gamma)
-        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
-    else:
-        loss = (keras.losses.CategoricalFocalCrossentropy if focal else keras.losses.CategoricalCrossentropy)(label_smoothing=label_smoothing, **gamma)
-        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
-    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=jit_compile)
+    kind = LabelKind(is_multi_label(model))
+    loss_cfg = loss_cfg or LossConfig()
+    loss = kind.loss(loss_cfg.kind, loss_cfg.focal_gamma, label_smoothing)
+    model.compile(optimizer=optimizer, loss=loss, metrics=[kind.accuracy(one_hot=True)], jit_compile=jit_compile)
 
 
 def make_optimizer(phase: PhaseConfig, steps_per_epoch: int, multipliers: dict[str, float] | None = None):

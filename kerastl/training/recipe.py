@@ -41,10 +41,11 @@ from kerastl.models.classifier import model_facts
 from kerastl.rundir import CONFIG_FILE, LABELS_FILE, clear_run_files, prepare_run_dir, write_text
 from kerastl.training.baselines import head_init, split_features, start_head
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, backed_up_epochs, backup_dir, load_phase_weights, save_phase_weights
-from kerastl.training.distribute import ONE_DEVICE, Engine
+from kerastl.training.distribute import ONE_DEVICE
 from kerastl.training.finishing import finish_run
 from kerastl.training.fitting import run_phase
 from kerastl.training.phases import enable_lora
+from kerastl.training.runstate import RunState
 from kerastl.training.strategies import Plan, plan_phases
 
 
@@ -117,18 +118,6 @@ class Recipe:
             ),
             loss=self.loss, results=self.results, tensorboard=self.tensorboard, deterministic=self.deterministic,
         )
-
-
-@dataclass
-class RunState:
-    """Where a run keeps its files and progress, the devices it trains on, and how it reports."""
-
-    run_dir: Path
-    progress: Progress
-    engine: Engine = ONE_DEVICE
-    verbose: Any = "auto"
-    callbacks: Sequence = ()  # Keras callbacks added to every phase's fit
-    write_files: bool = True  # the run folder's results (model, metrics, report...); False: checkpoints only
 
 
 def fine_tune(
@@ -224,7 +213,7 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> dict:
             progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", state.verbose, frozen)
         progress.save()
     _train_phases(model, plan, cfg, splits, state, frozen if cfg.data.cache == "memory" else None)
-    return finish_run(model, state.run_dir, cfg, splits, plan, progress, engine, write_files=state.write_files)
+    return finish_run(model, cfg, splits, plan, state)
 
 
 def seed_everything(cfg: Config) -> None:
@@ -272,10 +261,7 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunStat
             continue
         started = time.perf_counter()
         with state.engine.scope():
-            rows, details = run_phase(
-                model, phase, cfg, splits, run_dir, progress, state.engine, verbose=state.verbose, callbacks=list(state.callbacks),
-                frozen=frozen,
-            )
+            rows, details = run_phase(model, phase, cfg, splits, state, frozen)
         if parse_unfreeze(phase.unfreeze)[0] != "head":
             frozen = None  # the backbone has trained: its features are no longer these
         progress.phases[phase.name] = {

@@ -109,17 +109,19 @@ def _auto(strategy: StrategyConfig, weights: str, counts: np.ndarray) -> tuple[s
     return preset, reasons
 
 
-def advise(config_path, overrides=()) -> Plan:
-    """Read the config and its data, and plan the phases (what `kerastl advise --config FILE` prints).
+def advise(config, overrides=()) -> Plan:
+    """Read the data of `config` (a `Config` or a YAML path; `overrides` strings are deprecated) and plan the
+    phases (what `kerastl advise --config FILE` prints).
 
     Example:
-        >>> print(describe_plan(advise("configs/quickstart.yaml", ["strategy=auto"])))
+        >>> cfg = load_config("configs/quickstart.yaml")
+        >>> print(describe_plan(advise(dataclasses.replace(cfg, phases=(), strategy=StrategyConfig()))))
     """
-    from kerastl.config import load_config
+    from kerastl.config import read_config
     from kerastl.data.pipeline import load_splits
     from kerastl.models.classifier import input_size
 
-    cfg = load_config(config_path, overrides)
+    cfg = read_config(config, overrides, "advise")
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=False)
     return plan_phases(cfg, splits.train.class_counts())
 

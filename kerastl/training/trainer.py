@@ -10,12 +10,11 @@ Example:
 from __future__ import annotations
 
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from kerastl.config import Config, config_to_dict, load_config
+from kerastl.config import Config, config_to_dict, load_config, read_config, warn_overrides
 from kerastl.data.pipeline import Splits, load_splits
 from kerastl.errors import RunDirError
 from kerastl.models.classifier import build_model, input_size
@@ -76,17 +75,14 @@ def train(
     """
     import pandas as pd
 
-    if overrides:
-        warnings.warn(
-            "train(overrides=[...]) is deprecated: pass a Config (kerastl.load_config, or dataclasses.replace on one); "
-            "`key=value` strings are the command line's --set.", DeprecationWarning, stacklevel=2,
-        )
     if resume:
+        if overrides:
+            warn_overrides("train")
         run_dir = process_run_dir(Path(output_dir or ""))
         cfg = resumable_config(run_dir, config, overrides)
         remove_partial_files(run_dir)  # a kill mid-write leaves the temporary file of an atomic write
     else:
-        cfg = config if isinstance(config, Config) else load_config(config, overrides)
+        cfg = read_config(config, overrides, "train")
         run_dir = prepare_run_dir(process_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)), overwrite)
     check_tracking(cfg)
     splits = _load_splits(cfg, run_dir, progress=verbose != 0)
@@ -186,8 +182,9 @@ def distill(
     """Train `student` (a backbone name) on the soft targets of the run in `teacher_run`.
 
     The student's config is the teacher's with `model.backbone: student`, no backbone options, name
-    `<teacher name>-<student>` and a `distill` section; `overrides` (`key=value`) change it further,
-    e.g. `model.weights=none` or `distill.temperature=4`.
+    `<teacher name>-<student>` and a `distill` section (`kerastl.training.distillation.student_config`); to change
+    it, `train(dataclasses.replace(student_config(teacher_run, student), ...))`. `overrides` (`key=value` strings,
+    the command line's `--set`) are deprecated here.
 
     Returns:
         The student's `TrainResult`; its `metrics["distillation"]` compares teacher and student.
@@ -195,5 +192,7 @@ def distill(
     Raises:
         RunDirError / ExportError: no complete run at `teacher_run`. KerastlError: as `train`.
     """
+    if overrides:
+        warn_overrides("distill")
     cfg = student_config(teacher_run, student, overrides)
     return train(cfg, output_dir=output_dir, overwrite=overwrite, verbose=verbose)

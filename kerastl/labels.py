@@ -1,10 +1,10 @@
-"""Single- vs multi-label, in one place: the output activation, the losses and accuracy, the targets the
-labels stand for, and the decisions read from probabilities.
+"""Single- vs multi-label, in one place: the output activation, the losses and accuracy, and the targets the
+labels stand for.
 
 Example:
     >>> kind = LabelKind(multi_label=False)
-    >>> kind.activation, kind.decisions(np.array([[0.2, 0.8]])).tolist()
-    ('softmax', [1])
+    >>> kind.activation, kind.accuracy_of(np.array([[0.2, 0.8]]), np.array([1]))
+    ('softmax', 1.0)
     >>> LabelKind(multi_label=True).targets(np.array([[0, 1]]), 2).tolist()
     [[0.0, 1.0]]
 """
@@ -48,12 +48,14 @@ class LabelKind:
 
         return keras.losses.BinaryCrossentropy() if self.multi_label else ClassCrossentropy()
 
-    def accuracy(self):
-        """The "accuracy" metric: per label at 0.5 (multi-label), or Keras' "accuracy", which follows the labels'
-        form (integer or one-hot)."""
+    def accuracy(self, one_hot: bool = False):
+        """The "accuracy" metric: per label at 0.5 (multi-label); categorical on the recipe's one-hot targets
+        (`one_hot`); else Keras' "accuracy", which follows the labels' form (integer or one-hot)."""
         import keras
 
-        return keras.metrics.BinaryAccuracy(name="accuracy") if self.multi_label else "accuracy"
+        if self.multi_label:
+            return keras.metrics.BinaryAccuracy(name="accuracy")
+        return keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else "accuracy"
 
     def targets(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
         """The [N, K] float targets `labels` stand for: one-hot rows, or the multi-hot rows as given."""
@@ -61,12 +63,9 @@ class LabelKind:
             return np.asarray(labels, np.float64)
         return np.eye(num_classes)[labels]
 
-    def decisions(self, probabilities: np.ndarray) -> np.ndarray:
-        """The answer per image: the class index [N], or the 0/1 label set [N, K]."""
-        if self.multi_label:
-            return (probabilities > MULTI_LABEL_THRESHOLD).astype(np.uint8)
-        return np.argmax(probabilities, axis=1)
-
     def accuracy_of(self, probabilities: np.ndarray, labels: np.ndarray) -> float:
-        """Accuracy as the compiled metric counts it: per label (multi-label), or per image."""
-        return float(np.mean(self.decisions(probabilities) == labels))
+        """Accuracy as the compiled metric counts it (what `model.evaluate` reports): per label with probability
+        above 0.5 (Keras' `BinaryAccuracy`), or per image by the most probable class."""
+        if self.multi_label:
+            return float(np.mean((probabilities > MULTI_LABEL_THRESHOLD) == (np.asarray(labels) > 0.5)))
+        return float(np.mean(np.argmax(probabilities, axis=1) == labels))

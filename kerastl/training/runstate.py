@@ -1,0 +1,27 @@
+"""What a run in progress is: where it keeps its files and progress, the devices it trains on, how it reports.
+
+Example:
+    >>> state = RunState(run_dir, Progress(run_dir / CHECKPOINTS / "progress.json"), verbose=0)
+    >>> rows, details = run_phase(model, cfg.phases[0], cfg, splits, state)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from kerastl.training.checkpoints import Progress
+from kerastl.training.distribute import ONE_DEVICE, Engine
+
+
+@dataclass
+class RunState:
+    """Where a run keeps its files and progress, the devices it trains on, and how it reports."""
+
+    run_dir: Path
+    progress: Progress
+    engine: Engine = ONE_DEVICE
+    verbose: Any = "auto"
+    callbacks: Sequence = ()  # Keras callbacks added to every phase's fit
+    write_files: bool = True  # the run folder's results (model, metrics, report...); False: checkpoints only
