@@ -32,6 +32,11 @@ from kerastl.errors import RunDirError as RunDirError
 from kerastl.errors import WeightsError as WeightsError
 from kerastl.models.backbones import backbone_names as backbone_names
 from kerastl.models.backbones import get_backbone as get_backbone
+# The modules holding the registries a config names (none imports Keras): the config checks find them by kind.
+from kerastl.models import augment as _augment  # noqa: F401
+from kerastl.training import distribute as _distribute  # noqa: F401
+from kerastl.training import optimizers as _optimizers  # noqa: F401
+from kerastl.training import strategies as _strategies  # noqa: F401
 from kerastl.quiet import hide_retracing_notes
 from kerastl.serializable import register_all, register_when_keras_loads
 

@@ -192,7 +192,10 @@ def predict(model, inputs, tta, min_confidence):
     _import_tensorflow_quietly()
     from kerastl.deploy.predict import predict as run_prediction
 
-    for prediction in run_prediction(model, inputs, tta=tta, min_confidence=min_confidence):
+    predictions = run_prediction(model, inputs, tta=tta, min_confidence=min_confidence)
+    for note in dict.fromkeys(note for prediction in predictions for note in prediction.notes):
+        click.echo(f"Note: {note}", err=True)  # what reading did to the pixels
+    for prediction in predictions:
         click.echo(f"{prediction.input}\t{prediction.label}\t{prediction.probability:.4f}")
 
 

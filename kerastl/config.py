@@ -24,6 +24,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from kerastl.errors import ConfigError
+from kerastl.registry import registry_of
 from kerastl.weights import Weights
 
 
@@ -532,23 +533,21 @@ def _lookup(node: Any, dotted: str) -> Any:
     return node
 
 
-# Config keys whose values are the names of a registry ("module:NAME"), besides the values listed: the
-# registry is the one list of choices, imported when a config is checked. "phases.*" is every phase.
+# Config keys whose values are the names of a registry (by its kind), besides the values listed: the registry
+# is the one list of choices (created by `import kerastl`, which imports every module holding one, so this
+# module imports none of them). "phases.*" is every phase.
 REGISTRY_CHOICES = {
-    "model.backbone": ("kerastl.models.backbones:BACKBONES", ()),
-    "augment.preset": ("kerastl.models.augment:PRESETS", ()),
-    "phases.*.optimizer": ("kerastl.training.optimizers:OPTIMIZERS", ()),
-    "strategy.preset": ("kerastl.training.strategies:PRESETS", ("auto",)),
-    "compute.distribute": ("kerastl.training.distribute:ENGINES", ()),
+    "model.backbone": ("backbone", ()),
+    "augment.preset": ("augmentation preset", ()),
+    "phases.*.optimizer": ("optimizer", ()),
+    "strategy.preset": ("strategy preset", ("auto",)),
+    "compute.distribute": ("distribute engine", ()),
 }
 
 
 def choice_registry(key: str):
     """The `Registry` whose names config key `key` takes (a key of `REGISTRY_CHOICES`)."""
-    import importlib
-
-    module, _, name = REGISTRY_CHOICES[key][0].partition(":")
-    return getattr(importlib.import_module(module), name)
+    return registry_of(REGISTRY_CHOICES[key][0])
 
 
 def _check_registry_choices(cfg: Config) -> None:
@@ -569,8 +568,6 @@ def _check_registry_choices(cfg: Config) -> None:
 
 
 def _check_consistency(cfg: Config) -> None:
-    from kerastl.models.hub import is_hub
-
     _check_registry_choices(cfg)
     _check_bounds(cfg)
     split = cfg.data.split
@@ -607,7 +604,7 @@ def _check_consistency(cfg: Config) -> None:
         if phase.learning_rate <= 0:
             raise ConfigError(f"Config key 'phases.{i}.learning_rate' must be positive, got {phase.learning_rate}.")
         kind, _ = parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
-        if kind == "lora" and not is_hub(cfg.model.backbone):
+        if kind == "lora" and not choice_registry("model.backbone").get(cfg.model.backbone).lora:
             raise ConfigError(
                 f"Config key 'phases.{i}.unfreeze' is {phase.unfreeze!r}: LoRA adapts keras-hub transformers; set model.backbone "
                 "to hub:PRESET (a ViT, DINOv2 or SigLIP preset)."
@@ -621,9 +618,7 @@ def _check_consistency(cfg: Config) -> None:
 
 
 def _check_model(cfg: Config) -> None:
-    from kerastl.models.backbones import get_backbone
-
-    spec = get_backbone(cfg.model.backbone)
+    spec = choice_registry("model.backbone").get(cfg.model.backbone)
     size = cfg.model.input_size
     if size is not None and size < spec.min_size:
         raise ConfigError(

@@ -19,14 +19,22 @@ from typing import Generic, TypeVar
 from kerastl.errors import ConfigError
 
 T = TypeVar("T")
+REGISTRIES: dict[str, "Registry"] = {}  # kind -> registry; `import kerastl` creates those a config names
+
+
+def registry_of(kind: str) -> "Registry":
+    """The registry of `kind` (e.g. "backbone"), created when its module was imported (see `kerastl/__init__.py`)."""
+    return REGISTRIES[kind]
 
 
 class Registry(Generic[T]):
-    """A name → entry table that explains unknown names."""
+    """A name → entry table that explains unknown names. The first registry of each kind is listed in
+    `REGISTRIES`, where code that must not import the registry's module (the config checks) finds it."""
 
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: dict[str, T] = {}
+        REGISTRIES.setdefault(kind, self)
 
     def register(self, name: str, entry: T) -> T:
         if name in self._entries:

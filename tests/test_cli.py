@@ -123,6 +123,25 @@ def test_predict_rejects_rows_of_another_shape(trained_run, tmp_path):
     assert result.exit_code == 2 and "rows hold (28, 28, 1) images, the model takes (8, 8, 1)" in result.stderr
 
 
+def test_predict_says_what_reading_did_to_the_pixels(trained_run, tmp_path):
+    """A 16-bit PNG and a table of 0..1 floats are read by the documented rules, and predict says so: in each
+    `Prediction.notes` and as `Note:` lines on stderr; a plain 8-bit picture gets no note."""
+    from PIL import Image
+
+    from kerastl.deploy.predict import predict
+
+    Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(np.full((8, 8), 156, np.uint8)).save(tmp_path / "plain.png")
+    frame = pd.DataFrame(np.full((2, 64), 0.5), columns=[f"p{k}" for k in range(64)])
+    frame.to_csv(tmp_path / "floats.csv", index=False)
+    deep, plain, row, _ = predict(trained_run.run_dir, [tmp_path / "deep.png", tmp_path / "plain.png", tmp_path / "floats.csv"])
+    assert any("16-bit" in note for note in deep.notes) and plain.notes == ()
+    assert any("255" in note for note in row.notes)
+    np.testing.assert_allclose(deep.probabilities, plain.probabilities, atol=1e-6)  # 40000 >> 8 == 156
+    result = run("predict", trained_run.run_dir, tmp_path / "deep.png", tmp_path / "plain.png")
+    assert result.exit_code == 0 and "Note: " in result.stderr and "16-bit" in result.stderr
+
+
 def test_pretrain_command_writes_a_weights_file_a_run_starts_from(tmp_path):
     from kerastl.config import load_config
     from kerastl.models.classifier import build_model

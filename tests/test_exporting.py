@@ -200,5 +200,5 @@ def test_savedmodel_serve_pixels_takes_chw_rows_and_predict_reads_them(small_cnn
     assert np.abs(hwc_read_as_chw - expected).max() > 1e-3  # the layout matters for these images
 
     pd.DataFrame(chw_rows).to_csv(tmp_path / "rows.csv", index=False)
-    names, read = read_inputs([tmp_path / "rows.csv"], (4, 6, 3), DataConfig(pixel_layout="chw", image_shape=(4, 6, 3)))
+    names, read, _ = read_inputs([tmp_path / "rows.csv"], (4, 6, 3), DataConfig(pixel_layout="chw", image_shape=(4, 6, 3)))
     assert names[0].endswith("rows.csv:row 1") and np.array_equal(read, images)

@@ -62,3 +62,10 @@ def test_no_import_cycles():
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
+
+def test_config_imports_nothing_of_the_packages_below_it():
+    """config.py is read by every package: it imports none of data, models, training, analysis, deploy (the
+    registries it checks names against are found by kind in `kerastl.registry.REGISTRIES`)."""
+    below = {name for name in import_graph()["kerastl.config"] if name.count(".") >= 2}
+    assert below == set()
+

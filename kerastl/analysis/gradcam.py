@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -132,7 +133,9 @@ def explain(model_path: str | Path, inputs: Sequence[str | Path], output: str | 
 
     model = load_model(model_path)
     folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-    names, images = read_inputs(inputs, tuple(int(d) for d in model.input_shape[1:]), _table_options(folder))
+    names, images, notes = read_inputs(inputs, tuple(int(d) for d in model.input_shape[1:]), _table_options(folder))
+    for note in dict.fromkeys(note for per_input in notes for note in per_input):
+        print(f"Note: {note}", file=sys.stderr)  # what reading did to the pixels, as a run says it
     class_names = read_labels(folder) if (folder / LABELS_FILE).is_file() else model_facts(model)["class_names"]
     chunks = [gradcam(model, images[start : start + 64], layer=layer) for start in range(0, len(images), 64)]  # bounded memory
     maps, probabilities = (np.concatenate(parts) for parts in zip(*chunks))

@@ -39,6 +39,7 @@ class Prediction:
     label: str
     probability: float
     probabilities: np.ndarray
+    notes: tuple[str, ...] = ()  # what reading did to the input's pixels (a bit depth, an orientation, a scale)
 
 
 @dataclass(frozen=True)
@@ -104,19 +105,19 @@ def predict(
     predictor = load_predictor(model_path)
     if min_confidence and predictor.data.multi_label:
         raise ConfigError("min_confidence applies to single-label models; a multi-label model answers every class at or above 0.5.")
-    names, images = read_inputs(inputs, predictor.input_shape, predictor.data)
+    names, images, notes = read_inputs(inputs, predictor.input_shape, predictor.data)
     probabilities = tta_probabilities(predictor.probabilities, images, predictor.augment, tta)
     best = probabilities.argmax(axis=1)
     if predictor.data.multi_label:
         present = decisions(probabilities, multi_label=True)
         separator = predictor.data.label_separator
         return [
-            Prediction(name, separator.join(np.asarray(predictor.class_names)[row.astype(bool)]), float(p[k]), p)
-            for name, row, k, p in zip(names, present, best, probabilities)
+            Prediction(name, separator.join(np.asarray(predictor.class_names)[row.astype(bool)]), float(p[k]), p, note)
+            for name, row, k, p, note in zip(names, present, best, probabilities, notes)
         ]
     return [
-        Prediction(name, predictor.class_names[k] if p[k] >= min_confidence else UNKNOWN, float(p[k]), p)
-        for name, k, p in zip(names, best, probabilities)
+        Prediction(name, predictor.class_names[k] if p[k] >= min_confidence else UNKNOWN, float(p[k]), p, note)
+        for name, k, p, note in zip(names, best, probabilities, notes)
     ]
 
 

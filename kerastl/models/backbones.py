@@ -59,6 +59,7 @@ class BackboneSpec:
     imagenet: bool = True
     tokens: Optional[str] = None
     pretrained: str = "imagenet"
+    lora: bool = False  # takes `unfreeze: lora:R` (keras-hub transformers)
 
     def scale_offset(self, options: Optional[dict] = None) -> tuple[None, None]:
         """The per-channel scale and offset of an "affine" normalization; the modes above need none."""

@@ -50,6 +50,7 @@ class HubSpec:
     min_size: int = 32
     imagenet: bool = True  # model.weights: imagenet loads the preset's weights
     pretrained: str = "preset"
+    lora: bool = True  # takes `unfreeze: lora:R` (keras-hub's enable_lora; refused at build if it has no attention)
 
     @property
     def preset(self) -> str:
