@@ -212,6 +212,24 @@ def test_number_images_follow_the_pixel_scale_rule_and_the_run_says_so(digits, c
         python_splits(new_model(), images / 255.0 * 3, labels, None, None, {"pixel_scale": 1})
 
 
+def test_a_recipe_is_what_a_config_trains(digits):
+    """`Recipe.default()` holds the phases of a config without `phases`; `Recipe.from_config` keeps a config's
+    phases and shared options, and the config of its run (config.yaml) gives them back."""
+    from kerastl.data.python_data import python_splits
+
+    assert Recipe.default().phases == kerastl.Config().phases
+    cfg = kerastl.load_config(None, [*TINY, "data.batch_size=16", "loss.kind=focal", "data.class_weight=balanced"])
+    recipe = Recipe.from_config(cfg)
+    assert (recipe.phases, recipe.batch_size, recipe.loss, recipe.class_weight) == (cfg.phases, 16, cfg.loss, "balanced")
+    _, arrays = digits
+    run_cfg = recipe.run_config(new_model(), python_splits(new_model(), *arrays["train"], None, None, {}))
+    assert (run_cfg.phases, run_cfg.data.batch_size, run_cfg.loss, run_cfg.data.class_weight) == (cfg.phases, 16, cfg.loss, "balanced")
+    assert run_cfg.model.backbone_options == {"alpha": 0.35} and run_cfg.augment.preset == "none"
+    with pytest.raises(kerastl.ConfigError, match="phases.0.learning_rate"):
+        Recipe(phases=(PhaseConfig("head", learning_rate=-1.0),)).run_config(new_model(), python_splits(
+            new_model(), *arrays["train"], None, None, {}))
+
+
 def test_override_strings_are_deprecated_in_python(tmp_path):
     """Python entry points take a Config; `overrides=[...]` (the command line's --set) still works, with a warning."""
     from kerastl.training.strategies import advise
