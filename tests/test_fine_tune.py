@@ -197,6 +197,37 @@ def test_fine_tune_reads_a_py_dataset_class_names_and_refuses_what_does_not_fit(
         kerastl.fine_tune(model, images, labels + 1)
     with pytest.raises(DataError, match="unknown option.*batch_sise"):
         kerastl.fine_tune(model, images, labels, batch_sise=8)
+    frame = pd.DataFrame(images.reshape(len(images), -1)[:, :64])
+    frame.insert(0, "digit", labels)
+    assert python_splits(model, frame, None, None, None, {"label_column": "digit"}).train.labels.tolist() == labels.tolist()
+    with pytest.raises(DataError, match="no label column 'label'; name it with label_column="):
+        python_splits(model, frame, None, None, None, {})
+
+
+def test_a_dataframe_of_image_paths_is_read_at_the_models_size_by_the_folder_rules(tmp_path):
+    """A `path` column of pictures of any size: each is read as a folder's pictures are (resized to the model's
+    input, 16-bit reduced and reported), with its label; an unreadable file names its row."""
+    from PIL import Image
+
+    from kerastl.data.pictures import decode_picture
+    from kerastl.data.python_data import python_splits
+
+    rows = []
+    for k, (size, label) in enumerate([(10, "0"), (12, "1"), (8, "2"), (16, "1")]):
+        pixels = np.random.default_rng(k).integers(0, 255, (size, size)).astype("uint8")
+        if k == 3:
+            pixels = pixels.astype(np.uint16) * 256
+        Image.fromarray(pixels).save(tmp_path / f"{k}.png")
+        rows.append({"path": str(tmp_path / f"{k}.png"), "label": label})
+    frame = pd.DataFrame(rows)
+    splits = python_splits(new_model(), frame, None, None, None, {})
+    assert splits.train.images.shape == (4, 8, 8, 1) and splits.train.labels.tolist() == [0, 1, 2, 1]
+    np.testing.assert_array_equal(splits.train.images[1], decode_picture(tmp_path / "1.png", (8, 8), 1)[0])
+    assert any("16-bit" in note for note in splits.conversions())
+    (tmp_path / "bad.png").write_text("not a picture")
+    frame.loc[1, "path"] = str(tmp_path / "bad.png")
+    with pytest.raises(DataError, match="x: row 2, column 'path'"):
+        python_splits(new_model(), frame, None, None, None, {})
 
 
 def test_number_images_follow_the_pixel_scale_rule_and_the_run_says_so(digits, capsys):
