@@ -290,16 +290,28 @@ def read_config(config: "Config | str | Path | None", overrides: typing.Sequence
     """What a Python entry point was given as its config: a `Config`, or a YAML path (None: the defaults) with the
     deprecated `overrides` strings of the command line's `--set`, which get a `DeprecationWarning`."""
     if overrides:
-        warn_overrides(function)
+        warn_overrides(function, stacklevel=4)
     return config if isinstance(config, Config) else load_config(config, overrides)
 
 
-def warn_overrides(function: str) -> None:
-    """The `DeprecationWarning` of a Python entry point given `overrides` strings."""
+def warn_overrides(function: str, stacklevel: int = 3) -> None:
+    """The `DeprecationWarning` of a Python entry point given `overrides` strings; `stacklevel` 3 points at the
+    caller of the function that calls this one."""
     warnings.warn(
         f"{function}(overrides=[...]) is deprecated: pass a Config (kerastl.load_config, then dataclasses.replace); "
-        "`key=value` strings are the command line's --set.", DeprecationWarning, stacklevel=4,
+        "`key=value` strings are the command line's --set.", DeprecationWarning, stacklevel=stacklevel,
     )
+
+
+def section_from_dict(cls: type, raw: dict, where: str) -> Any:
+    """One config section (`HeadConfig`, `AugmentConfig`, ...) from a plain dict, checked and coerced as
+    `load_config` does (unknown keys with a "did you mean", wrong types, lists to tuples); `where` is its key.
+
+    Example:
+        >>> section_from_dict(HeadConfig, {"hidden": [64]}, "model.head").hidden
+        (64,)
+    """
+    return _build(cls, raw, where)
 
 
 def config_from_parts(**sections: Any) -> Config:

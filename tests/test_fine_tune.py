@@ -79,6 +79,10 @@ def test_from_preset_checks_its_options_as_a_config_does():
         kerastl.ImageClassifier.from_preset("resnet_51", num_classes=3)
     with pytest.raises(kerastl.ConfigError, match="model.head.dropout"):
         kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=3, weights=None, head={"dropout": 1.5})
+    with pytest.raises(kerastl.ConfigError, match="Unknown config key 'model.head.dropuot'. Did you mean 'dropout'"):
+        kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=3, weights=None, head={"dropuot": 0.1})
+    with pytest.raises(kerastl.ConfigError, match="Unknown config key 'augment.mixpu'"):
+        kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=3, weights=None, augment={"mixpu": 0.2})
     with pytest.raises(kerastl.ConfigError, match="at least 2 classes"):
         kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=1, weights=None)
 
@@ -266,10 +270,12 @@ def test_override_strings_are_deprecated_in_python(tmp_path):
     from kerastl.training.strategies import advise
 
     for entry in (kerastl.train, kerastl.probe, advise):
-        with pytest.warns(DeprecationWarning, match=f"{entry.__name__}\\(overrides"), pytest.raises(kerastl.ConfigError):
+        with pytest.warns(DeprecationWarning, match=f"{entry.__name__}\\(overrides") as warned, pytest.raises(kerastl.ConfigError):
             entry(None, overrides=["model.backbone=resnet_51"])
-    with pytest.warns(DeprecationWarning, match="distill"), pytest.raises(kerastl.KerastlError):
+        assert warned[0].filename == __file__
+    with pytest.warns(DeprecationWarning, match="distill") as warned, pytest.raises(kerastl.KerastlError):
         kerastl.distill(tmp_path / "no-run", "mobilenet_v3_small", overrides=["distill.alpha=0.3"])
+    assert warned[0].filename == __file__  # the warning points at the caller's line
 
 
 def test_the_command_line_answers_help_and_config_errors_without_tensorflow(tmp_path):

@@ -72,16 +72,6 @@ def decode_picture(path: Path | str, size: int | tuple[int, int], channels: int)
     return (array[..., None] if channels == 1 else array), tuple(changes)
 
 
-def load_image(path: Path | str, size: int | tuple[int, int], channels: int) -> np.ndarray:
-    """`decode_picture`'s pixels only (what `predict` and `explain` read).
-
-    Example:
-        >>> load_image("cat.jpg", 32, channels=3).shape
-        (32, 32, 3)
-    """
-    return decode_picture(path, size, channels)[0]
-
-
 def describe_changes(counts: dict[str, int], total: int, origin: str) -> tuple[str, ...]:
     """One sentence per kind of change, e.g. "photos/: 3 of 120 pictures 16-bit, reduced to 8 bits ..."."""
     return tuple(f"{origin}: {counts[key]} of {total} pictures {CHANGES[key]}." for key in CHANGES if counts.get(key))

@@ -106,13 +106,13 @@ class ImageClassifier(keras.Model):
         Raises:
             ConfigError: an unknown backbone or invalid options. WeightsError: weights unavailable or unfit.
         """
-        from kerastl.config import DataConfig, config_from_parts
+        from kerastl.config import DataConfig, config_from_parts, section_from_dict
 
         if isinstance(augment, str):
             augment = AugmentConfig(preset=augment)
         elif isinstance(augment, dict):
-            augment = AugmentConfig(**augment)
-        head = HeadConfig(**{**head, "hidden": tuple(head.get("hidden", ()))}) if isinstance(head, dict) else head or HeadConfig()
+            augment = section_from_dict(AugmentConfig, augment, "augment")
+        head = section_from_dict(HeadConfig, head, "model.head") if isinstance(head, dict) else head or HeadConfig()
         model_cfg = ModelConfig(
             backbone=preset, weights="none" if weights is None else str(weights), input_size=input_size,
             center_crop=center_crop, backbone_options=dict(backbone_options or {}), head=head,

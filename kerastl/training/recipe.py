@@ -33,6 +33,7 @@ from kerastl.config import (
     default_phases,
     dump_config,
     parse_unfreeze,
+    section_from_dict,
 )
 from kerastl.data.pipeline import Splits
 from kerastl.data.samples import save_run_samples
@@ -95,11 +96,10 @@ class Recipe:
             ConfigError: a value out of its range, as `load_config` reports it (the key named as in a config).
         """
         facts = model_facts(model)
-        head = facts.get("head") or {}
         model_cfg = ModelConfig(
             backbone=facts["backbone"], weights=facts.get("weights") or "imagenet", input_size=facts.get("input_size"),
             center_crop=facts.get("center_crop"), backbone_options=dict(facts.get("backbone_options") or {}),
-            head=HeadConfig(**{**head, "hidden": tuple(head.get("hidden", ()))}),
+            head=section_from_dict(HeadConfig, facts.get("head") or {}, "model.head"),
         )
         augment = facts.get("augment")
         data = DataConfig(
@@ -111,7 +111,8 @@ class Recipe:
         )
         return config_from_parts(
             name=name, seed=self.seed, data=data, model=model_cfg,
-            augment=AugmentConfig(**augment) if augment else AugmentConfig(preset="none"), phases=tuple(self.phases),
+            augment=section_from_dict(AugmentConfig, augment, "augment") if augment else AugmentConfig(preset="none"),
+            phases=tuple(self.phases),
             compute=ComputeConfig(
                 cache_features=self.cache_features, augmented_copies=self.augmented_copies, jit_compile=self.jit_compile,
                 precision=_precision(model),

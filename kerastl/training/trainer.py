@@ -24,7 +24,8 @@ from kerastl.training.distillation import student_config, teacher_targets
 from kerastl.training.distribute import check_resume_point, process_run_dir, start_engine
 from kerastl.training.fitting import CACHE
 from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
-from kerastl.training.recipe import RunState, note_conversions, open_run, run_recipe, seed_everything
+from kerastl.training.recipe import note_conversions, open_run, run_recipe, seed_everything
+from kerastl.training.runstate import RunState
 from kerastl.training.strategies import plan_phases
 from kerastl.training.tracking import check_tracking, epoch_logger, start_tracking
 
