@@ -23,6 +23,7 @@ from kerastl.config import ModelConfig as ModelConfig
 from kerastl.config import PhaseConfig as PhaseConfig
 from kerastl.config import PretrainConfig as PretrainConfig
 from kerastl.config import ResultsConfig as ResultsConfig
+from kerastl.config import TuneConfig as TuneConfig
 from kerastl.config import load_config as load_config
 from kerastl.errors import ConfigError as ConfigError
 from kerastl.errors import DataError as DataError
@@ -59,6 +60,8 @@ _LAZY = {
     "predict": "kerastl.deploy.predict",
     "explain": "kerastl.analysis.gradcam",
     "distill": "kerastl.training.trainer",
+    "tune": "kerastl.tuning.search",
+    "TuneResult": "kerastl.tuning.search",
     "gradcam": "kerastl.analysis.gradcam",
     "find_label_issues": "kerastl.analysis.labelissues",
     "write_model_card": "kerastl.analysis.modelcard",
@@ -76,7 +79,7 @@ _LAZY = {
 
 __all__ = [
     "AugmentConfig", "Config", "DataConfig", "HeadConfig", "LossConfig", "ModelConfig", "PhaseConfig", "PretrainConfig",
-    "ResultsConfig",
+    "ResultsConfig", "TuneConfig",
     "load_config", "ConfigError", "DataError", "ExportError", "KerastlError", "RunDirError", "WeightsError",
     "backbone_names", "get_backbone", *_LAZY,
 ]

@@ -144,6 +144,37 @@ def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard
 
 
 @cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config; its tune section is the search (optional with --resume).")
+@click.option("--trials", type=int, help="The most trials, counting those already run [default: tune.trials].")
+@click.option("--time", "time_budget", metavar="DURATION", help="Time budget of this call: seconds, 90s, 30m, 2h [default: tune.time].")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), help="Search folder [default: runs/<name>-tune].")
+@click.option("--resume", is_flag=True, help="Continue the search in --output without redoing finished trials.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. tune.algorithm=bayesian.")
+@click.option("--overwrite", is_flag=True, help="Replace a search already in the output folder.")
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@reports_errors
+def tune(config_path, trials, time_budget, output_dir, resume, overrides, overwrite, quiet):
+    """Search the config's recipe with KerasTuner, train the best config and print the top trials."""
+    from kerastl.config import load_config
+    from kerastl.tuning.space import read_space, with_budget
+
+    if config_path is None and not (resume and output_dir):
+        raise click.UsageError("Give --config FILE, or --resume --output DIR to continue a search.")
+    budget = int(time_budget) if time_budget is not None and time_budget.isdigit() else time_budget
+    config = None
+    if config_path is not None or overrides:  # checked before TensorFlow loads, so a config error answers at once
+        config = with_budget(load_config(config_path or Path(output_dir) / CONFIG_FILE, overrides), trials, budget)
+        read_space(config)
+    _import_tensorflow_quietly()
+    from kerastl.tuning.search import print_top, tune as run_search
+
+    result = run_search(config, output_dir=output_dir, trials=trials, time=budget, resume=resume, overwrite=overwrite,
+                        verbose=_verbosity(quiet))
+    click.echo(print_top(result), err=True)
+    click.echo(str(result.output_dir))
+
+
+@cli.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config with a pretrain section.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="Weights file to write (.weights.h5).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")

@@ -220,6 +220,55 @@ class ResultsConfig:
     evaluation: bool = True
 
 
+@dataclass(frozen=True)
+class TuneConfig:
+    """`kerastl tune`: a KerasTuner search over config keys (see `kerastl.tuning`), read only by `tune`.
+
+    `space` maps config keys (`phases.1.learning_rate`, `model.head.dropout`; `phases.*.KEY` is every phase) to
+    a list of choices or a range `{min, max, log, step}`; empty: the default space of the config's phases.
+    `algorithm`: KerasTuner's `random` search, `bayesian` optimisation, or `hyperband` (successive halving
+    over the phases' epochs). `trials` and `time` (seconds, or "90s", "30m", "2h") bound the search; the
+    objective is measured on the validation split (`folds` >= 2: the mean over k-fold cross-validation of
+    training + validation images), never on the test split. The chosen config is then trained again on
+    `seeds` other seeds to show the spread, and `compare_default` trains the config as given beside it.
+    """
+
+    algorithm: Literal["random", "bayesian", "hyperband"] = "random"
+    trials: int = 10
+    time: Union[int, str, None] = None
+    objective: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    space: dict = field(default_factory=dict)
+    folds: int = 0
+    seeds: int = 2
+    compare_default: bool = True
+
+    @property
+    def seconds(self) -> Optional[float]:
+        """The time budget in seconds (None: no budget)."""
+        return None if self.time is None else parse_duration(self.time, "tune.time")
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: Union[int, float, str], key: str) -> float:
+    """Seconds in a duration given as a number of seconds or text like "90s", "30m", "1.5h".
+
+    Example:
+        >>> parse_duration("30m", "tune.time")
+        1800.0
+    """
+    text = str(value).strip()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in DURATION_UNITS else (text, "s")
+    try:
+        seconds = float(number) * DURATION_UNITS[unit]
+    except ValueError:
+        seconds = float("nan")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"Config key {key!r} must be a positive duration like 600, 90s, 30m or 2h; got {value!r}.")
+    return seconds
+
+
 def default_phases() -> tuple[PhaseConfig, ...]:
     """The phases of a config without `phases` (and of `Recipe.default()`): head, then the top 30 layers at 1e-5."""
     return (
@@ -246,6 +295,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     results: ResultsConfig = field(default_factory=ResultsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tune: Optional[TuneConfig] = None
     tensorboard: bool = False
     deterministic: bool = False
 
@@ -353,7 +403,7 @@ def dump_config(cfg: Config) -> str:
 
 
 def apply_override(raw: dict, override: str) -> None:
-    """Set `a.b.0.c=value` in a nested dict/list structure, in place."""
+    """Set `a.b.0.c=value` in a nested dict/list structure, in place (the value read as YAML)."""
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"Override {override!r} must look like key.sub=value, e.g. phases.0.epochs=1.")
@@ -361,6 +411,16 @@ def apply_override(raw: dict, override: str) -> None:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
+    set_key(raw, key, value)
+
+
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """Set the config key `a.b.0.c` to `value` in a nested dict/list structure (as read from YAML), in place.
+
+    Example:
+        >>> raw = {}; set_key(raw, "model.head.dropout", 0.5); raw
+        {'model': {'head': {'dropout': 0.5}}}
+    """
     parts = key.split(".")
     if parts[0] == "strategy":  # a strategy set from outside replaces the file's phases list
         raw.pop("phases", None)
@@ -522,6 +582,9 @@ BOUNDS = {
     "loss.focal_gamma": (0, 10),
     "distill.temperature": (0.05, 100),
     "distill.alpha": (0, 1),
+    "tune.trials": (1, 100_000),
+    "tune.seeds": (0, 100),
+    "tune.folds": (0, 100),
 }
 
 
@@ -603,6 +666,8 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError("Config key 'data.label_separator' must not be empty.")
     if Weights.parse(cfg.model.weights).kind == "pretrain" and cfg.pretrain is None:
         raise ConfigError("Config key 'model.weights' is 'pretrain' but the config has no 'pretrain' section.")
+    if cfg.tune is not None:
+        _check_tune(cfg.tune)
     if cfg.strategy is not None:
         _check_strategy(cfg)
     elif not cfg.phases:
@@ -650,6 +715,14 @@ def _check_model(cfg: Config) -> None:
             "Config key 'model.head.init' is 'probe', which needs a single-label head without hidden layers; "
             "set it to auto or random, or drop model.head.hidden / data.multi_label."
         )
+
+
+def _check_tune(tune: TuneConfig) -> None:
+    """The tune section's own values; its `space` is checked against the config by `kerastl.tuning.space`."""
+    if tune.folds == 1:
+        raise ConfigError("Config key 'tune.folds' must be 0 (select on the validation split) or at least 2, got 1.")
+    if tune.time is not None:
+        parse_duration(tune.time, "tune.time")
 
 
 def _check_strategy(cfg: Config) -> None:

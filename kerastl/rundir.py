@@ -29,13 +29,14 @@ MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.txt"
 HISTORY_FILE = "history.csv"
 REPORT_FILE = "report.md"
+SELECTION_FILE = "selection.json"  # how `kerastl tune` chose this run's config
 PRETRAINED_FILE = "pretrained_backbone.weights.h5"  # with model.weights: pretrain
 LAST_MODEL_FILE = "model_last.keras"  # the weights training ended with, when model.keras holds better ones
 MODEL_CARD_FILE = "MODEL_CARD.md"
 EXPORTS_FILE = "exports.json"  # every export of the run with its parity check (written by kerastl export)
 RUN_FILES = (
     CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, LABELS_FILE, REPORT_FILE, "heldout.npz", "calibration.npz",
-    LAST_MODEL_FILE, MODEL_CARD_FILE, EXPORTS_FILE,
+    LAST_MODEL_FILE, MODEL_CARD_FILE, EXPORTS_FILE, SELECTION_FILE,
 )
 
 

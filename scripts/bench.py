@@ -34,6 +34,9 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   `builtin:digits` (40 per class, 32 px): head only, LP-FT (the default recipe: head from the linear probe, then
   fine-tune), fine-tune from a random head, the same default recipe from random weights (scratch),
   and the linear probe and k-NN on the frozen features (from the LP-FT runs' baselines).
+- tune: on the learning tasks, per seed, `kerastl tune` (random search of the default space within a time budget per
+  task, `--tune-time TASK=DURATION`), then the chosen config's test accuracy beside the default recipe's (the config
+  as given, trained by the same call) and the linear probe's on the same split; mean ± std over `--seeds`.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("startup", "overhead", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning")
+BENCHMARKS = ("startup", "overhead", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning", "tune")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
     "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
@@ -436,6 +439,34 @@ def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: d
     return {"seeds": seeds, "tasks": LEARNING_TASKS, "recipes": LEARNING_RECIPES, **results}
 
 
+TUNE_TIME = {"photos": "6m", "digits": "3m"}  # the search's time budget per task and seed (tune.time)
+
+
+def bench_tune(work: Path, seeds: int, budgets: dict) -> dict:
+    """Per task and seed: a `kerastl tune` search of the default space within the budget, then the test accuracy of
+    the chosen config, of the config as given (the default recipe) and of the linear probe, all on one split."""
+    from kerastl.config import load_config
+    from kerastl.models.hed import convert_hed_vgg16
+    from kerastl.tuning.search import tune
+
+    weights = convert_hed_vgg16(work / "vgg16_hed.weights.h5")
+    results: dict = {"seeds": seeds, "budgets": budgets}
+    for task, task_overrides in LEARNING_TASKS.items():
+        runs = []
+        for seed in range(seeds):
+            cfg = load_config(None, ["model.backbone=vgg16", f"model.weights={weights}", f"seed={seed}", *task_overrides,
+                                     "tune.trials=1000", f"tune.time={budgets[task]}", "tune.seeds=0"])
+            started = time.perf_counter()
+            summary = tune(cfg, output_dir=work / f"tune-{task}-{seed}", overwrite=True, verbose=0).summary
+            runs.append({"seed": seed, "seconds": time.perf_counter() - started, "search_seconds": summary["seconds"],
+                         "trials": summary["trials"], "chosen_values": summary["best_trial"]["values"],
+                         **{f"{name}_{split}": summary[name][split] for name in ("chosen", "default", "linear_probe")
+                            for split in ("val_accuracy", "test_accuracy")}})
+        results[task] = {"runs": runs, **{key: {"mean": float(np.mean([r[key] for r in runs])), "std": float(np.std([r[key] for r in runs]))}
+                                          for key in runs[0] if key.endswith("_accuracy")}}
+    return results
+
+
 def _kept(kept: dict, run_dir: Path) -> dict:
     """The epoch `model.keras` holds, and the test accuracy of the last epoch's weights (`model_last.keras`)."""
     from kerastl.analysis.evaluation import evaluate
@@ -531,6 +562,8 @@ def render(results: dict) -> str:
             if name == "command":
                 continue
             lines.append(f"| time to accuracy: {name} | {r['wall_seconds']:.0f} s to test accuracy {r['test_accuracy']:.3f} | – | – | – |")
+    if "tune" in results:
+        lines += _tune_table(results["tune"])
     if "learning" in results:
         lines += _learning_table(results["learning"])
     lines += ["", "Raw numbers: `BENCHMARKS.json`.", ""]
@@ -573,6 +606,23 @@ def _learning_table(r: dict) -> list[str]:
     return lines
 
 
+def _tune_table(r: dict) -> list[str]:
+    tasks = [task for task in LEARNING_TASKS if task in r]
+    lines = ["", f"Tuning (`--only tune`): test accuracy, mean ± std over {r['seeds']} seeds, VGG16 with the HED weights; each "
+             "seed one split, searched with `kerastl tune` (random search of the default space, time budget per seed "
+             + ", ".join(f"{task} {r['budgets'][task]}" for task in tasks) + ", selected on validation accuracy).", "",
+             "| | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for name, title in (("chosen", "tuned: the config `kerastl tune` chose"), ("default", "the default recipe (the config as given)"),
+                        ("linear_probe", "linear probe on the frozen features")):
+        lines.append(f"| {title} | " + " | ".join(
+            f"{r[task][f'{name}_test_accuracy']['mean']:.3f} ± {r[task][f'{name}_test_accuracy']['std']:.3f} "
+            f"(val {r[task][f'{name}_val_accuracy']['mean']:.3f})" for task in tasks) + " |")
+    lines.append("| trials completed per search, seconds per seed (search + final runs) | " + " | ".join(
+        f"{np.mean([run['trials']['completed'] for run in r[task]['runs']]):.1f}, {np.mean([run['seconds'] for run in r[task]['runs']]):.0f} s"
+        for task in tasks) + " |")
+    return lines
+
+
 @click.command()
 @click.option("--only", multiple=True, type=click.Choice(BENCHMARKS), help="Run only these benchmarks (repeatable).")
 @click.option("--rows", default=3000, show_default=True, help="CSV rows of the pipeline benchmark.")
@@ -583,8 +633,9 @@ def _learning_table(r: dict) -> list[str]:
 @click.option("--frozen-size", default=224, show_default=True, help="Model input size of the frozen-phase benchmark.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds of the learning benchmark.")
 @click.option("--recipe", "recipes", multiple=True, type=click.Choice(LEARNING_RECIPES), help="Learning benchmark: only these recipes.")
+@click.option("--tune-time", "tune_times", multiple=True, metavar="TASK=DURATION", help=f"Tune benchmark: a task's time budget [default: {TUNE_TIME}].")
 @click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
-def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds, recipes, output):
+def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds, recipes, tune_times, output):
     """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     chosen = only or BENCHMARKS
@@ -597,7 +648,8 @@ def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds
         runners = {"startup": lambda: bench_startup(work), "overhead": lambda: bench_overhead(work), "pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work),
                    "folders": lambda: bench_folders(photos, (224, 64), work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
-                   "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {}))}
+                   "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {})),
+                   "tune": lambda: bench_tune(work, seeds, {**TUNE_TIME, **dict(t.split("=", 1) for t in tune_times)})}
         for name in chosen:
             click.echo(f"running {name} ...", err=True)
             results[name] = {**runners[name](), "command": command}

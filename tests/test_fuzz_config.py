@@ -132,7 +132,7 @@ def assert_in_range(cfg: Config) -> None:
 
 
 def test_every_optional_section_is_fuzzed():
-    assert OPTIONAL_SECTIONS == {"strategy", "pretrain", "distill"}
+    assert OPTIONAL_SECTIONS == {"strategy", "pretrain", "distill", "tune"}
     for section in OPTIONAL_SECTIONS:
         assert any(key[0] == section for key in KEYS), section
     assert ("distill", "temperature") in KEYS and ("distill", "alpha") in KEYS

@@ -14,7 +14,8 @@ import numpy as np
 from kerastl.rundir import atomic_path
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,15 +24,16 @@ def _pyplot():
     return plt
 
 
-def _save(figure, target: Path) -> None:
+def save_figure(figure, target: Path) -> None:
+    """Write `figure` as a PNG at `target` (atomically) and close it."""
     with atomic_path(Path(target)) as temp:
         figure.savefig(temp, dpi=110, bbox_inches="tight", format="png")
-    _pyplot().close(figure)
+    pyplot().close(figure)
 
 
 def plot_curves(history, target: Path) -> None:
     """Loss and accuracy per epoch, train and validation, with each phase boundary marked."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
         for column, style in ((metric, "-o"), (f"val_{metric}", "--s")):
@@ -45,12 +47,12 @@ def plot_curves(history, target: Path) -> None:
         axis.set_title(metric)
         axis.grid(alpha=0.3)
         axis.legend(loc="best", fontsize=8)
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target: Path) -> None:
     """Counts and the row-normalised fraction (recall per true class) in each cell, shaded by the fraction."""
-    plt = _pyplot()
+    plt = pyplot()
     size = max(4.0, 0.5 * len(class_names) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     rows = matrix.sum(axis=1, keepdims=True)
@@ -64,7 +66,7 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
     axis.set_title("confusion matrix (shading: fraction of the true class)")
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_errors(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
@@ -98,7 +100,7 @@ def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequ
                          overlays: np.ndarray | None = None, empty: str = "no images") -> None:
     """Images in a grid of 4 columns, each with its title in its colour; with `overlays` ([N, H, W] in
     [0, 1]) each image is shown with its heatmap over it (Grad-CAM)."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = 4
     rows = max(1, -(-len(images) // columns))
     title_lines = max((title.count("\n") + 1 for title in titles), default=1)
@@ -115,13 +117,13 @@ def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequ
     if not len(images):
         axes[0, 0].text(0.5, 0.5, empty, ha="center", va="center")
     figure.suptitle(title, fontsize=10)
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_reliability(curves: dict, target: Path) -> None:
     """Reliability diagram: accuracy against mean confidence per confidence bin, one line per curve
     (`{name: kerastl.analysis.metrics.reliability(...)}`); the diagonal is perfect calibration."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(4.8, 4.4))
     axis.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
     largest = max((b["count"] for bins in curves.values() for b in bins), default=1)
@@ -136,12 +138,12 @@ def plot_reliability(curves: dict, target: Path) -> None:
     axis.set_title("reliability: are the probabilities right?\n(dot size: images in the confidence bin)", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="upper left")
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_coverage(rows: Sequence[dict], target: Path) -> None:
     """Accuracy on the answered images and the share answered, against `--min-confidence`."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(5.6, 4.0))
     thresholds = [row["min_confidence"] for row in rows]
     accuracy = [np.nan if row["accuracy"] is None else row["accuracy"] for row in rows]
@@ -152,12 +154,12 @@ def plot_coverage(rows: Sequence[dict], target: Path) -> None:
     axis.set_title("accuracy / coverage trade-off")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower left")
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_image_grid(rows: Sequence[np.ndarray], row_names: Sequence[str], target: Path, title: str) -> None:
     """One row of images per class, labelled with the class name."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = max(len(r) for r in rows)
     figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False)
     for axis in axes.ravel():
@@ -169,23 +171,23 @@ def plot_image_grid(rows: Sequence[np.ndarray], row_names: Sequence[str], target
             axes[row, column].imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_class_counts(class_names: Sequence[str], counts: np.ndarray, target: Path, warning: str | None = None) -> None:
     """A bar per class: training images; an imbalance warning in red under the title."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(max(4.0, 0.45 * len(class_names) + 2), 3.2))
     axis.bar(range(len(class_names)), counts, color="tab:blue")
     axis.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     axis.set_ylabel("training images")
     axis.set_title("class counts" + (f"\n{warning}" if warning else ""), fontsize=9, color="tab:red" if warning else "black")
-    _save(figure, target)
+    save_figure(figure, target)
 
 
 def plot_lr_find(results: dict, target: Path) -> None:
     """Smoothed loss against learning rate (log scale), one curve per phase, suggestion marked."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 4))
     for phase, values in results.items():
         line, = axis.plot(values["learning_rates"], values["smoothed_losses"], label=phase)
@@ -200,4 +202,4 @@ def plot_lr_find(results: dict, target: Path) -> None:
     axis.set_title("learning-rate range test (dot: steepest descent)")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=8)
-    _save(figure, target)
+    save_figure(figure, target)

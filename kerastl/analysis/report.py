@@ -23,6 +23,7 @@ from kerastl.rundir import (
     MODEL_FILE,
     PRETRAINED_FILE,
     REPORT_FILE,
+    SELECTION_FILE,
     write_text,
 )
 
@@ -35,6 +36,7 @@ ARTIFACTS = (
     (LABELS_FILE, "class names"),
     (MODEL_CARD_FILE, "model card: data, recipe, metrics, calibration, exports, intended use and limitations"),
     (EXPORTS_FILE, "every export of this run, with its parity check"),
+    (SELECTION_FILE, "how `kerastl tune` chose this config: the search, the seeds, the untuned config and the probe"),
     ("heldout.npz", "the held-out images and labels export and evaluate use (test split, else validation)"),
     ("calibration.npz", "class-balanced training images for int8 calibration"),
     (PRETRAINED_FILE, "backbone weights from the pretraining stage"),
@@ -88,6 +90,10 @@ def write_report(run_dir: Path) -> Path:
         lines += ["", f"## Per class ({evaluation['data']})", "", *per_class_table(evaluation)]
         lines += confidence_lines(metrics, evaluation)
     lines += distillation_lines(metrics)
+    if (run_dir / SELECTION_FILE).is_file():
+        from kerastl.tuning.leaderboard import selection_lines
+
+        lines += selection_lines(json.loads((run_dir / SELECTION_FILE).read_text()))
     lines += ["", "## Phases", "", "| phase | unfreeze | epochs | seconds | trainable parameters |", "|---|---|---|---|---|"]
     if "pretrain" in metrics:
         pretrain = metrics["pretrain"]

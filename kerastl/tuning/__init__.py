@@ -1,0 +1,1 @@
+"""kerastl tune: the search space, the KerasTuner search, and what it leaves."""
