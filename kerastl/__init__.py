@@ -64,6 +64,7 @@ _LAZY = {
     "TuneResult": "kerastl.tuning.search",
     "gradcam": "kerastl.analysis.gradcam",
     "find_label_issues": "kerastl.analysis.labelissues",
+    "find_duplicates": "kerastl.analysis.duplicates",
     "write_model_card": "kerastl.analysis.modelcard",
     "export": "kerastl.deploy.export",
     "pretrain_backbone": "kerastl.training.pretrain",

@@ -316,6 +316,36 @@ def issues(run_dir, top, quiet):
 
 @data.command()
 @click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--output", "output_dir", default="duplicates", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for duplicates.csv and duplicates.png.")
+@click.option("--threshold", type=click.FloatRange(-1, 1), help="Near-duplicate thumbnail similarity [default: chosen from the training images, at least 0.9].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@reports_errors
+def duplicates(config_path, output_dir, threshold, overrides, quiet):
+    """Find exact and near-duplicate images within and across the splits (leakage between them)."""
+    from kerastl.config import load_config
+
+    config = load_config(config_path, overrides)
+    _import_tensorflow_quietly()
+    from kerastl.analysis.duplicates import find_duplicates
+
+    pairs = find_duplicates(config, output_dir, threshold, verbose=_verbosity(quiet))
+    click.echo(f"near duplicates: thumbnail similarity >= {pairs.attrs['threshold']}", err=True)
+    counts = pairs.groupby(["split_a", "split_b", "kind"], sort=False).size()
+    for (first, second, kind), count in counts.items():
+        where = f"within {first}" if first == second else f"{first} x {second}"
+        click.echo(f"{where:<24} {kind:<6} {count} pair(s)")
+    if pairs.empty:
+        click.echo("no duplicates")
+    leaks = pairs[pairs["split_a"] != pairs["split_b"]]
+    if not leaks.empty:
+        click.echo(f"Warning: {len(leaks)} pair(s) across splits: held-out accuracy counts images the model trained on.", err=True)
+    click.echo(str(Path(output_dir) / "duplicates.csv"))
+
+
+@data.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False), help="YAML config file.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")
 @reports_errors
 def stats(config_path, overrides):

@@ -60,6 +60,7 @@ class DataConfig:
     multi_label: bool = False
     label_separator: str = "|"
     cache: Literal["memory", "disk"] = "memory"
+    deduplicate: Literal["none", "exact"] = "none"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   `builtin:digits` (40 per class, 32 px): head only, LP-FT (the default recipe: head from the linear probe, then
   fine-tune), fine-tune from a random head, the same default recipe from random weights (scratch),
   and the linear probe and k-NN on the frozen features (from the LP-FT runs' baselines).
+- duplicates: planted duplicates among 400 `builtin:photos` training patches (25 each: exact copies, JPEG re-saves at
+  quality 60, mirrored copies, 4-px shifted 12% zooms) and 60 distinct patches held out: recall per kind, precision
+  across the splits, pairs flagged among the distinct training images, and the check's seconds per 1,000 held-out
+  images against 400 training images (`held_out_leakage`, what every run does), median of 3.
 - tune: on the learning tasks, per seed, `kerastl tune` (random search of the default space within a time budget per
   task, `--tune-time TASK=DURATION`), then the chosen config's test accuracy beside the default recipe's (the config
   as given, trained by the same call) and the linear probe's on the same split; mean ± std over `--seeds`.
@@ -54,7 +58,8 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("startup", "overhead", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning", "tune")
+BENCHMARKS = ("startup", "overhead", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning", "tune",
+              "duplicates")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
     "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
@@ -439,6 +444,46 @@ def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: d
     return {"seeds": seeds, "tasks": LEARNING_TASKS, "recipes": LEARNING_RECIPES, **results}
 
 
+def bench_duplicates(repetitions: int = 3) -> dict:
+    import io
+
+    from PIL import Image
+
+    from kerastl.analysis.duplicates import duplicate_pairs, held_out_leakage
+    from kerastl.data.builtin import read_builtin
+    from kerastl.data.images import ImageSource
+
+    def resaved(image):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=60)
+        return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+    def shifted(image, d=4):
+        return np.asarray(Image.fromarray(image).resize((64 + 2 * d, 64 + 2 * d)).crop((d + 2, d - 1, d + 66, d + 63)))
+
+    photos = read_builtin("photos")
+    order = np.random.default_rng(0).permutation(len(photos))
+    train, others = photos.take(np.sort(order[:400])), photos.take(np.sort(order[400:460]))
+    kinds = {"exact": np.copy, "jpeg_quality_60": resaved, "mirrored": lambda image: image[:, ::-1].copy(), "shifted_zoomed": shifted}
+    planted = [make(train.images[25 * k + i]) for k, make in enumerate(kinds.values()) for i in range(25)]
+    held = ImageSource(np.concatenate([np.stack(planted), others.images]), np.concatenate([train.labels[:100], others.labels]),
+                       photos.class_names, "held out")
+    pairs = duplicate_pairs({"train": train, "test": held}, flips_match=True)
+    across = pairs[(pairs["split_a"] == "train") & (pairs["split_b"] == "test")]
+    found = set(zip(across["index_a"], across["index_b"]))
+    recall = {name: sum((25 * k + i, 25 * k + i) in found for i in range(25)) / 25 for k, name in enumerate(kinds)}
+    true = sum(a == b and a < 100 for a, b in found)
+    within = pairs[(pairs["split_a"] == "train") & (pairs["split_b"] == "train")]
+    many = ImageSource(np.concatenate([held.images] * 9)[:1000], np.concatenate([held.labels] * 9)[:1000], photos.class_names, "x")
+    seconds = []
+    for _ in range(repetitions):
+        started = time.perf_counter()
+        held_out_leakage({"train": train, "test": many}, flips_match=True)
+        seconds.append(time.perf_counter() - started)
+    return {"threshold": pairs.attrs["threshold"], "recall": recall, "precision_across": true / max(len(found), 1),
+            "pairs_across": len(found), "pairs_within_train": len(within), "seconds_per_1000": float(np.median(seconds))}
+
+
 TUNE_TIME = {"photos": "6m", "digits": "3m"}  # the search's time budget per task and seed (tune.time)
 
 
@@ -562,6 +607,14 @@ def render(results: dict) -> str:
             if name == "command":
                 continue
             lines.append(f"| time to accuracy: {name} | {r['wall_seconds']:.0f} s to test accuracy {r['test_accuracy']:.3f} | – | – | – |")
+    if "duplicates" in results:
+        r = results["duplicates"]
+        lines.append(f"| duplicates: the leakage check of every run, 1,000 held-out × 400 training 64-px photos | "
+                     f"{r['seconds_per_1000']:.2f} s | – | – | – |")
+        lines.append(f"| duplicates: planted in held-out photos, found at similarity ≥ {r['threshold']} | recall "
+                     + ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in r["recall"].items())
+                     + f" | precision across splits {r['precision_across']:.2f} ({r['pairs_across']} pairs) | "
+                     f"{r['pairs_within_train']} pairs flagged among 400 distinct training patches | – |")
     if "tune" in results:
         lines += _tune_table(results["tune"])
     if "learning" in results:
@@ -649,6 +702,7 @@ def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds
                    "folders": lambda: bench_folders(photos, (224, 64), work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
                    "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {})),
+                   "duplicates": lambda: bench_duplicates(),
                    "tune": lambda: bench_tune(work, seeds, {**TUNE_TIME, **dict(t.split("=", 1) for t in tune_times)})}
         for name in chosen:
             click.echo(f"running {name} ...", err=True)

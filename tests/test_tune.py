@@ -135,10 +135,10 @@ def test_a_time_budget_ends_the_search_with_what_finished(small_cnn_backbone, tm
 def test_hyperband_trials_train_their_epoch_budget(small_cnn_backbone, tmp_path):
     from kerastl.tuning.search import tune
 
-    cfg = search_config(algorithm="hyperband", trials=3, seeds=0, compare_default=False)
+    cfg = search_config(algorithm="hyperband", trials=2, seeds=0, compare_default=False)
     result = tune(cfg, output_dir=tmp_path / "search", verbose=0)
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "search" / "search").glob("trial_*/kerastl_trial.json"))]
-    assert len(records) == 3 and all("epoch_budget" in r for r in records)
+    assert len(records) == 2 and all("epoch_budget" in r for r in records)
     for record in records:  # the phases' 1 + 2 epochs scaled by budget / 3, at least 1 each
         fraction = record["epoch_budget"] / 3
         assert record["folds"][0]["epochs"] == max(1, int(np.ceil(fraction))) + max(1, int(np.ceil(2 * fraction)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from kerastl.rundir import (
     CONFIG_FILE,
@@ -79,6 +79,7 @@ def write_report(run_dir: Path) -> Path:
     for split, count in metrics["num_images"].items():
         lines.append(f"| {split} images | {count} |")
     lines += _baseline_rows(metrics)
+    lines += _leakage_rows(metrics)
     if "kept" in metrics:
         lines.append(f"| model kept | {kept_sentence(metrics['kept'])} |")
     if evaluation is not None:
@@ -91,8 +92,6 @@ def write_report(run_dir: Path) -> Path:
         lines += confidence_lines(metrics, evaluation)
     lines += distillation_lines(metrics)
     if (run_dir / SELECTION_FILE).is_file():
-        from kerastl.tuning.leaderboard import selection_lines
-
         lines += selection_lines(json.loads((run_dir / SELECTION_FILE).read_text()))
     lines += ["", "## Phases", "", "| phase | unfreeze | epochs | seconds | trainable parameters |", "|---|---|---|---|---|"]
     if "pretrain" in metrics:
@@ -109,6 +108,53 @@ def write_report(run_dir: Path) -> Path:
     lines += [f"- [{name}]({name}): {what}" for name, what in ARTIFACTS if (run_dir / name).is_file()]
     write_text(run_dir / REPORT_FILE, "\n".join(lines) + "\n")
     return run_dir / REPORT_FILE
+
+
+def yaml_text(value: Any) -> Any:
+    """A config value as YAML writes it where it differs from Python's text (None as `null`)."""
+    return "null" if value is None else value
+
+
+def comparison_lines(summary: dict, markdown: bool = True) -> list[str]:
+    """The chosen config, its spread over seeds, the config as given and the probe: validation and test accuracy."""
+    rows = [("chosen config", summary["chosen"])]
+    seeds = summary["seeds"]
+    if len(seeds["seeds"]) > 1:
+        rows.append((f"chosen config over seeds {', '.join(map(str, seeds['seeds']))} (mean ± std)", None))
+    if summary.get("default"):
+        rows.append(("config as given (untuned)", summary["default"]))
+    if summary.get("linear_probe"):
+        rows.append(("linear probe on the frozen features", summary["linear_probe"]))
+    lines = ["| | val accuracy | test accuracy |", "|---|---|---|"] if markdown else [f"{'':<52} {'val acc':>15} {'test acc':>15}"]
+    for name, values in rows:
+        if values is None:
+            cells = [_mean_std(seeds[key]) for key in ("val_accuracy", "test_accuracy")]
+        else:
+            cells = ["-" if values.get(key) is None else f"{values[key]:.4f}" for key in ("val_accuracy", "test_accuracy")]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |" if markdown else f"{name:<52} {cells[0]:>15} {cells[1]:>15}")
+    return lines
+
+
+def _mean_std(spread: Optional[dict]) -> str:
+    return "-" if spread is None else f"{spread['mean']:.4f} ± {spread['std']:.4f}"
+
+
+def selection_lines(summary: dict) -> list[str]:
+    """The section of a run chosen by `kerastl tune` (its `selection.json`): the search, the chosen values, the comparison."""
+    trials = summary["trials"]
+    values = ", ".join(f"`{key}: {yaml_text(value)}`" for key, value in summary["best_trial"]["values"].items())
+    spread = summary["seeds"].get("test_accuracy")
+    lines = ["", "## How this config was chosen", "",
+             f"KerasTuner {summary['algorithm']} search of {len(summary['space'])} config keys: {trials['completed']} trials "
+             f"completed ({trials['failed']} failed, {trials['interrupted']} interrupted) in {summary['seconds']:.0f} s, "
+             f"stopped by {summary['stopped_by']}. Selected by {summary['objective']} on {summary['selected_on']}; the test "
+             f"split was not used. The chosen trial ({summary['best_trial']['trial']}) set {values}.", "",
+             *comparison_lines(summary)]
+    if spread is not None and len(spread["values"]) > 1:
+        lines += ["", f"Across {len(spread['values'])} seeds (each its own split and initialisation) the test accuracy of this "
+                      f"config ranges {spread['min']:.4f}–{spread['max']:.4f} (std {spread['std']:.4f}): a difference "
+                      "between configs smaller than that is not evidence that one is better."]
+    return lines
 
 
 def distillation_lines(metrics: dict) -> list[str]:
@@ -176,6 +222,19 @@ def confidence_lines(metrics: dict, evaluation: dict) -> list[str]:
             accuracy = "none answered" if row["accuracy"] is None else f"{row['accuracy']:.3f}"
             lines.append(f"| {row['min_confidence']:.2f} | {row['coverage']:.3f} | {accuracy} |")
     return lines
+
+
+def _leakage_rows(metrics: dict) -> list[str]:
+    """Table rows: held-out images duplicating a training image, and the accuracy without them."""
+    leakage = metrics.get("leakage", {})
+    rows = []
+    for name in ("test", "validation"):
+        if name in leakage:
+            split = leakage[name]
+            without = f"; accuracy without them {split['accuracy_without_duplicates']:.4f}" if "accuracy_without_duplicates" in split else ""
+            rows.append(f"| {name} images duplicating a training image | {split['near']} of {split['images']} ({split['exact']} exact; "
+                        f"near: thumbnail similarity ≥ {leakage['threshold']}){without} |")
+    return rows
 
 
 def _baseline_rows(metrics: dict) -> list[str]:

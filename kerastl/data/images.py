@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
@@ -121,3 +122,8 @@ class ImageSource:
             ]
             source = source.take(np.sort(np.concatenate(picked)))
         return source
+
+
+def pixel_hashes(images: np.ndarray) -> np.ndarray:
+    """A digest of each image's pixels and shape (equal digests: equal pixels)."""
+    return np.array([hashlib.blake2b(image.tobytes() + str(image.shape).encode(), digest_size=16).hexdigest() for image in images])

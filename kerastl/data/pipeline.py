@@ -13,13 +13,14 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from kerastl.config import AugmentConfig, DataConfig
+from kerastl.data.images import pixel_hashes
 from kerastl.data.sources import ImageSource, ReadOptions, read_source
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
@@ -90,6 +91,8 @@ def load_splits(
     """
     source = read_data_source(data.source, data, image_size, progress=progress, cache_dir=cache_dir)
     source = source.select(data.classes, data.max_per_class, seed)
+    if data.deduplicate == "exact":
+        source = drop_exact_duplicates(source)
     if len(source.class_names) < 2:
         raise DataError(f"{source.origin}: needs at least 2 classes to train a classifier, found {len(source.class_names)}.")
     held_out = {}
@@ -109,6 +112,18 @@ def load_splits(
     if cache_dir is not None and data.cache == "disk":
         keep_only(cache_dir, [part.images for part in (splits.train, splits.validation, splits.test) if part is not None])
     return splits
+
+
+def drop_exact_duplicates(source: ImageSource) -> ImageSource:
+    """`source` with one image of each group of equal pixels (the first), and a note saying how many went
+    (`data.deduplicate: exact`, before splitting, so no split holds a copy of another's image)."""
+    _, first = np.unique(pixel_hashes(source.images), return_index=True)
+    removed = len(source) - len(first)
+    if not removed:
+        return source
+    kept = source.take(np.sort(first))
+    note = f"data.deduplicate: exact removed {removed} of {len(source)} images of {source.origin} (equal pixels to an earlier image)."
+    return replace(kept, conversions=(*kept.conversions, note))
 
 
 def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:

@@ -195,3 +195,4 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
     sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     baselines, _ = measure_baselines(frozen_features(model, sources, cfg.data.batch_size, verbose), sources, len(splits.class_names))
     return {**baselines, "seconds": round(time.perf_counter() - started, 2)}
+

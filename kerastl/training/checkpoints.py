@@ -38,6 +38,7 @@ class Progress:
     rng: dict = field(default_factory=dict)
     baselines: dict | None = None
     tracking: dict | None = None  # the MLflow run logged to (kerastl.training.tracking)
+    leakage: dict | None = None  # held-out images duplicating training images (kerastl.analysis.duplicates)
 
     @classmethod
     def load(cls, run_dir: Path) -> "Progress":
@@ -47,12 +48,12 @@ class Progress:
         saved = json.loads(path.read_text())
         return cls(
             path, saved["completed"], saved["rows"], saved["phases"], saved["pretrain"], saved["rng"], saved.get("baselines"),
-            saved.get("tracking"),
+            saved.get("tracking"), saved.get("leakage"),
         )
 
     def save(self) -> None:
         fields = {"completed": self.completed, "rows": self.rows, "phases": self.phases, "pretrain": self.pretrain}
-        write_json(self.path, {**fields, "rng": self.rng, "baselines": self.baselines, "tracking": self.tracking})
+        write_json(self.path, {**fields, "rng": self.rng, "baselines": self.baselines, "tracking": self.tracking, "leakage": self.leakage})
 
     def write_history(self) -> None:
         """Write `RUN_DIR/history.csv`, one row per finished epoch, as Keras' `CSVLogger` grows its file."""

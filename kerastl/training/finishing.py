@@ -13,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from kerastl.analysis.duplicates import leakage_warning
 from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, scaled_probabilities, temperature
 from kerastl.analysis.evaluation import write_evaluation
 from kerastl.analysis.modelcard import write_model_card
@@ -50,7 +51,8 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
     tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
     if predictions is None:
         predictions = predict_splits(tested, cfg, splits)
-    metrics = {**final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines), "kept": kept}
+    metrics = {**final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage),
+               "kept": kept}
     metrics.update(_run_facts(plan, progress, engine, splits, calibration))
     if cfg.distill is not None:
         metrics["distillation"] = compare_with_teacher(cfg, tested, splits, metrics)
@@ -148,9 +150,11 @@ def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss
     return float(loss(targets, probabilities)), kind.accuracy_of(probabilities, source.labels)
 
 
-def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict]) -> dict:
+def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict],
+                  leakage: Optional[dict] = None) -> dict:
     """Loss (the compiled `loss`) and accuracy on the validation and test splits from their `predictions`,
-    prediction health, baselines and warnings."""
+    prediction health, baselines, held-out images duplicating training images (`leakage`, with the accuracy
+    on the others) and warnings."""
     metrics: dict = {
         "name": cfg.name,
         "backbone": cfg.model.backbone,
@@ -172,5 +176,24 @@ def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_me
         metrics["health"] = {"split": name, **prediction_health(predictions[name], source)}
     if baselines is not None:
         metrics["baselines"] = baselines
-    metrics["warnings"] = [w for w in (health_warning(metrics.get("health")), probe_warning(metrics)) if w]
+    if leakage is not None:
+        metrics["leakage"] = _leakage_metrics(leakage, predictions, splits)
+    warnings = (health_warning(metrics.get("health")), probe_warning(metrics), leakage_warning(metrics.get("leakage")))
+    metrics["warnings"] = [w for w in warnings if w]
     return metrics
+
+
+def _leakage_metrics(leakage: dict, predictions: dict, splits: Splits) -> dict:
+    """The counts of held-out images duplicating training images and the accuracy on the held-out images without them."""
+    result: dict = {"threshold": leakage["threshold"]}
+    for name in ("validation", "test"):
+        if name not in leakage or name not in predictions:
+            continue
+        counts = {key: value for key, value in leakage[name].items() if key != "duplicate_rows"}
+        source = getattr(splits, name)
+        clean = np.setdiff1d(np.arange(len(source)), leakage[name]["duplicate_rows"])
+        if counts["near"] and len(clean):
+            kind = LabelKind(source.multi_label)
+            counts["accuracy_without_duplicates"] = round(kind.accuracy_of(predictions[name][clean], source.labels[clean]), 6)
+        result[name] = counts
+    return result

@@ -35,6 +35,7 @@ from kerastl.config import (
     parse_unfreeze,
     section_from_dict,
 )
+from kerastl.analysis.duplicates import held_out_leakage
 from kerastl.data.pipeline import Splits
 from kerastl.data.samples import save_run_samples
 from kerastl.errors import ConfigError
@@ -207,6 +208,9 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> dict:
     plan = plan_phases(cfg, splits.train.class_counts())
     seed_everything(cfg)
     progress, engine = state.progress, state.engine
+    if progress.leakage is None:  # held-out images that duplicate training images, checked once per run
+        progress.leakage = held_out_leakage({"train": splits.train, "validation": splits.validation, "test": splits.test},
+                                            flips_match=cfg.augment.flip)
     frozen = None  # the frozen backbone's features of every split, computed once for the baselines and the first phases
     if _starts_fresh(state.run_dir, plan, progress) and engine.processes == 1 and not cfg.data.multi_label:
         with engine.scope():

@@ -9,9 +9,11 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from kerastl.analysis.report import comparison_lines, yaml_text
 
 TRIALS_FILE = "trials.csv"
 TRIALS_PLOT = "trials.png"
@@ -29,7 +31,7 @@ def leaderboard(records: Sequence[dict], space: Sequence, objective: str):
     for record in records:
         folds = record.get("folds") or []
         row = {"trial": record["trial"], "status": record["status"]}
-        row.update({dimension.key: _cell(record["values"].get(dimension.key)) for dimension in space})
+        row.update({dimension.key: yaml_text(record["values"].get(dimension.key)) for dimension in space})
         row.update(val_accuracy=record.get("val_accuracy"), val_loss=record.get("val_loss"),
                    val_accuracy_std=float(np.std([f["val_accuracy"] for f in folds])) if len(folds) > 1 else None,
                    probe_val_accuracy=_mean([f.get("probe_val_accuracy") for f in folds]),
@@ -40,11 +42,6 @@ def leaderboard(records: Sequence[dict], space: Sequence, objective: str):
     completed = board["status"] == "completed"
     board["rank"] = board[objective].where(completed).rank(ascending=objective == "val_loss", method="min")
     return board
-
-
-def _cell(value: Any) -> Any:
-    """A config value as one CSV cell (None as `null`, as YAML writes it)."""
-    return "null" if value is None else value
 
 
 def _mean(values: list) -> Optional[float]:
@@ -79,7 +76,7 @@ def plot_trials(board, space: Sequence, objective: str, target: Path) -> None:
                 axis.set_xscale("log")
                 axis.xaxis.set_minor_formatter(plt.NullFormatter())
         else:
-            labels = [str(_cell(v)) for v in dimension.choices]
+            labels = [str(yaml_text(v)) for v in dimension.choices]
             positions = [labels.index(str(v)) if str(v) in labels else -1 for v in values]
             axis.plot(positions, done[objective], "o")
             axis.set_xticks(range(len(labels)), labels, rotation=30, fontsize=7)
@@ -144,45 +141,3 @@ def top_trials_text(board, summary: dict, count: int = 5) -> str:
         lines.append(f"  #{int(row['rank'])} trial {row['trial']}: {objective}={row[objective]:.4f} ({row['seconds']:.0f} s)  {values}")
     lines += ["", *comparison_lines(summary, markdown=False)]
     return "\n".join(lines)
-
-
-def comparison_lines(summary: dict, markdown: bool = True) -> list[str]:
-    """The chosen config, its spread over seeds, the config as given and the probe: validation and test accuracy."""
-    rows = [("chosen config", summary["chosen"])]
-    seeds = summary["seeds"]
-    if len(seeds["seeds"]) > 1:
-        rows.append((f"chosen config over seeds {', '.join(map(str, seeds['seeds']))} (mean ± std)", None))
-    if summary.get("default"):
-        rows.append(("config as given (untuned)", summary["default"]))
-    if summary.get("linear_probe"):
-        rows.append(("linear probe on the frozen features", summary["linear_probe"]))
-    lines = ["| | val accuracy | test accuracy |", "|---|---|---|"] if markdown else [f"{'':<52} {'val acc':>15} {'test acc':>15}"]
-    for name, values in rows:
-        if values is None:
-            cells = [_mean_std(seeds[key]) for key in ("val_accuracy", "test_accuracy")]
-        else:
-            cells = ["-" if values.get(key) is None else f"{values[key]:.4f}" for key in ("val_accuracy", "test_accuracy")]
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} |" if markdown else f"{name:<52} {cells[0]:>15} {cells[1]:>15}")
-    return lines
-
-
-def _mean_std(spread: Optional[dict]) -> str:
-    return "-" if spread is None else f"{spread['mean']:.4f} ± {spread['std']:.4f}"
-
-
-def selection_lines(summary: dict) -> list[str]:
-    """The report section of a run chosen by `kerastl tune`."""
-    trials = summary["trials"]
-    values = ", ".join(f"`{key}: {_cell(value)}`" for key, value in summary["best_trial"]["values"].items())
-    spread = summary["seeds"].get("test_accuracy")
-    lines = ["", "## How this config was chosen", "",
-             f"KerasTuner {summary['algorithm']} search of {len(summary['space'])} config keys: {trials['completed']} trials "
-             f"completed ({trials['failed']} failed, {trials['interrupted']} interrupted) in {summary['seconds']:.0f} s, "
-             f"stopped by {summary['stopped_by']}. Selected by {summary['objective']} on {summary['selected_on']}; the test "
-             f"split was not used. The chosen trial ({summary['best_trial']['trial']}) set {values}.", "",
-             *comparison_lines(summary)]
-    if spread is not None and len(spread["values"]) > 1:
-        lines += ["", f"Across {len(spread['values'])} seeds (each its own split and initialisation) the test accuracy of this "
-                      f"config ranges {spread['min']:.4f}–{spread['max']:.4f} (std {spread['std']:.4f}): a difference "
-                      "between configs smaller than that is not evidence that one is better."]
-    return lines

@@ -100,7 +100,7 @@ def tune(
     """
     base = _tune_config(config, output_dir, resume, trials, time)
     space = read_space(base)
-    folder = Path(output_dir or base.output_dir or Path("runs") / f"{base.name}-tune")
+    folder = Path(output_dir or Path("runs") / f"{base.name}-tune")  # the config's output_dir is where a run goes
     _prepare(folder, base, resume, overwrite)
     if resume:
         base = _resumed(folder, base)
@@ -141,7 +141,10 @@ def _prepare(folder: Path, cfg: Config, resume: bool, overwrite: bool) -> None:
     prepare_run_dir(folder, overwrite)
     for part in (SEARCH_DIR, "best", "default", "seeds", TRIALS_FILE, BEST_CONFIG_FILE, SUMMARY_FILE, TRIALS_PLOT, PRETRAINED_FILE):
         path = folder / part
-        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / CONFIG_FILE, dump_config(cfg))
 
