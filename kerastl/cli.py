@@ -398,6 +398,66 @@ def advise(config_path, overrides):
     click.echo(describe_plan(plan_for(load_config(config_path, overrides))))
 
 
+@cli.command()
+@click.argument("model")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", default="embeddings.parquet", show_default=True, type=click.Path(dir_okay=False),
+              help="Parquet file: id, label, f0 ... f{D-1}.")
+@click.option("--weights", default="imagenet", show_default=True, help="For a backbone name: imagenet, none or a weights file.")
+@reports_errors
+def embed(model, inputs, output, weights):
+    """Pooled backbone features of images, labelled folders or pixel tables (MODEL: run, .keras file or backbone name)."""
+    _import_tensorflow_quietly()
+    from kerastl.analysis.embeddings import embed as embed_inputs
+
+    table = embed_inputs(model, inputs, None if weights == "none" else weights)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(output, index=False)
+    click.echo(f"{len(table)} images x {table.shape[1] - 2} features", err=True)
+    click.echo(output)
+
+
+@cli.command()
+@click.argument("model")
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("--in", "data", multiple=True, required=True, help="Images, labelled folders or pixel tables to search (repeatable).")
+@click.option("--top", default=5, show_default=True, type=click.IntRange(min=1), help="How many to print.")
+@click.option("--weights", default="imagenet", show_default=True, help="For a backbone name: imagenet, none or a weights file.")
+@reports_errors
+def similar(model, image, data, top, weights):
+    """The images of --in most like IMAGE (cosine of centred backbone features): rank, similarity, id, label."""
+    _import_tensorflow_quietly()
+    from kerastl.analysis.embeddings import similar as find_similar
+
+    for row in find_similar(model, image, data, top, None if weights == "none" else weights).itertuples():
+        click.echo(f"{row.rank}\t{row.similarity:.4f}\t{row.id}\t{row.label}")
+
+
+@cli.command("benchmark")
+@click.argument("run_dir", type=click.Path())
+@click.option("--format", "formats", multiple=True, metavar="FORMAT[:QUANTIZE]",
+              help="An export to measure (repeatable), e.g. tflite:int8 [default: every format and quantization].")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False), help="Folder for benchmark.csv/.png [default: RUN_DIR/benchmark].")
+@reports_errors
+def benchmark_exports(run_dir, formats, output_dir):
+    """Every export of a run side by side: size, held-out accuracy, agreement with Keras, ms per image."""
+    _import_tensorflow_quietly()
+    from kerastl.deploy.benchmark import benchmark, describe_machine
+
+    table = benchmark(run_dir, formats or None, output_dir)
+    machine = describe_machine()
+    click.echo(f"{machine['cpus']} CPUs ({machine['processor']}, {machine['platform']}), {machine['gpus']} GPUs, "
+               f"TensorFlow {machine['tensorflow']}")
+    click.echo(f"{'export':<26} {'MB':>8} {'accuracy':>9} {'agreement':>10} {'ms@1':>8} {'ms@32':>8}")
+    for row in table.itertuples():
+        if row.status != "measured":
+            click.echo(f"{row.export:<26} {row.status}")
+            continue
+        click.echo(f"{row.export:<26} {row.size_mb:>8.2f} {row.accuracy:>9.4f} {row.agreement:>10.4f} {row.ms_batch_1:>8.2f} "
+                   f"{row.ms_batch_32:>8.2f}")
+    click.echo(str(Path(output_dir or Path(run_dir) / "benchmark") / "benchmark.csv"))
+
+
 @cli.command("probe")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file [default: the defaults].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key.")

@@ -202,3 +202,30 @@ def test_savedmodel_serve_pixels_takes_chw_rows_and_predict_reads_them(small_cnn
     pd.DataFrame(chw_rows).to_csv(tmp_path / "rows.csv", index=False)
     names, read, _ = read_inputs([tmp_path / "rows.csv"], (4, 6, 3), DataConfig(pixel_layout="chw", image_shape=(4, 6, 3)))
     assert names[0].endswith("rows.csv:row 1") and np.array_equal(read, images)
+
+
+def test_benchmark_measures_each_export_and_lists_the_ones_it_cannot_build(trained_run, tmp_path, monkeypatch):
+    from kerastl.deploy import benchmark as benchmark_module
+
+    real_export = benchmark_module.export
+
+    def export_without_dynamic(run, format, output, quantize="none", overwrite=False):
+        if quantize == "dynamic":
+            raise ExportError("dynamic-range quantization is unavailable here")
+        return real_export(run, format, output, quantize, overwrite)
+
+    monkeypatch.setattr(benchmark_module, "export", export_without_dynamic)
+    result = CliRunner().invoke(cli, ["benchmark", str(trained_run.run_dir), "--format", "tflite", "--format", "tflite:dynamic",
+                                      "--output", str(tmp_path / "bench")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "bench" / "benchmark.csv")
+    assert table["export"].tolist() == ["keras model (model.keras)", "tflite", "tflite:dynamic"]
+    measured = table[table["status"] == "measured"]
+    assert (measured["size_mb"] > 0).all() and (measured["ms_batch_1"] > 0).all() and (measured["ms_batch_32"] > 0).all()
+    assert (measured["agreement"] >= 0.98).all() and measured["accuracy"].nunique() <= 2
+    assert measured["accuracy"].iloc[0] == pytest.approx(trained_run.metrics["test_accuracy"], abs=1e-6)
+    assert table.loc[2, "status"] == "not built: dynamic-range quantization is unavailable here"
+    assert "tflite:dynamic" in result.output and "not built" in result.output
+    assert (tmp_path / "bench" / "benchmark.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "bench" / "machine.json").is_file()
+    again = benchmark_module.benchmark(trained_run.run_dir, ["tflite"], tmp_path / "again")  # reuses the export just built
+    assert again.loc[1, "path"] == table.loc[1, "path"]

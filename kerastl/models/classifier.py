@@ -346,6 +346,13 @@ def _head(features, head: HeadConfig, num_classes: int, seed: int, multi_label: 
     return Calibrated(multi_label, dtype="float32", name=OUTPUT_LAYER)(logits)
 
 
+def feature_extractor(model):
+    """A Keras model from uint8 pixels to the pooled frozen features, sharing `model`'s layers."""
+    import keras
+
+    return keras.Model(model.input, model.get_layer(model_facts(model)["feature_layer"]).output)
+
+
 def load_model(path: str | Path):
     """Load a kerastl `.keras` model (safe mode: no code is run from the file).
 

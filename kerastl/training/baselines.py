@@ -59,7 +59,8 @@ def split_features(model, splits: Splits, batch_size: int, verbose: int | str = 
 
 def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
     """Pooled backbone features of each split in `sources` (name -> ImageSource or None), in inference mode."""
-    from kerastl.training.features import extract_features, feature_extractor
+    from kerastl.models.classifier import feature_extractor
+    from kerastl.training.features import extract_features
 
     extractor = feature_extractor(model)  # one model for every split: Keras traces its predict once
     return {name: extract_features(model, source.images, batch_size, verbose, extractor=extractor)

@@ -25,7 +25,7 @@ from kerastl.config import Config, PhaseConfig, parse_unfreeze
 from kerastl.data.pipeline import image_batches
 from kerastl.data.store import ArrayStore
 from kerastl.models.backbone_layers import backbone_input
-from kerastl.models.classifier import model_facts
+from kerastl.models.classifier import feature_extractor, model_facts
 from kerastl.training.distribute import Engine
 
 BATCHES_PER_CHUNK = 64  # features are computed and stored this many batches at a time
@@ -95,13 +95,6 @@ def _append_features(extractor, images: np.ndarray, batch_size: int, store: Arra
         features = extractor.predict(image_batches(chunk, batch_size), verbose=0)
         store.append(np.asarray(features[: len(chunk)], np.float32))
         bar.update(start + len(chunk))
-
-
-def feature_extractor(model):
-    """A Keras model from uint8 pixels to the pooled frozen features, sharing `model`'s layers."""
-    import keras
-
-    return keras.Model(model.input, model.get_layer(model_facts(model)["feature_layer"]).output)
 
 
 def _augmented_extractor(model, augmentation):

@@ -89,15 +89,11 @@ def plot_trials(board, space: Sequence, objective: str, target: Path) -> None:
     save_figure(figure, target)
 
 
-def selection_summary(base, facts: dict, best_values: dict, best, seeds: Sequence, default, board) -> dict:
-    """`tune.json`: how the search went, the chosen values, the chosen config's run, its spread over seeds, the
-    config as given and the linear probe on the frozen features (validation and test accuracy of each)."""
-    completed = board[board["status"] == "completed"]
-    objective = facts["objective"]
-    top = completed.sort_values("rank").iloc[0]
+def selection_summary(base, facts: dict, best, seeds: Sequence, default) -> dict:
+    """`tune.json`: how the search went and the chosen trial (`facts`), the chosen config's run, its spread over
+    seeds, the config as given and the linear probe on the frozen features (validation and test accuracy of each)."""
     summary = {
         **facts,
-        "best_trial": {"trial": str(top["trial"]), "values": best_values, objective: float(top[objective])},
         "chosen": _accuracies(best),
         "seeds": {"seeds": [_seed_of(result) for result in seeds],
                   **{key: _spread([result.metrics.get(key) for result in seeds]) for key in ("val_accuracy", "test_accuracy")}},

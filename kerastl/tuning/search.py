@@ -112,11 +112,11 @@ def tune(
     board = leaderboard(search.records(), space, base.tune.objective)
     board.to_csv(folder / TRIALS_FILE, index=False)
     plot_trials(board, space, base.tune.objective, folder / TRIALS_PLOT)
-    best_values = search.best_values()
-    best_config = trial_config(base, best_values, name=f"{base.name}-best")
+    chosen = search.best()
+    best_config = trial_config(base, chosen["values"], name=f"{base.name}-best")
     write_text(folder / BEST_CONFIG_FILE, dump_config(dataclasses.replace(best_config, output_dir=None)))
     best, seeds, default = _final_runs(best_config, base, folder, verbose)
-    summary = selection_summary(base, facts, best_values, best, seeds, default, board)
+    summary = selection_summary(base, {**facts, "best_trial": chosen}, best, seeds, default)
     write_json(folder / SUMMARY_FILE, summary)
     _tell_the_run(best.run_dir, summary)
     return TuneResult(best_config, best, board, summary, folder)
@@ -326,14 +326,15 @@ class Search:
                 rows.append({"trial": trial_id, "values": values, "status": "interrupted"})
         return rows
 
-    def best_values(self) -> dict:
-        """The values of the best completed trial by the objective."""
+    def best(self) -> dict:
+        """The best completed trial by the objective (KerasTuner's choice): its id, values and score."""
         best = self.tuner.oracle.get_best_trials(1)
         if not best or best[0].score is None:
             raise KerastlError(f"kerastl tune: no trial finished in {self.folder}; give it more time (--time) or look at "
                                f"{self.folder / SEARCH_DIR} for the trials' errors.")
         sampled = best[0].hyperparameters.values
-        return {d.key: d.value_of(sampled[d.key]) for d in self.space if d.key in sampled}
+        values = {d.key: d.value_of(sampled[d.key]) for d in self.space if d.key in sampled}
+        return {"trial": best[0].trial_id, "values": values, self.settings.objective: float(best[0].score)}
 
     def facts(self, seconds: float) -> dict:
         """How the search went: algorithm, objective, trials by status, why it stopped, its seconds."""
