@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import types
 import typing
 import warnings
@@ -60,7 +61,8 @@ class DataConfig:
     multi_label: bool = False
     label_separator: str = "|"
     cache: Literal["memory", "disk"] = "memory"
-    deduplicate: Literal["none", "exact"] = "none"
+    deduplicate: Literal["none", "exact", "near"] = "none"
+    resize: Literal["squash", "crop", "pad"] = "squash"
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,29 @@ class HeadConfig:
     init: Literal["auto", "probe", "random"] = "auto"
 
 
+RESIZE_MODES = ("squash", "crop", "pad")  # data.resize: how a picture of another aspect ratio meets the input
+
+
+def size_hw(size) -> tuple[int, int]:
+    """(height, width) of an input size given as one side (square) or as [height, width].
+
+    Example:
+        >>> size_hw(224), size_hw([192, 256])
+        ((224, 224), (192, 256))
+    """
+    if isinstance(size, numbers.Integral):
+        return int(size), int(size)
+    height, width = size
+    return int(height), int(width)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Backbone, its weights and input size, and the head."""
 
     backbone: str = "mobilenet_v2"
     weights: str = "imagenet"
-    input_size: Optional[int] = None
+    input_size: Optional[Union[int, tuple[int, ...]]] = None
     center_crop: Optional[float] = None
     backbone_options: dict = field(default_factory=dict)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -598,9 +616,15 @@ def _check_bounds(cfg: Config) -> None:
         for key, value in items:
             if value is None:
                 continue
-            if (low is not None and value < low) or (high is not None and value > high):
+            values = value if isinstance(value, tuple) else (value,)  # model.input_size: [height, width]
+            if any((low is not None and v < low) or (high is not None and v > high) for v in values):
                 shown = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-                raise ConfigError(f"Config key {key!r} must be in {shown}, got {value}.")
+                raise ConfigError(f"Config key {key!r} must be in {shown}, got {_shown(value)}.")
+
+
+def _shown(value: Any) -> str:
+    """A config value as the user wrote it in YAML (a tuple as a list)."""
+    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def _lookup(node: Any, dotted: str) -> Any:
@@ -698,9 +722,11 @@ def _check_consistency(cfg: Config) -> None:
 def _check_model(cfg: Config) -> None:
     spec = choice_registry("model.backbone").get(cfg.model.backbone)
     size = cfg.model.input_size
-    if size is not None and size < spec.min_size:
+    if isinstance(size, tuple) and len(size) != 2:
+        raise ConfigError(f"Config key 'model.input_size' must be one side or [height, width], got {list(size)}.")
+    if size is not None and min(size_hw(size)) < spec.min_size:
         raise ConfigError(
-            f"Config key 'model.input_size' is {size}, below the minimum {spec.min_size} of backbone {spec.name!r}."
+            f"Config key 'model.input_size' is {_shown(size)}, below the minimum {spec.min_size} of backbone {spec.name!r}."
         )
     if cfg.model.head.pooling == "flatten" and spec.pools_inside:  # in this order: a hub spec reads its preset
         raise ConfigError(

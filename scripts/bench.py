@@ -37,7 +37,10 @@ Benchmarks (the data is generated or built in, so the script runs offline):
 - duplicates: planted duplicates among 400 `builtin:photos` training patches (25 each: exact copies, JPEG re-saves at
   quality 60, mirrored copies, 4-px shifted 12% zooms) and 60 distinct patches held out: recall per kind, precision
   across the splits, pairs flagged among the distinct training images, and the check's seconds per 1,000 held-out
-  images against 400 training images (`held_out_leakage`, what every run does), median of 3.
+  images against 400 training images (`held_out_leakage`, what every run does), median of 3. And `data.deduplicate:
+  near` on `builtin:digits` and `builtin:photos` with 10% of the images copied with grey-level noise (±6): the
+  threshold and recall of its second-neighbour rule beside the nearest-neighbour rule of the leakage check, and the
+  images it removes from the data as shipped.
 - tune: on the learning tasks, per seed, `kerastl tune` (random search of the default space within a time budget per
   task, `--tune-time TASK=DURATION`), then the chosen config's test accuracy beside the default recipe's (the config
   as given, trained by the same call) and the linear probe's on the same split; mean ± std over `--seeds`.
@@ -481,7 +484,27 @@ def bench_duplicates(repetitions: int = 3) -> dict:
         held_out_leakage({"train": train, "test": many}, flips_match=True)
         seconds.append(time.perf_counter() - started)
     return {"threshold": pairs.attrs["threshold"], "recall": recall, "precision_across": true / max(len(found), 1),
-            "pairs_across": len(found), "pairs_within_train": len(within), "seconds_per_1000": float(np.median(seconds))}
+            "pairs_across": len(found), "pairs_within_train": len(within), "seconds_per_1000": float(np.median(seconds)),
+            "deduplicate_near": {name: bench_deduplicate(read_builtin(name)) for name in ("digits", "photos")}}
+
+
+def bench_deduplicate(source) -> dict:
+    """`data.deduplicate: near` on `source` with 10% of its images copied with grey-level noise: the rule's threshold
+    and recall beside the nearest-neighbour rule (`near_threshold`, which the copies raise), and what it removes from
+    `source` as it is."""
+    from kerastl.data.similarity import first_of_each_group, near_threshold, thumbnails
+
+    rng = np.random.default_rng(0)
+    originals = rng.choice(len(source), len(source) // 10, replace=False)
+    copies = np.clip(source.images[originals].astype(int) + rng.integers(-6, 7, source.images[originals].shape), 0, 255)
+    images = np.concatenate([source.images, copies.astype(np.uint8)])
+    keep, threshold = first_of_each_group(images)
+    nearest_rule = near_threshold(thumbnails(images))
+    similarity = (thumbnails(images[len(source):]) * thumbnails(source.images[originals])).sum(axis=1)
+    return {"images": len(source), "copies": len(originals), "threshold": threshold,
+            "recall": float(1 - np.isin(np.arange(len(source), len(images)), keep).mean()),  # copies removed
+            "nearest_rule_threshold": nearest_rule, "nearest_rule_recall": float((similarity >= nearest_rule).mean()),
+            "removed_as_shipped": int(len(source) - len(first_of_each_group(source.images)[0]))}
 
 
 TUNE_TIME = {"photos": "6m", "digits": "3m"}  # the search's time budget per task and seed (tune.time)
@@ -615,6 +638,11 @@ def render(results: dict) -> str:
                      + ", ".join(f"{name.replace('_', ' ')} {value:.2f}" for name, value in r["recall"].items())
                      + f" | precision across splits {r['precision_across']:.2f} ({r['pairs_across']} pairs) | "
                      f"{r['pairs_within_train']} pairs flagged among 400 distinct training patches | – |")
+        for name, d in r.get("deduplicate_near", {}).items():
+            lines.append(f"| data.deduplicate: near, {name} + {d['copies']} noisy copies ({d['images']} images) | threshold "
+                         f"{d['threshold']}: recall {d['recall']:.2f} | the leakage check's nearest-neighbour rule: "
+                         f"threshold {d['nearest_rule_threshold']}, recall {d['nearest_rule_recall']:.2f} | removes "
+                         f"{d['removed_as_shipped']} of the {d['images']} as shipped | – |")
     if "tune" in results:
         lines += _tune_table(results["tune"])
     if "learning" in results:

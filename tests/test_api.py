@@ -14,7 +14,7 @@ def test_import_kerastl_is_enough_for_plain_keras_loading(trained_run):
     assert shape == "(1, 3)" and model_class == "ImageClassifier"
     assert facts == str(sorted({  # what the model knows about itself, from the file alone
         "backbone": "mobilenet_v2", "class_names": ["0", "1", "2"], "feature_layer": "pool", "input_size": 32,
-        "multi_label": False, "normalization": "tf", "weights": "none", "center_crop": None,
+        "multi_label": False, "normalization": "tf", "weights": "none", "center_crop": None, "resize": "squash",
         "backbone_options": {"alpha": 0.35}, "augment": {"preset": "none", "flip": True, "mixup": 0.0, "cutmix": 0.0, "gridmask": 0.0},
         "head": {"pooling": "avg", "norm": "auto", "dropout": 0.2, "hidden": [], "init": "auto"},
     }.items()))

@@ -119,3 +119,28 @@ def test_deduplicate_exact_keeps_one_of_each_group_before_splitting(tmp_path):
     assert len(np.unique(np.concatenate([part.images for part in parts]).reshape(60, -1), axis=0)) == 60
     assert any("data.deduplicate: exact removed 15 of 75 images" in note for note in kept.conversions())
     assert sum(len(part) for part in load_splits(data, seed=0).__dict__.values() if part is not None and hasattr(part, "images")) == 75
+
+
+def test_deduplicate_near_removes_planted_copies_and_few_distinct_pictures(planted, tmp_path):
+    """400 photos patches plus 20 exact copies, 20 JPEG re-saves at quality 60 and 20 with grey-level noise of their
+    first 60 (as 60 of 460 rows: far more copies than the nearest-neighbour rule of the leakage check tolerates)."""
+    from kerastl.config import DataConfig, SplitConfig
+    from kerastl.data.pipeline import load_splits
+
+    train, _ = planted
+    noise = np.random.default_rng(1).integers(-6, 7, train.images[40:60].shape)
+    copies = [image.copy() for image in train.images[0:20]] + [resaved(image) for image in train.images[20:40]] + [
+        np.clip(image.astype(int) + shift, 0, 255).astype(np.uint8) for image, shift in zip(train.images[40:60], noise)]
+    images = np.concatenate([train.images, np.stack(copies)])
+    table = pd.DataFrame(images.reshape(len(images), -1), columns=[f"pixel{i}" for i in range(64 * 64 * 3)])
+    table.insert(0, "label", np.concatenate([train.labels, train.labels[:60]]))
+    table.to_parquet(tmp_path / "planted.parquet")
+    data = DataConfig(source=str(tmp_path / "planted.parquet"), image_shape=(64, 64, 3), split=SplitConfig(0.2, 0.2),
+                      deduplicate="near")
+    kept = load_splits(data, seed=0)
+    ids = np.concatenate([part.image_ids() for part in (kept.train, kept.validation, kept.test)])
+    rows = {int(name.removeprefix("row ")) - 1 for name in ids}
+    assert not rows & set(range(400, 460))  # every planted copy removed (recall 1), its original kept
+    assert set(range(60)) <= rows
+    assert 400 - len(rows & set(range(400))) <= 8  # distinct patches removed as near copies of others: at most 2%
+    assert any("data.deduplicate: near removed" in note and "of 460 images" in note for note in kept.conversions())

@@ -156,8 +156,10 @@ def test_hub_backbones_refuse_backbone_options_and_other_input_sizes(presets):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", backbone_options={"alpha": 1}), 3, (8, 8, 1))
     with pytest.raises(ConfigError, match=r"backbone_options.scale' must be a number or 3 numbers"):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", backbone_options={"scale": [1, 2]}), 3, (8, 8, 1))
-    with pytest.raises(ConfigError, match="takes 32 px images"):
+    with pytest.raises(ConfigError, match="takes 32x32 px images"):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", input_size=64), 3, (8, 8, 1))
+    with pytest.raises(ConfigError, match=r"takes 32x32 px images .* data.resize: crop or pad"):
+        build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", input_size=(32, 48)), 3, (8, 8, 1))
 
 
 def test_backbones_lists_the_hub_presets():

@@ -127,7 +127,7 @@ def test_the_model_carries_its_facts_and_a_model_saved_before_them_still_works(t
     assert isinstance(model, ImageClassifier)
     assert model_facts(model) == {
         "backbone": "mobilenet_v2", "class_names": ["cat", "dog"], "multi_label": True, "feature_layer": "pool",
-        "normalization": "tf", "input_size": 32, "weights": "none", "augment": None, "center_crop": None,
+        "normalization": "tf", "input_size": 32, "resize": "squash", "weights": "none", "augment": None, "center_crop": None,
         "backbone_options": {"alpha": 0.35}, "head": {"pooling": "avg", "norm": "auto", "dropout": 0.2, "hidden": [], "init": "auto"},
     }
     model.save(tmp_path / "m.keras")

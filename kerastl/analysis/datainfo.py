@@ -77,7 +77,7 @@ def _preview(cfg: Config, splits: Splits, per_class: int, max_classes: int) -> t
     rng = np.random.default_rng(cfg.seed)
     classes = list(range(min(len(splits.class_names), max_classes)))
     native = [splits.train.images[rng.permutation(splits.train.members(k))[:per_class]] for k in classes]
-    preprocess = Preprocess(input_size(cfg.model), channels=3, crop=cfg.model.center_crop)
+    preprocess = Preprocess(input_size(cfg.model), channels=3, crop=cfg.model.center_crop, resize=cfg.data.resize)
     augment = keras.Sequential(augmentation_layers(cfg.augment, cfg.seed)) if cfg.augment.preset != "none" else None
 
     def as_model_sees(batch):

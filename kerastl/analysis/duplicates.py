@@ -1,10 +1,10 @@
 """Duplicate and near-duplicate images within and across splits: the leakage that inflates a held-out accuracy.
 
 Two images are **exact** duplicates when their decoded pixels are equal (a hash of the uint8 array as read). They are
-**near** duplicates when their thumbnails correlate: each image as a `THUMBNAIL` x `THUMBNAIL` grayscale picture
+**near** duplicates when their thumbnails correlate (`kerastl.data.similarity`): each image as a 16 x 16 grayscale picture
 (bilinear), minus its mean, at unit length; the similarity of two images is the dot product (1: the same picture up
 to brightness and contrast; a mirrored copy matches too where flips are the same picture). A pair is near when the
-similarity reaches the threshold `near_threshold` picks for the data: at least `NEAR_THRESHOLD`, and above what
+similarity reaches the threshold `near_threshold` picks for the data: at least 0.9, and above what
 `NEIGHBOUR_QUANTILE` of the training images reach with their nearest other training image, so data whose distinct
 images all look alike (8x8 digits) are not flagged wholesale. Re-saved JPEGs, bursts and mirrored copies are found;
 shifted crops only partly (see the README's measured recall and precision).
@@ -22,49 +22,10 @@ from typing import Optional
 import numpy as np
 
 from kerastl.data.images import pixel_hashes
+from kerastl.data.similarity import NEIGHBOUR_QUANTILE, near_threshold, nearest, similar_pairs, thumbnails
 
-NEAR_THRESHOLD = 0.9  # the lowest thumbnail correlation at which two images are near duplicates
-NEIGHBOUR_QUANTILE = 0.995  # ... and it must pass this quantile of the training images' nearest-neighbour similarity
-THUMBNAIL = 16  # side of the grayscale thumbnail images are compared by
-CHUNK = 2048  # rows of a similarity block: CHUNK x N floats at a time
 SPLIT_PAIRS = (("train", "train"), ("validation", "validation"), ("test", "test"), ("train", "validation"),
                ("train", "test"), ("validation", "test"))
-
-
-def thumbnails(images: np.ndarray, mirrored: bool = False) -> np.ndarray:
-    """Each image as a `THUMBNAIL`² grayscale vector (bilinear), minus its mean, at unit length (a flat image: zeros)."""
-    import tensorflow as tf
-
-    pictures = tf.convert_to_tensor(images[:, :, ::-1] if mirrored else images)
-    gray = tf.image.rgb_to_grayscale(pictures) if pictures.shape[-1] == 3 else pictures
-    small = tf.image.resize(tf.cast(gray, tf.float32), (THUMBNAIL, THUMBNAIL), method="bilinear", antialias=True)
-    rows = small.numpy().reshape(len(images), -1)
-    rows -= rows.mean(axis=1, keepdims=True)
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-6)
-
-
-def near_threshold(train: np.ndarray) -> float:
-    """The near-duplicate similarity for data whose training thumbnails are `train`: `NEAR_THRESHOLD`, or higher when
-    the training images' nearest-neighbour similarities reach higher at their `NEIGHBOUR_QUANTILE`."""
-    if len(train) < 2:
-        return NEAR_THRESHOLD
-    similarity, _ = nearest(train, train, exclude_self=True)
-    return round(max(NEAR_THRESHOLD, float(np.quantile(similarity, NEIGHBOUR_QUANTILE))), 4)
-
-
-def nearest(queries: np.ndarray, reference: np.ndarray, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """For each unit row of `queries`, the highest similarity to a row of `reference` and that row's index
-    (`exclude_self`: `queries` is `reference`, and a row is not its own neighbour)."""
-    best, where = np.full(len(queries), -1.0, np.float32), np.zeros(len(queries), np.int64)
-    for start in range(0, len(queries), CHUNK):
-        block = queries[start:start + CHUNK] @ reference.T
-        if exclude_self:
-            rows = np.arange(len(block))
-            block[rows, rows + start] = -1.0
-        if block.size:
-            where[start:start + CHUNK] = block.argmax(axis=1)
-            best[start:start + CHUNK] = block.max(axis=1)
-    return best, where
 
 
 def held_out_leakage(sources: dict, flips_match: bool = False) -> dict:
@@ -140,7 +101,7 @@ def duplicate_pairs(sources: dict, flips_match: bool = False, threshold: Optiona
         if first not in units or second not in units:
             continue
         flipped_second = None if mirrored is None else mirrored[second]
-        for i, j, similarity in _similar_pairs(units[first], units[second], flipped_second, threshold, first == second):
+        for i, j, similarity in similar_pairs(units[first], units[second], flipped_second, threshold, first == second):
             exact = hashes[first][i] == hashes[second][j]
             rows.append({"split_a": first, "id_a": sources[first].image_ids()[i], "index_a": i, "split_b": second,
                          "id_b": sources[second].image_ids()[j], "index_b": j, "kind": "exact" if exact else "near",
@@ -151,18 +112,6 @@ def duplicate_pairs(sources: dict, flips_match: bool = False, threshold: Optiona
     table = table.sort_values(["kind", "similarity"], ascending=[True, False], kind="stable").reset_index(drop=True)
     table.attrs["threshold"] = threshold
     return table
-
-
-def _similar_pairs(a: np.ndarray, b: np.ndarray, b_flipped: Optional[np.ndarray], threshold: float, same: bool):
-    """(i, j, similarity) of rows of `a` and `b` at or above `threshold` (with `same`: i < j only)."""
-    for start in range(0, len(a), CHUNK):
-        block = a[start:start + CHUNK] @ b.T
-        if b_flipped is not None:
-            block = np.maximum(block, a[start:start + CHUNK] @ b_flipped.T)
-        if same:
-            block[np.tril_indices(len(block), k=start, m=len(b))] = -1.0  # each pair once, never an image with itself
-        for i, j in zip(*np.nonzero(block >= threshold)):
-            yield start + int(i), int(j), float(block[i, j])
 
 
 def _exact_pairs_missed(rows: list, hashes: dict, sources: dict, first: str, second: str) -> list[dict]:

@@ -43,10 +43,10 @@ def embed(model, inputs: Sequence[str | Path], weights: Optional[str] = "imagene
     """
     import pandas as pd
 
-    from kerastl.models.classifier import feature_extractor
+    from kerastl.models.classifier import feature_extractor, model_resize
 
     classifier = load_for_features(model, weights)
-    ids, labels, images = read_images(inputs, tuple(classifier.input.shape[1:]))
+    ids, labels, images = read_images(inputs, tuple(classifier.input.shape[1:]), model_resize(classifier))
     features = feature_extractor(classifier).predict(images, batch_size=batch_size, verbose=verbose)
     table = pd.DataFrame(np.asarray(features, np.float32), columns=[f"f{i}" for i in range(features.shape[1])])
     table.insert(0, "label", labels)
@@ -95,16 +95,19 @@ def load_for_features(model, weights: Optional[str] = "imagenet"):
     return ImageClassifier.from_preset(str(model), num_classes=2, weights=weights, image_shape=(size, size, 3), augment="none")
 
 
-def read_images(inputs: Sequence[str | Path], shape: tuple[int, int, int]) -> tuple[list[str], list[str], np.ndarray]:
-    """Ids, labels and uint8 images of image files, labelled folders and pixel tables, at the model's input `shape`."""
+def read_images(
+    inputs: Sequence[str | Path], shape: tuple[int, int, int], resize: str = "squash"
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Ids, labels and uint8 images of image files, labelled folders and pixel tables, at the model's input `shape`
+    (pictures of another aspect ratio resized by the model's `resize` rule)."""
     ids: list[str] = []
     labels: list[str] = []
     parts = []
     files = []
     for item in map(Path, inputs):
         if item.is_dir() or is_table(str(item)):
-            source = read_data_source(str(item), DataConfig(image_shape=shape[:2], channels=shape[2]), shape[0],
-                                      require_labels=False)
+            data = DataConfig(image_shape=shape[:2], channels=shape[2], resize=resize)
+            source = read_data_source(str(item), data, shape[:2], require_labels=False)
             if source.image_shape != shape:
                 raise DataError(f"{item}: holds {source.image_shape} images, the model takes {shape}.")
             ids += [f"{item}:{name}" if not item.is_dir() else str(name) for name in source.image_ids()]
@@ -113,7 +116,7 @@ def read_images(inputs: Sequence[str | Path], shape: tuple[int, int, int]) -> tu
         else:
             files.append(item)
     if files:
-        names, images, _ = read_inputs(files, shape, DataConfig())
+        names, images, _ = read_inputs(files, shape, DataConfig(resize=resize))
         ids += names
         labels += [""] * len(names)
         parts.append(images)

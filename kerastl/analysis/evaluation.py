@@ -118,14 +118,14 @@ def _calibration_report(probabilities: np.ndarray, before: Optional[np.ndarray],
 def _evaluation_source(
     run_dir: Path, cfg: Config, data: Optional[str], model, class_names, progress: bool
 ) -> tuple[ImageSource, str]:
-    height, _, _ = model_input_shape(model)
+    size = model_input_shape(model)[:2]
     if data is not None:
-        source = read_data_source(data, cfg.data, image_size=height, progress=progress).with_classes(class_names)
+        source = read_data_source(data, cfg.data, image_size=size, progress=progress).with_classes(class_names)
         described = data
     elif (held_out := load_heldout(run_dir)) is not None and held_out.complete:  # kept by the run: no re-read
         source, described = held_out.source, f"{cfg.data.source} ({held_out.split} split, kept in {HELDOUT_FILE})"
     else:
-        splits = load_splits(cfg.data, cfg.seed, image_size=height, progress=progress)
+        splits = load_splits(cfg.data, cfg.seed, image_size=size, progress=progress)
         split, source = splits.held_out()
         if source is None:
             raise DataError(f"Run {cfg.name!r} has no test or validation split; ", python="pass data=SOURCE.", cli="pass --data SOURCE.")

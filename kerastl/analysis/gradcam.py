@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from kerastl.errors import ConfigError, ExportError
-from kerastl.models.classifier import LOGITS_LAYER, model_facts
+from kerastl.models.classifier import LOGITS_LAYER, model_facts, model_input_shape, model_resize
 from kerastl.rundir import CONFIG_FILE, LABELS_FILE
 
 
@@ -95,18 +96,30 @@ def _pieces(model, layer: Optional[str]):
 
 
 def _onto_images(cams: np.ndarray, model, native: Sequence[int]) -> np.ndarray:
-    """Map heatmaps of the backbone's input square back onto the raw images: undo the centre crop
-    (zeros where the model did not look) and the resize."""
+    """Map heatmaps of the backbone's input back onto the raw images: undo the centre crop and the `resize` mode's
+    crop (zeros where the model did not look), its padding (the bars dropped) and the resize."""
     import tensorflow as tf
 
     preprocess = model.get_layer("preprocess")
-    size, crop = preprocess.size, preprocess.crop
-    maps = tf.image.resize(cams[..., None], (size, size), method="bilinear")
+    (height, width), crop = preprocess.size, preprocess.crop
+    maps = tf.image.resize(cams[..., None], (height, width), method="bilinear")
     if crop is not None:
-        full = int(math.ceil(size / crop))
-        top = (full - size) // 2
-        maps = tf.image.pad_to_bounding_box(maps, top, top, full, full)
-    return np.maximum(tf.image.resize(maps, tuple(native), method="bilinear").numpy()[..., 0], 0.0)
+        full = (int(math.ceil(height / crop)), int(math.ceil(width / crop)))
+        maps = tf.image.pad_to_bounding_box(maps, (full[0] - height) // 2, (full[1] - width) // 2, *full)
+        height, width = full
+    native_height, native_width = (int(d) for d in native)
+    aspect = width / height
+    if preprocess.resize == "crop":  # the model saw the centre window at its own aspect ratio
+        seen = (min(native_height, round(native_width / aspect)), min(native_width, round(native_height * aspect)))
+        maps = tf.image.resize(maps, seen, method="bilinear")
+        maps = tf.image.pad_to_bounding_box(maps, (native_height - seen[0]) // 2, (native_width - seen[1]) // 2,
+                                            native_height, native_width)
+    elif preprocess.resize == "pad":  # the model saw the image inside bars
+        canvas = (max(native_height, round(native_width / aspect)), max(native_width, round(native_height * aspect)))
+        maps = tf.image.resize(maps, canvas, method="bilinear")
+        maps = tf.image.crop_to_bounding_box(maps, (canvas[0] - native_height) // 2, (canvas[1] - native_width) // 2,
+                                             native_height, native_width)
+    return np.maximum(tf.image.resize(maps, (native_height, native_width), method="bilinear").numpy()[..., 0], 0.0)
 
 
 def explain(model_path: str | Path, inputs: Sequence[str | Path], output: str | Path, layer: Optional[str] = None) -> list[Path]:
@@ -133,7 +146,7 @@ def explain(model_path: str | Path, inputs: Sequence[str | Path], output: str | 
 
     model = load_model(model_path)
     folder = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-    names, images, notes = read_inputs(inputs, tuple(int(d) for d in model.input_shape[1:]), _table_options(folder))
+    names, images, notes = read_inputs(inputs, model_input_shape(model), replace(_table_options(folder), resize=model_resize(model)))
     for note in dict.fromkeys(note for per_input in notes for note in per_input):
         print(f"Note: {note}", file=sys.stderr)  # what reading did to the pixels, as a run says it
     class_names = read_labels(folder) if (folder / LABELS_FILE).is_file() else model_facts(model)["class_names"]

@@ -47,7 +47,7 @@ def find_label_issues(run: str | Path, verbose: int | str = 0):
     run_dir, cfg, model = saved.run_dir, saved.cfg, saved.model
     if cfg.data.multi_label:
         raise DataError(f"{run_dir}: label issues are ranked for single-label runs; this run is multi-label.")
-    splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0], progress=verbose != 0)
+    splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[:2], progress=verbose != 0)
     frames, sources = [], []
     for split, source in (("train", splits.train), ("validation", splits.validation)):
         if source is None:

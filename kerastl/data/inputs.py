@@ -23,7 +23,7 @@ from kerastl.errors import DataError
 def read_inputs(
     inputs: Sequence[str | Path], shape: tuple[int, int, int], data: DataConfig
 ) -> tuple[list[str], np.ndarray, list[tuple[str, ...]]]:
-    """Read image files and every row of pixel tables into uint8 images of `shape`, named
+    """Read image files (resized to `shape` by `data.resize`) and every row of pixel tables into uint8 images of `shape`, named
     `path` or `path:row N`, each with what reading did to its pixels (the sentences of
     `kerastl.data.pictures.CHANGES` or of a table's `pixel_scale` rule; empty when read as stored).
 
@@ -36,7 +36,7 @@ def read_inputs(
         if suffix in IMAGE_SUFFIXES:
             if not item.is_file():
                 raise DataError(f"{item}: no such file.")
-            image, changes = decode_picture(item, shape[:2], shape[2])
+            image, changes = decode_picture(item, shape[:2], shape[2], data.resize)
             names.append(str(item))
             images.append(image[None])
             notes.append(describe_changes(dict.fromkeys(changes, 1), 1, str(item)))

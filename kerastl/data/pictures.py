@@ -4,7 +4,9 @@ The rules (README "Pixel types"): 8-bit pictures are read as stored; 16-bit pict
 byte (`v >> 8`, what Pillow itself does for 16-bit RGB); 32-bit integer pictures holding 16-bit values
 likewise, others are refused; 32-bit float pictures within 0..1 are scaled by 255 and rounded, others are
 refused; alpha is dropped (colour as stored); palettes are looked up; photos are turned upright by their
-EXIF orientation. Each picture reports which of these changed it, so a run can say so.
+EXIF orientation; a picture of another aspect ratio than the target is stretched to it, cut to its centre or fitted
+between black bars (`data.resize`: squash, crop, pad). Each picture reports which of these changed it, so a run can
+say so.
 
 A JPEG at least twice the target size on both sides is decoded at 1/2, 1/4 or 1/8 scale (Pillow's `draft`,
 the decoder's own DCT scaling) and then resized: faster on photos (BENCHMARKS.md), and within a few grey
@@ -37,11 +39,19 @@ CHANGES = {
     "16-bit": "16-bit, reduced to 8 bits by keeping the high byte (v >> 8)",
     "float": "32-bit float within 0..1, scaled by 255 and rounded",
     "alpha": "with an alpha channel, dropped (colour kept as stored)",
+    "squash": "of another aspect ratio than the model's input, stretched to it (data.resize: squash)",
+    "crop": "of another aspect ratio than the model's input, cut to their centre at its aspect ratio (data.resize: crop)",
+    "pad": "of another aspect ratio than the model's input, fitted whole between black bars (data.resize: pad)",
 }
+ASPECT_TOLERANCE = 0.01  # aspect ratios closer than this (relative) are the same: a resize, not a reshaping
 
 
-def decode_picture(path: Path | str, size: int | tuple[int, int], channels: int) -> tuple[np.ndarray, tuple[str, ...]]:
-    """One picture as `uint8` [H, W, channels] resized to `size` (bilinear), and the changes applied (keys of `CHANGES`).
+def decode_picture(
+    path: Path | str, size: int | tuple[int, int], channels: int, resize: str = "squash"
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """One picture as `uint8` [H, W, channels] at `size` (one side or (H, W); bilinear), and the changes applied (keys
+    of `CHANGES`). A picture of another aspect ratio is stretched (`resize="squash"`), cut to its centre at the
+    target's aspect ratio ("crop") or fitted whole inside black bars ("pad").
 
     Raises:
         DataError: the file is not a readable picture, or holds a pixel type with no exact 8-bit reading.
@@ -65,11 +75,29 @@ def decode_picture(path: Path | str, size: int | tuple[int, int], channels: int)
             if picture.mode in ALPHA_MODES:
                 changes.append("alpha")
             picture = picture.convert("L" if channels == 1 else "RGB")
-            picture = picture.resize((width, height), Image.Resampling.BILINEAR)
+            if aspect_differs(picture.height, picture.width, (height, width)):
+                changes.append(resize)
+            picture = _resized(picture, (width, height), resize)
             array = np.asarray(picture, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: corrupt or unreadable image ({exc}).") from None
     return (array[..., None] if channels == 1 else array), tuple(changes)
+
+
+def aspect_differs(height: int, width: int, target: tuple[int, int]) -> bool:
+    """Whether a height x width picture has another aspect ratio than `target` (H, W), beyond `ASPECT_TOLERANCE`."""
+    return abs((width / height) / (target[1] / target[0]) - 1) > ASPECT_TOLERANCE
+
+
+def _resized(picture, size: tuple[int, int], resize: str):
+    """`picture` at `size` (W, H) by the `data.resize` rule, bilinear (Pillow's `ImageOps.fit` / `ImageOps.pad`)."""
+    from PIL import Image, ImageOps
+
+    if resize == "crop":
+        return ImageOps.fit(picture, size, Image.Resampling.BILINEAR)
+    if resize == "pad":
+        return ImageOps.pad(picture, size, Image.Resampling.BILINEAR, color=0)
+    return picture.resize(size, Image.Resampling.BILINEAR)
 
 
 def describe_changes(counts: dict[str, int], total: int, origin: str) -> tuple[str, ...]:

@@ -19,8 +19,10 @@ from typing import Optional
 
 import numpy as np
 
-from kerastl.config import AugmentConfig, DataConfig
+from kerastl.config import AugmentConfig, DataConfig, size_hw
 from kerastl.data.images import pixel_hashes
+from kerastl.data.similarity import first_of_each_group
+from kerastl.data.pictures import aspect_differs, describe_changes
 from kerastl.data.sources import ImageSource, ReadOptions, read_source
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
@@ -54,18 +56,27 @@ class Splits:
 def read_data_source(
     spec: str,
     data: DataConfig,
-    image_size: Optional[int],
+    image_size: Optional[int | tuple[int, int]],
     require_labels: bool = True,
     progress: bool = False,
     cache_dir: Optional[Path] = None,
 ) -> ImageSource:
     """Read `spec` with the reading options of a `DataConfig` (`progress`: a bar on stderr for tables;
-    with `data.cache: disk`, images go to raw files in `cache_dir`, see `kerastl.data.store`)."""
-    return read_source(spec, read_options(data, image_size, require_labels, progress, cache_dir))
+    with `data.cache: disk`, images go to raw files in `cache_dir`, see `kerastl.data.store`). Image folders are
+    resized to `image_size` (the model's input) as they are read; tables keep their shape (the model resizes them),
+    with a note when that shape's aspect ratio is not the input's (what `data.resize` will do to them)."""
+    source = read_source(spec, read_options(data, image_size, require_labels, progress, cache_dir))
+    if image_size is None or not len(source):
+        return source
+    target, (height, width) = size_hw(image_size), source.image_shape[:2]
+    if (height, width) == target or not aspect_differs(height, width, target):
+        return source
+    return replace(source, conversions=(*source.conversions,
+                                        *describe_changes({data.resize: len(source)}, len(source), source.origin)))
 
 
 def read_options(
-    data: DataConfig, image_size: Optional[int], require_labels: bool = True, progress: bool = False,
+    data: DataConfig, image_size: Optional[int | tuple[int, int]], require_labels: bool = True, progress: bool = False,
     cache_dir: Optional[Path] = None,
 ) -> ReadOptions:
     """The `ReadOptions` a `DataConfig` sets: every option of the same name, the label separator only for
@@ -79,7 +90,7 @@ def read_options(
 
 
 def load_splits(
-    data: DataConfig, seed: int, image_size: Optional[int] = None, progress: bool = False, cache_dir: Optional[Path] = None
+    data: DataConfig, seed: int, image_size: Optional[int | tuple[int, int]] = None, progress: bool = False, cache_dir: Optional[Path] = None
 ) -> Splits:
     """Read the configured sources and split them, stratified by class and seeded.
 
@@ -93,6 +104,8 @@ def load_splits(
     source = source.select(data.classes, data.max_per_class, seed)
     if data.deduplicate == "exact":
         source = drop_exact_duplicates(source)
+    elif data.deduplicate == "near":
+        source = drop_near_duplicates(source)
     if len(source.class_names) < 2:
         raise DataError(f"{source.origin}: needs at least 2 classes to train a classifier, found {len(source.class_names)}.")
     held_out = {}
@@ -123,6 +136,19 @@ def drop_exact_duplicates(source: ImageSource) -> ImageSource:
         return source
     kept = source.take(np.sort(first))
     note = f"data.deduplicate: exact removed {removed} of {len(source)} images of {source.origin} (equal pixels to an earlier image)."
+    return replace(kept, conversions=(*kept.conversions, note))
+
+
+def drop_near_duplicates(source: ImageSource) -> ImageSource:
+    """`source` with one image of each group of exact or near duplicates (the first; `data.deduplicate: near`, before
+    splitting; near: thumbnail similarity at `kerastl.data.similarity.dedup_threshold`), and a note."""
+    keep, threshold = first_of_each_group(source.images)
+    removed = len(source) - len(keep)
+    if not removed:
+        return source
+    kept = source.take(keep)
+    note = (f"data.deduplicate: near removed {removed} of {len(source)} images of {source.origin} (equal to an earlier "
+            f"image, or its near copy: thumbnail similarity >= {threshold}).")
     return replace(kept, conversions=(*kept.conversions, note))
 
 

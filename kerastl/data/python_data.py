@@ -31,12 +31,13 @@ def python_splits(model, x, y, validation_data, test_data, read_options: dict) -
     Raises:
         DataError: data of another shape than the model takes, labels that fit none of its classes, an unknown kind.
     """
-    from kerastl.models.classifier import model_facts, model_input_shape
+    from kerastl.models.classifier import model_facts, model_input_shape, model_resize
 
     unknown = sorted(set(read_options) - set(READ_OPTIONS))
     if unknown:
         raise DataError(f"fine_tune got unknown option(s) {', '.join(unknown)}; the reading options are: {', '.join(READ_OPTIONS)}.")
     facts, shape = model_facts(model), model_input_shape(model)
+    read_options = {**read_options, "resize": model_resize(model)}  # picture files are resized as the model resizes
     parts = {}
     for what, data in (("x", (x, y)), ("validation_data", validation_data), ("test_data", test_data)):
         if data is None:
@@ -56,7 +57,7 @@ def as_source(
     data, labels, class_names: Sequence[str], multi_label: bool, shape: tuple, what: str, read_options: Optional[dict] = None
 ) -> ImageSource:
     """`data` (with `labels` for arrays) as an `ImageSource` whose labels index `class_names`; image files (a
-    DataFrame's `path` column) are read at `shape`, the model's input (H, W, C)."""
+    DataFrame's `path` column) are read at `shape`, the model's input (H, W, C), by `read_options["resize"]`."""
     import pandas as pd
 
     options = dict(read_options or {})
@@ -116,7 +117,7 @@ def _from_frame(frame, class_names, multi_label: bool, shape: tuple, what: str, 
     if multi_label:
         raise DataError(f"{what}: a multi-label model takes arrays with 0/1 label rows, not a DataFrame.")
     if PATH_COLUMN in frame.columns:
-        pictures = _read_pictures(frame[PATH_COLUMN], shape, what)
+        pictures = _read_pictures(frame[PATH_COLUMN], shape, what, options.get("resize", "squash"))
         return replace(pictures, labels=class_indices(labels, class_names, False, what), class_names=tuple(class_names))
     source = from_dataframe(
         frame, label_column=label_column, image_shape=options.get("image_shape"),
@@ -126,7 +127,7 @@ def _from_frame(frame, class_names, multi_label: bool, shape: tuple, what: str, 
     return replace(source, labels=class_indices(names, class_names, False, what), class_names=tuple(class_names))
 
 
-def _read_pictures(paths, shape: tuple, what: str) -> ImageSource:
+def _read_pictures(paths, shape: tuple, what: str, resize: str) -> ImageSource:
     """The image files of a `path` column, each resized to the model's input `shape` (H, W, C) as a folder's
     pictures are, with the same pixel rules (16-bit, orientation, alpha: see `kerastl.data.pictures`)."""
     from collections import Counter
@@ -136,7 +137,7 @@ def _read_pictures(paths, shape: tuple, what: str) -> ImageSource:
     images, changes = [], Counter()
     for row, path in enumerate(paths, start=1):
         try:
-            image, applied = decode_picture(str(path), shape[:2], shape[2])
+            image, applied = decode_picture(str(path), shape[:2], shape[2], resize)
         except DataError as exc:
             raise DataError(f"{what}: row {row}, column {PATH_COLUMN!r}: {exc}") from None
         images.append(image)

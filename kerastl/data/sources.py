@@ -46,7 +46,9 @@ class ReadOptions:
         chunk_size: rows read at a time from Parquet and from CSVs that need pandas.
         out_of_range: "error" or "clip" for pixel values outside the pixel scale's range.
         pixel_scale: "auto", 255 or 1: what a table's pixel values are scaled from (`kerastl.data.pixels`).
-        image_size: side length image-folder pictures are resized to (square).
+        image_size: one side (square) or (H, W) image-folder pictures are resized to.
+        resize: how image-folder pictures of another aspect ratio meet `image_size`: "squash", "crop" or "pad"
+            (`kerastl.data.pictures.decode_picture`).
         channels: 1 or 3, the channels image-folder pictures are converted to.
         bad_images: "error" or "skip" for unreadable files in image folders.
         progress: draw a progress bar on stderr while reading a table.
@@ -63,7 +65,8 @@ class ReadOptions:
     chunk_size: int = 10_000
     out_of_range: str = "error"
     pixel_scale: Union[str, int] = "auto"
-    image_size: Optional[int] = None
+    image_size: Optional[int | tuple[int, int]] = None
+    resize: str = "squash"
     channels: int = 3
     bad_images: str = "error"
     progress: bool = False
@@ -573,7 +576,7 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
 
     def decode(path):
         try:
-            return decode_picture(path, size, channels)
+            return decode_picture(path, size, channels, options.resize)
         except DataError:
             if bad_images == "error":
                 raise

@@ -167,7 +167,7 @@ def _parity_and_calibration(run_dir: Path, cfg, model) -> tuple[ImageSource, np.
     rng = np.random.default_rng(cfg.seed)
     held_out, calibration = load_heldout(run_dir), load_calibration(run_dir)
     if held_out is None or calibration is None:
-        splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[0])
+        splits = load_splits(cfg.data, cfg.seed, image_size=model_input_shape(model)[:2])
         split, source = splits.held_out()
         if source is None:  # a run trained on all its data: parity on training images
             split, source = "train", splits.train

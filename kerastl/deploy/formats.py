@@ -48,6 +48,7 @@ class Loaded:
     run: Runner
     input_shape: tuple[int, int, int]
     num_classes: Optional[int]  # None: the format does not say; labels.txt must be there
+    resize: Optional[str] = None  # how it resizes pictures of another aspect ratio (data.resize); None: not said
 
 
 @dataclass(frozen=True)
@@ -246,10 +247,11 @@ def _write_keras(job: ExportJob) -> Runner:
 
 
 def _load_keras(path: Path) -> Loaded:
-    from kerastl.models.classifier import load_model, model_input_shape
+    from kerastl.models.classifier import load_model, model_input_shape, model_resize
 
     model = load_model(path)
-    return Loaded(lambda images: model.predict(images, verbose=0), model_input_shape(model), int(model.output_shape[-1]))
+    return Loaded(lambda images: model.predict(images, verbose=0), model_input_shape(model), int(model.output_shape[-1]),
+                  model_resize(model))
 
 
 # ONNX ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -75,7 +75,8 @@ def load_predictor(path: str | Path) -> Predictor:
         if target is not None:
             loaded = export_format.load(target)
             labels = _labels(folder / export_format.labels_folder if path.is_dir() else folder, loaded.num_classes)
-            return Predictor(loaded.run, loaded.input_shape, labels, cfg.data, cfg.augment)
+            data = cfg.data if loaded.resize is None else replace(cfg.data, resize=loaded.resize)  # the model's own rule
+            return Predictor(loaded.run, loaded.input_shape, labels, data, cfg.augment)
     files = ", ".join(fmt.file for fmt in FORMATS.values())
     raise ExportError(f"No model at {str(path)!r}: it holds none of {files}.")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional
 
+from kerastl.config import size_hw
 from kerastl.errors import ConfigError, WeightsError
 from kerastl.models.backbone_layers import load_backbone_weights
 from kerastl.weights import Weights
@@ -186,13 +187,13 @@ def backbone_names(pattern: str = "*") -> list[str]:
     return BACKBONES.names(pattern)
 
 
-def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: dict | None = None, **overrides):
-    """Build `spec`'s model without its top, named "backbone", for square RGB inputs of `input_size`.
+def create_backbone(spec: BackboneSpec, weights: str, input_size: int | tuple[int, int], options: dict | None = None, **overrides):
+    """Build `spec`'s model without its top, named "backbone", for RGB inputs of `input_size`.
 
     Args:
         spec: the registered backbone.
         weights: "imagenet" (Keras' download and cache), "none" (random init) or a weights file path.
-        input_size: side of the square input.
+        input_size: one side (square) or (height, width) of the input.
         options: extra constructor arguments, e.g. `{"alpha": 0.35}` for MobileNetV2.
 
     Raises:
@@ -204,7 +205,7 @@ def create_backbone(spec: BackboneSpec, weights: str, input_size: int, options: 
 
 def _build_application(spec: BackboneSpec, weights: str, input_size: int, options: dict | None, **overrides):
     constructor = _constructor(spec)
-    kwargs = dict(include_top=False, input_shape=(input_size, input_size, 3), **(options or {}), **overrides)
+    kwargs = dict(include_top=False, input_shape=(*size_hw(input_size), 3), **(options or {}), **overrides)
     choice = Weights.parse(weights)
     if choice.kind == "imagenet":
         if not spec.imagenet:

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import keras
 
-from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, config_to_dict
+from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, config_to_dict, size_hw
 from kerastl.errors import ConfigError, ExportError
 from kerastl.models.augment import augmentation_layers
 from kerastl.models.backbone_layers import backbone_input
@@ -49,8 +49,9 @@ class ImageClassifier(keras.Model):
     It is a functional model whose config also holds its `facts`, so they travel with `model.keras`:
     `backbone` (the registry name), `class_names`, `multi_label`, `feature_layer` (the layer whose
     output is the pooled features), `normalization` (the backbone's preprocessing mode), `input_size`
-    (the backbone's input side), `weights` (what the backbone started from: imagenet, preset, file, none),
-    and the `head`, `augment`, `center_crop` and `backbone_options` it was built with.
+    (the backbone's input: one side, or [height, width]), `resize` (how an image of another aspect ratio meets
+    it: squash, crop or pad), `weights` (what the backbone started from: imagenet, preset, file, none), and the
+    `head`, `augment`, `center_crop` and `backbone_options` it was built with.
 
     Example:
         >>> model = ImageClassifier.from_preset("mobilenet_v2", num_classes=3, weights=None, input_size=32,
@@ -75,13 +76,14 @@ class ImageClassifier(keras.Model):
         preset: str,
         num_classes: int,
         weights: Optional[str] = "imagenet",
-        input_size: Optional[int] = None,
+        input_size: Optional[int | Sequence[int]] = None,
         image_shape: Optional[Sequence[int]] = None,
         head: Optional[HeadConfig | dict] = None,
         augment: Optional[AugmentConfig | dict | str] = "light",
         class_names: Optional[Sequence[str]] = None,
         multi_label: bool = False,
         center_crop: Optional[float] = None,
+        resize: str = "squash",
         backbone_options: Optional[dict] = None,
         precision: str = "float32",
         seed: int = 0,
@@ -93,14 +95,15 @@ class ImageClassifier(keras.Model):
             num_classes: number of classes (at least 2).
             weights: "imagenet" (Keras downloads and caches them; for a hub preset, the preset's own), None for
                 random initialisation (as in `keras.applications`), or the path of a weights file.
-            input_size: the backbone's input side; default the backbone's own.
-            image_shape: (H, W, C) of the raw images the model takes; default (input_size, input_size, 3).
+            input_size: the backbone's input: one side (square) or (height, width); default the backbone's own side.
+            image_shape: (H, W, C) of the raw images the model takes; default (height, width, 3) of `input_size`.
             head: a `HeadConfig` or a dict of its fields (pooling, norm, dropout, hidden, init).
             augment: augmentation inside the model, in training only: a preset name ("none", "light", "medium",
                 "strong"), an `AugmentConfig` or a dict of its fields.
             class_names: the name of each class; default "0".."K-1".
             multi_label: independent sigmoid probabilities per class instead of a softmax.
-            center_crop, backbone_options, precision, seed: as `model.center_crop`, `model.backbone_options`,
+            center_crop, resize, backbone_options, precision, seed: as `model.center_crop`, `data.resize` (squash, crop
+                or pad: how images of another aspect ratio meet `input_size`), `model.backbone_options`,
                 `compute.precision` and `seed` in a config.
 
         Raises:
@@ -114,14 +117,15 @@ class ImageClassifier(keras.Model):
             augment = section_from_dict(AugmentConfig, augment, "augment")
         head = section_from_dict(HeadConfig, head, "model.head") if isinstance(head, dict) else head or HeadConfig()
         model_cfg = ModelConfig(
-            backbone=preset, weights="none" if weights is None else str(weights), input_size=input_size,
+            backbone=preset, weights="none" if weights is None else str(weights),
+            input_size=input_size if input_size is None or isinstance(input_size, int) else tuple(input_size),
             center_crop=center_crop, backbone_options=dict(backbone_options or {}), head=head,
         )
-        config_from_parts(model=model_cfg, augment=augment or AugmentConfig(preset="none"), data=DataConfig(multi_label=multi_label))
-        size = input_size_of(model_cfg)
+        data = DataConfig(multi_label=multi_label, resize=resize)
+        config_from_parts(model=model_cfg, augment=augment or AugmentConfig(preset="none"), data=data)
         return build_model(
-            model_cfg, num_classes, image_shape or (size, size, 3), augment, seed, multi_label=multi_label,
-            precision=precision, class_names=class_names,
+            model_cfg, num_classes, image_shape or (*input_size_of(model_cfg), 3), augment, seed, multi_label=multi_label,
+            precision=precision, class_names=class_names, resize=resize,
         )
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
@@ -185,9 +189,9 @@ def model_facts(model) -> dict:
     }
 
 
-def input_size(model_cfg: ModelConfig) -> int:
-    """The backbone's input side: the configured one, else the backbone's default."""
-    return model_cfg.input_size or get_backbone(model_cfg.backbone).default_size
+def input_size(model_cfg: ModelConfig) -> tuple[int, int]:
+    """(height, width) of the backbone's input: the configured size, else the backbone's default side."""
+    return size_hw(model_cfg.input_size or get_backbone(model_cfg.backbone).default_size)
 
 
 input_size_of = input_size  # for ImageClassifier.from_preset, whose `input_size` argument hides the function
@@ -221,6 +225,7 @@ def build_model(
     precision: str = "float32",
     class_names: Optional[Sequence[str]] = None,
     backbone_training: Optional[bool] = False,
+    resize: str = "squash",
 ) -> ImageClassifier:
     """A Keras model taking raw `uint8` images at their native shape and returning class probabilities
     (softmax; independent sigmoid probabilities per class with `multi_label`).
@@ -242,6 +247,8 @@ def build_model(
         backbone_training: the `training` argument the backbone is called with. False (transfer learning)
             keeps its BatchNorm in inference mode whatever is unfrozen; None lets it follow `fit`, for
             pretraining a backbone from scratch, whose BatchNorm statistics must be learned.
+        resize: how images of another aspect ratio than the input size are resized: "squash", "crop" (the centre
+            at the input's aspect ratio) or "pad" (letterbox), as `data.resize`.
 
     Returns:
         An uncompiled `ImageClassifier`.
@@ -266,7 +273,7 @@ def build_model(
     keras.config.set_dtype_policy(precision)  # layers take the policy when created; restored at once
     try:
         inputs, outputs = _assemble(
-            model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training
+            model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training, resize
         )
     finally:
         keras.config.set_dtype_policy(previous)
@@ -276,7 +283,8 @@ def build_model(
         "multi_label": multi_label,
         "feature_layer": FEATURE_LAYER,
         "normalization": spec.preprocess,
-        "input_size": size,
+        "input_size": size[0] if size[0] == size[1] else list(size),
+        "resize": resize,
         "weights": {"none": "none", "file": "file", "imagenet": spec.pretrained}[choice.kind],
         "head": config_to_dict(model_cfg.head),
         "augment": None if augment is None else config_to_dict(augment),
@@ -287,11 +295,12 @@ def build_model(
     return ImageClassifier(inputs, outputs, name=model_name, facts=facts)
 
 
-def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training):
+def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training,
+              resize):
     from kerastl.models.layers import Normalize, Preprocess
 
     inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
-    x = Preprocess(size, channels=3, crop=model_cfg.center_crop, name="preprocess")(inputs)
+    x = Preprocess(size, channels=3, crop=model_cfg.center_crop, resize=resize, name="preprocess")(inputs)
     layers = augmentation_layers(augment, seed) if augment is not None else []
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
@@ -376,3 +385,9 @@ def load_model(path: str | Path):
 def model_input_shape(model) -> tuple[int, int, int]:
     """(H, W, C) of the raw images a kerastl model takes."""
     return tuple(int(d) for d in model.input_shape[1:])
+
+
+def model_resize(model) -> str:
+    """How a kerastl model resizes images of another aspect ratio than its input ("squash", "crop" or "pad"); files
+    read for it (`predict`, `explain`) are resized by the same rule."""
+    return model.get_layer("preprocess").resize

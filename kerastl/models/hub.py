@@ -25,6 +25,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
+from kerastl.config import size_hw
 from kerastl.errors import ConfigError, WeightsError
 from kerastl.models.backbone_layers import backbone_units, load_backbone_weights, repeated_hub_layers
 from kerastl.weights import Weights
@@ -121,10 +122,11 @@ class HubSpec:
         """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file
         (`pooling` is not used: a vision tower that pools does so with its own attention)."""
         self._check_options(options)
-        if input_size != self.default_size and self.tokens is not None:
+        if size_hw(input_size) != (self.default_size, self.default_size) and self.tokens is not None:
             raise ConfigError(
-                f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size} px images (its position "
-                f"embeddings are fixed); set it to {self.default_size} or leave it null."
+                f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size}x{self.default_size} px "
+                f"images (its position embeddings are fixed); set it to {self.default_size} or leave it null, and read "
+                "pictures of other shapes with data.resize: crop or pad."
             )
         choice = Weights.parse(weights)
         backbone = load_hub_backbone(self.preset, load_weights=choice.kind == "imagenet")

@@ -18,6 +18,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from kerastl.config import RESIZE_MODES, size_hw
+
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -28,19 +30,26 @@ NORMALIZATION_MODES = ("tf", "caffe", "torch", "none", "affine")
 class Preprocess(keras.layers.Layer):
     """Raw pixels to the backbone's geometry: cast to float, gray→RGB (RGBA→RGB), resize, optional centre crop.
 
-    Values stay in [0, 255]; normalization comes after augmentation (see `Normalize`).
+    Values stay in [0, 255]; normalization comes after augmentation (see `Normalize`). An image of another
+    aspect ratio than the output is resized by `resize` (`data.resize`): "squash" stretches it to the output
+    shape, "crop" keeps its centre at the output's aspect ratio (nothing stretched, the sides cut), "pad" keeps
+    all of it and fills the rest with black bars (letterbox); images already at the output shape pass as they are.
 
     Args:
-        size: side of the square output image.
+        size: the output image: one side (square) or (height, width).
         channels: output channels (3 for every `keras.applications` backbone).
         crop: centre-crop fraction in (0, 1]; the image is first resized to `size / crop`.
+        resize: "squash", "crop" or "pad" (see above).
     """
 
-    def __init__(self, size: int, channels: int = 3, crop: float | None = None, **kwargs):
+    def __init__(self, size, channels: int = 3, crop: float | None = None, resize: str = "squash", **kwargs):
         super().__init__(**kwargs)
-        self.size = int(size)
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"Unknown resize {resize!r}. Expected one of: {', '.join(RESIZE_MODES)}.")
+        self.size = size_hw(size)
         self.channels = int(channels)
         self.crop = crop
+        self.resize = resize
 
     def call(self, inputs):
         x = ops.cast(inputs, self.compute_dtype)
@@ -51,20 +60,24 @@ class Preprocess(keras.layers.Layer):
             x = ops.repeat(x, 3, axis=-1)
         elif have == 3 and self.channels == 1:
             x = ops.mean(x, axis=-1, keepdims=True)
-        resized = self.size if self.crop is None else int(math.ceil(self.size / self.crop))
-        if tuple(x.shape[1:3]) != (resized, resized):
-            x = ops.image.resize(x, (resized, resized), interpolation="bilinear")
+        height, width = self.size
+        resized = self.size if self.crop is None else (int(math.ceil(height / self.crop)), int(math.ceil(width / self.crop)))
+        if tuple(x.shape[1:3]) != resized:
+            x = ops.image.resize(x, resized, interpolation="bilinear", crop_to_aspect_ratio=self.resize == "crop",
+                                 pad_to_aspect_ratio=self.resize == "pad", fill_value=0.0)
         if resized != self.size:
-            top = (resized - self.size) // 2
-            x = x[:, top : top + self.size, top : top + self.size, :]
+            top, left = (resized[0] - height) // 2, (resized[1] - width) // 2
+            x = x[:, top : top + height, left : left + width, :]
         return x
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.size, self.size, self.channels)
+        return (input_shape[0], *self.size, self.channels)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"size": self.size, "channels": self.channels, "crop": self.crop})
+        height, width = self.size
+        size = height if height == width else [height, width]  # a square model saves its size as before
+        config.update({"size": size, "channels": self.channels, "crop": self.crop, "resize": self.resize})
         return config
 
 

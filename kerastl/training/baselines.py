@@ -192,7 +192,7 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
         raise ConfigError("The linear probe and k-NN baselines are single-label; data.multi_label is true.")
     started = time.perf_counter()
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
-    model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, None, cfg.seed)
+    model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, None, cfg.seed, resize=cfg.data.resize)
     sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     baselines, _ = measure_baselines(frozen_features(model, sources, cfg.data.batch_size, verbose), sources, len(splits.class_names))
     return {**baselines, "seconds": round(time.perf_counter() - started, 2)}

@@ -63,7 +63,8 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
         pretrain_backbone(cfg, output_dir / PRETRAINED_FILE, verbose)
     weights = model_weights(cfg, output_dir)
     model = build_model(
-        cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label
+        cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label,
+        resize=cfg.data.resize,
     )
     batches = iter(make_dataset(splits.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment).repeat())
     phases = plan_phases(cfg, splits.train.class_counts()).phases

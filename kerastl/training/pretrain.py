@@ -125,7 +125,7 @@ def fit_from_scratch(
     plain_head = HeadConfig(pooling="avg", norm="none", dropout=0.0)
     model = build_model(
         replace(cfg.model, weights="none", head=plain_head), len(train.class_names), train.image_shape, seed=cfg.seed,
-        class_names=train.class_names, backbone_training=None,
+        class_names=train.class_names, backbone_training=None, resize=cfg.data.resize,
     )
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
     backbone.trainable = True

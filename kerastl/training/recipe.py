@@ -98,7 +98,7 @@ class Recipe:
         """
         facts = model_facts(model)
         model_cfg = ModelConfig(
-            backbone=facts["backbone"], weights=facts.get("weights") or "imagenet", input_size=facts.get("input_size"),
+            backbone=facts["backbone"], weights=facts.get("weights") or "imagenet", input_size=_input_size(facts.get("input_size")),
             center_crop=facts.get("center_crop"), backbone_options=dict(facts.get("backbone_options") or {}),
             head=section_from_dict(HeadConfig, facts.get("head") or {}, "model.head"),
         )
@@ -108,7 +108,7 @@ class Recipe:
             validation=None if splits.validation is None else splits.validation.origin,
             test=None if splits.test is None else splits.test.origin,
             split=SplitConfig(0.0, 0.0), batch_size=self.batch_size, class_weight=self.class_weight, sampling=self.sampling,
-            multi_label=bool(facts["multi_label"]),
+            multi_label=bool(facts["multi_label"]), resize=facts.get("resize", "squash"),
         )
         return config_from_parts(
             name=name, seed=self.seed, data=data, model=model_cfg,
@@ -289,3 +289,8 @@ def _precision(model) -> str:
     if policy not in ("float32", "mixed_float16", "mixed_bfloat16"):
         raise ConfigError(f"The model's dtype policy {policy!r} is none of float32, mixed_float16, mixed_bfloat16.")
     return policy
+
+
+def _input_size(fact):
+    """`model.input_size` from a model's `input_size` fact: one side, or [height, width] saved as a list."""
+    return tuple(fact) if isinstance(fact, list) else fact

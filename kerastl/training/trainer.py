@@ -100,7 +100,7 @@ def train(
     with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
         model = build_model(
             cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed,
-            model_weights(cfg, run_dir), cfg.data.multi_label, cfg.compute.precision, splits.class_names,
+            model_weights(cfg, run_dir), cfg.data.multi_label, cfg.compute.precision, splits.class_names, resize=cfg.data.resize,
         )
     if not opened:  # the weights fit: nothing was written before the input was known to be good
         open_run(run_dir, cfg, splits, progress, resume)

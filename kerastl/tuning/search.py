@@ -284,7 +284,8 @@ class Search:
 
         keras.backend.clear_session()
         model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed,
-                            cfg.model.weights, cfg.data.multi_label, cfg.compute.precision, splits.class_names)
+                            cfg.model.weights, cfg.data.multi_label, cfg.compute.precision, splits.class_names,
+                            resize=cfg.data.resize)
         state = RunState(run_dir, Progress(run_dir / CHECKPOINTS / "progress.json"), verbose=self.verbose, write_files=False)
         metrics = run_recipe(model, splits, cfg, state)
         return {"val_accuracy": metrics["val_accuracy"], "val_loss": metrics["val_loss"],

@@ -246,7 +246,10 @@ def test_a_folder_reports_what_it_converted(tmp_path):
         Image.fromarray(rgb_picture()).save(tmp_path / name / "plain.png")
     Image.fromarray(np.full((6, 8), 4000, np.uint16)).save(tmp_path / "a" / "deep.png")
     source = read_source(f"folder:{tmp_path}", image_size=8)
-    assert source.conversions == (f"{tmp_path}: 1 of 3 pictures 16-bit, reduced to 8 bits by keeping the high byte (v >> 8).",)
+    assert source.conversions == (
+        f"{tmp_path}: 1 of 3 pictures 16-bit, reduced to 8 bits by keeping the high byte (v >> 8).",
+        f"{tmp_path}: 3 of 3 pictures of another aspect ratio than the model's input, stretched to it (data.resize: squash).",
+    )
     assert source.images[0].max() == 4000 >> 8
 
 
