@@ -54,6 +54,8 @@ _LAZY = {
     "Recipe": "kerastl.training.recipe",
     "train": "kerastl.training.trainer",
     "TrainResult": "kerastl.training.trainer",
+    "RunMetrics": "kerastl.run_metrics",
+    "read_metrics": "kerastl.run_metrics",
     "build_model": "kerastl.models.classifier",
     "load_model": "kerastl.models.classifier",
     "evaluate": "kerastl.analysis.evaluation",

@@ -130,15 +130,15 @@ def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard
     result = run_training(
         config, output_dir=resume_dir or output_dir, overwrite=overwrite, verbose=_verbosity(quiet), resume=resume_dir is not None
     )
-    skipped = result.metrics.get("skipped_files", [])
-    if skipped:
-        click.echo(f"Warning: skipped {len(skipped)} unreadable or non-image file(s), e.g. {skipped[0]} (see metrics.json).", err=True)
-    summary = ", ".join(f"{k}={result.metrics[k]:.4f}" for k in ("val_accuracy", "test_accuracy") if k in result.metrics)
-    probe = result.metrics.get("baselines", {}).get("linear_probe", {})
-    if "test_accuracy" in probe:
-        summary += f" (linear probe {probe['test_accuracy']:.4f}, k-NN {result.metrics['baselines']['knn']['test_accuracy']:.4f})"
+    metrics = result.metrics
+    if metrics.skipped_files:
+        click.echo(f"Warning: skipped {len(metrics.skipped_files)} unreadable or non-image file(s), e.g. "
+                   f"{metrics.skipped_files[0]} (see metrics.json).", err=True)
+    summary = ", ".join(f"{k}={getattr(metrics, k):.4f}" for k in ("val_accuracy", "test_accuracy") if getattr(metrics, k) is not None)
+    if "test_accuracy" in metrics.linear_probe:
+        summary += f" (linear probe {metrics.linear_probe['test_accuracy']:.4f}, k-NN {metrics.baselines['knn']['test_accuracy']:.4f})"
     click.echo(f"{summary}" if summary else "trained", err=True)
-    for warning in result.metrics.get("warnings", []):
+    for warning in metrics.warnings:
         click.echo(f"Warning: {warning}", err=True)
     click.echo(str(result.run_dir))
 
@@ -246,7 +246,7 @@ def distill(run_dir, student, output_dir, overrides, overwrite, quiet):
 
     cfg = student_config(run_dir, student, overrides)
     result = run_training(cfg, output_dir=output_dir, overwrite=overwrite, verbose=_verbosity(quiet))
-    facts = result.metrics["distillation"]
+    facts = result.metrics.distillation
     for role in ("teacher", "student"):
         side = facts[role]
         click.echo(f"{role}\t{side['backbone']}\ttest accuracy {side.get('test_accuracy', float('nan')):.4f}"

@@ -109,10 +109,14 @@ def test_prediction_health_flags_a_collapsed_model_and_passes_a_good_one():
 
 
 def test_probe_warning_names_both_accuracies():
-    metrics = {"test_accuracy": 0.6, "baselines": {"linear_probe": {"test_accuracy": 0.8}}}
-    assert "0.6000 is below the linear probe's 0.8000" in probe_warning(metrics)
-    assert probe_warning({"test_accuracy": 0.9, "baselines": {"linear_probe": {"test_accuracy": 0.8}}}) is None
-    assert probe_warning({"test_accuracy": 0.9}) is None
+    from kerastl.run_metrics import RunMetrics
+
+    def metrics(accuracy, baselines=None):
+        return RunMetrics("run", "small_cnn", 3, ["0", "1", "2"], {"train": 9}, {}, test_accuracy=accuracy, baselines=baselines)
+
+    assert "0.6000 is below the linear probe's 0.8000" in probe_warning(metrics(0.6, {"linear_probe": {"test_accuracy": 0.8}}))
+    assert probe_warning(metrics(0.9, {"linear_probe": {"test_accuracy": 0.8}})) is None
+    assert probe_warning(metrics(0.9)) is None
 
 
 def test_batchnorm_trains_from_scratch_and_stays_frozen_for_pretrained_weights():

@@ -35,7 +35,12 @@ def test_metrics_json(trained_run):
     assert metrics["phases"]["head"]["epochs"] == 1 and metrics["phases"]["finetune"]["seconds"] > 0
     finetune = metrics["phases"]["finetune"]  # each epoch's wall time, within the phase's
     assert len(finetune["epoch_seconds"]) == 5 and 0 < sum(finetune["epoch_seconds"]) <= finetune["seconds"]
-    assert metrics == trained_run.metrics
+    assert metrics == trained_run.metrics.to_dict()  # the file is the typed object, and reads back as it
+    from kerastl.run_metrics import read_metrics
+
+    typed = read_metrics(trained_run.run_dir)
+    assert typed == trained_run.metrics and typed.test_accuracy == metrics["test_accuracy"] == typed["test_accuracy"]
+    assert typed.get("distillation") is None and "distillation" not in typed  # absent values read as a dict's would
 
 
 def test_the_shared_run_learned(trained_run):

@@ -18,13 +18,14 @@ from pathlib import Path
 from kerastl.models.hub import is_hub
 from kerastl.analysis.report import confidence_lines, kept_sentence, per_class_table, read_evaluation
 from kerastl.rundir import EXPORTS_FILE, METRICS_FILE, MODEL_CARD_FILE, run_config, write_json, write_text
+from kerastl.run_metrics import read_metrics
 
 
 def write_model_card(run_dir: Path) -> Path:
     """Write `run_dir/MODEL_CARD.md` from config.yaml, metrics.json, evaluation/ and exports.json."""
     run_dir = Path(run_dir)
     cfg = run_config(run_dir)
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    metrics = read_metrics(run_dir)
     evaluation = read_evaluation(run_dir)
     hub = is_hub(cfg.model.backbone)
     weights = {"imagenet": "the keras-hub preset's weights" if hub else "ImageNet (keras.applications)",
@@ -34,18 +35,18 @@ def write_model_card(run_dir: Path) -> Path:
         "---", "library_name: keras", "pipeline_tag: image-classification", "tags: [kerastl, transfer-learning]", "---", "",
         f"# Model card: `{cfg.name}`", "",
         "## Model details", "",
-        f"- Image classifier, {metrics['num_classes']} classes"
+        f"- Image classifier, {metrics.num_classes} classes"
         + (" (multi-label: any number per image, sigmoid outputs)" if cfg.data.multi_label else "") + ": "
-        + ", ".join(f"`{name}`" for name in metrics["class_names"]) + ".",
+        + ", ".join(f"`{name}`" for name in metrics.class_names) + ".",
         f"- Backbone `{cfg.model.backbone}`, started from {weights.get(cfg.model.weights, f'the weights file `{cfg.model.weights}`')}; "
         "a new Dense head trained on it, the preprocessing (resize, channels, normalization) inside the model.",
         "- Input: raw `uint8` pixels at the training images' native size; output: class probabilities"
-        + (", temperature-scaled." if "calibration" in metrics else "."),
+        + (", temperature-scaled." if metrics.calibration is not None else "."),
         f"- Trained with kerastl {version('kerastl')} on Keras {version('keras')}, TensorFlow {version('tensorflow')}.",
-        f"- Weights kept: {kept_sentence(metrics['kept'])}." if "kept" in metrics else "- Weights kept: the last epoch.",
-        *([f"- Distilled from the run `{metrics['distillation']['teacher_run']}` (backbone "
-           f"`{metrics['distillation']['teacher']['backbone']}`): trained on its soft targets, see the report."]
-          if "distillation" in metrics else []),
+        f"- Weights kept: {kept_sentence(metrics.kept)}." if metrics.kept is not None else "- Weights kept: the last epoch.",
+        *([f"- Distilled from the run `{metrics.distillation['teacher_run']}` (backbone "
+           f"`{metrics.distillation['teacher']['backbone']}`): trained on its soft targets, see the report."]
+          if metrics.distillation is not None else []),
         "",
         "## Intended use", "",
         f"Classifying images like those of `{cfg.data.source}` into the classes above. The model answers one of "
@@ -56,12 +57,12 @@ def write_model_card(run_dir: Path) -> Path:
         "- Measured only on the held-out images below, drawn from the same source as the training images; "
         "other cameras, lighting or populations can do worse. Check on your own data before relying on it.",
         "- Classes with fewer training images are usually recognised worse (see the per-class table).",
-        *[f"- Warning from training: {warning}" for warning in metrics.get("warnings", [])],
+        *[f"- Warning from training: {warning}" for warning in metrics.warnings],
         "",
         "## Training data", "",
         f"- Source `{cfg.data.source}`" + (f", validation `{cfg.data.validation}`" if cfg.data.validation else "")
         + (f", test `{cfg.data.test}`" if cfg.data.test else "") + f"; splits stratified by class, seed {cfg.seed}.",
-        "- Images per split: " + ", ".join(f"{split} {count}" for split, count in metrics["num_images"].items()) + ".",
+        "- Images per split: " + ", ".join(f"{split} {count}" for split, count in metrics.num_images.items()) + ".",
         "",
         "## Training procedure", "",
         f"- Augmentation preset `{cfg.augment.preset}`"
@@ -71,18 +72,19 @@ def write_model_card(run_dir: Path) -> Path:
         "| phase | epochs run | learning rate | optimizer | unfreeze |", "|---|---|---|---|---|",
     ]
     for phase in cfg.phases:
-        ran = metrics["phases"].get(phase.name, {}).get("epochs", 0)
+        ran = metrics.phases.get(phase.name, {}).get("epochs", 0)
         lines.append(f"| {phase.name} | {ran} | {phase.learning_rate:g} | {phase.optimizer} | {phase.unfreeze or 'head'} |")
     lines += ["", "## Evaluation", ""]
     for key, title in (("test_accuracy", "test accuracy"), ("val_accuracy", "validation accuracy")):
-        if key in metrics:
-            lines.append(f"- {title}: {metrics[key]:.4f}")
+        if getattr(metrics, key) is not None:
+            lines.append(f"- {title}: {getattr(metrics, key):.4f}")
+    baselines = metrics.baselines or {}
     for name, title in (("linear_probe", "a linear probe"), ("knn", "k-NN")):
-        if "test_accuracy" in metrics.get("baselines", {}).get(name, {}):
-            lines.append(f"- baseline, {title} on the frozen backbone features: {metrics['baselines'][name]['test_accuracy']:.4f}")
+        if "test_accuracy" in baselines.get(name, {}):
+            lines.append(f"- baseline, {title} on the frozen backbone features: {baselines[name]['test_accuracy']:.4f}")
     if evaluation is not None:
         lines += ["", f"Per class on {evaluation['data']}:", "", *per_class_table(evaluation)]
-    confidence = confidence_lines(metrics, evaluation) if evaluation is not None else []
+    confidence = confidence_lines(metrics.calibration, evaluation) if evaluation is not None else []
     if confidence:
         lines += ["", "## Calibration", "", *confidence[3:]]
     lines += ["", "## Exports", "", *_export_lines(run_dir)]

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from kerastl.run_metrics import read_metrics
 from kerastl.rundir import (
     CONFIG_FILE,
     EXPORTS_FILE,
@@ -68,37 +69,37 @@ def write_report(run_dir: Path) -> Path:
     """Write `run_dir/report.md`: one page with the run's numbers, per-class table, confidence, phases,
     every picture and a link to every file, from whichever artifacts exist."""
     run_dir = Path(run_dir)
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    metrics = read_metrics(run_dir)
     evaluation = read_evaluation(run_dir)
-    lines = [f"# Run `{metrics['name']}`", "", f"Backbone `{metrics['backbone']}`, {metrics['num_classes']} classes: "
-             + ", ".join(f"`{name}`" for name in metrics["class_names"]) + ".", ""]
+    lines = [f"# Run `{metrics.name}`", "", f"Backbone `{metrics.backbone}`, {metrics.num_classes} classes: "
+             + ", ".join(f"`{name}`" for name in metrics.class_names) + ".", ""]
     lines += ["| metric | value |", "|---|---|"]
     for key in ("test_accuracy", "test_loss", "val_accuracy", "val_loss"):
-        if key in metrics:
-            lines.append(f"| {key.replace('_', ' ')} | {metrics[key]:.4f} |")
-    for split, count in metrics["num_images"].items():
+        if getattr(metrics, key) is not None:
+            lines.append(f"| {key.replace('_', ' ')} | {getattr(metrics, key):.4f} |")
+    for split, count in metrics.num_images.items():
         lines.append(f"| {split} images | {count} |")
-    lines += _baseline_rows(metrics)
-    lines += _leakage_rows(metrics)
-    if "kept" in metrics:
-        lines.append(f"| model kept | {kept_sentence(metrics['kept'])} |")
+    lines += _baseline_rows(metrics.baselines or {})
+    lines += _leakage_rows(metrics.leakage or {})
+    if metrics.kept is not None:
+        lines.append(f"| model kept | {kept_sentence(metrics.kept)} |")
     if evaluation is not None:
         lines.append(f"| evaluation accuracy ({evaluation['data']}) | {evaluation['accuracy']:.4f} |")
         lines.append(f"| evaluation macro F1 | {evaluation['macro_avg']['f1']:.4f} |")
-    lines += [f"\n**Warning:** {warning}" for warning in metrics.get("warnings", [])]
-    lines += [f"\n**Pixels:** {note}" for note in metrics.get("pixel_conversions", [])]
+    lines += [f"\n**Warning:** {warning}" for warning in metrics.warnings]
+    lines += [f"\n**Pixels:** {note}" for note in metrics.pixel_conversions or []]
     if evaluation is not None:
         lines += ["", f"## Per class ({evaluation['data']})", "", *per_class_table(evaluation)]
-        lines += confidence_lines(metrics, evaluation)
-    lines += distillation_lines(metrics)
+        lines += confidence_lines(metrics.calibration, evaluation)
+    lines += distillation_lines(metrics.distillation)
     if (run_dir / SELECTION_FILE).is_file():
         lines += selection_lines(json.loads((run_dir / SELECTION_FILE).read_text()))
     lines += ["", "## Phases", "", "| phase | unfreeze | epochs | seconds | trainable parameters |", "|---|---|---|---|---|"]
-    if "pretrain" in metrics:
-        pretrain = metrics["pretrain"]
+    if metrics.pretrain is not None:
+        pretrain = metrics.pretrain
         lines.append(f"| pretrain ({pretrain['source']}, val accuracy {pretrain.get('val_accuracy', float('nan')):.4f}) "
                      f"| all | {pretrain['epochs']} | {pretrain['seconds']} | |")
-    for phase, values in metrics["phases"].items():
+    for phase, values in metrics.phases.items():
         trainable = f"{values['trainable_params']:,}" if "trainable_params" in values else ""
         lines.append(f"| {phase} | {values.get('unfreeze', '')} | {values['epochs']} | {values['seconds']} | {trainable} |")
     for picture, title in PICTURES:
@@ -157,11 +158,10 @@ def selection_lines(summary: dict) -> list[str]:
     return lines
 
 
-def distillation_lines(metrics: dict) -> list[str]:
-    """Teacher and student side by side, for a distilled run."""
-    if "distillation" not in metrics:
+def distillation_lines(facts: Optional[dict]) -> list[str]:
+    """Teacher and student side by side, for a distilled run (`facts`: its metrics' `distillation`)."""
+    if facts is None:
         return []
-    facts = metrics["distillation"]
     teacher, student = facts["teacher"], facts["student"]
     lines = ["", "## Teacher and student", "",
              f"Distilled from `{facts['teacher_run']}` (temperature {facts['temperature']:g}, "
@@ -200,13 +200,13 @@ def per_class_table(evaluation: dict) -> list[str]:
     return rows
 
 
-def confidence_lines(metrics: dict, evaluation: dict) -> list[str]:
-    """The temperature, calibration error before/after, and accuracy/coverage at a few `--min-confidence` values."""
+def confidence_lines(fitted: Optional[dict], evaluation: dict) -> list[str]:
+    """The temperature (`fitted`: the run's calibration, None when none was fitted), calibration error before/after,
+    and accuracy/coverage at a few `--min-confidence` values."""
     calibration = evaluation.get("calibration")
     if calibration is None:
         return []
     lines = ["", "## Confidence", ""]
-    fitted = metrics.get("calibration")
     if fitted is not None:
         lines.append(f"Temperature scaling: T = {fitted['temperature']:.3f}, fitted on {fitted['fitted_on']}.")
     else:
@@ -224,9 +224,8 @@ def confidence_lines(metrics: dict, evaluation: dict) -> list[str]:
     return lines
 
 
-def _leakage_rows(metrics: dict) -> list[str]:
+def _leakage_rows(leakage: dict) -> list[str]:
     """Table rows: held-out images duplicating a training image, and the accuracy without them."""
-    leakage = metrics.get("leakage", {})
     rows = []
     for name in ("test", "validation"):
         if name in leakage:
@@ -237,9 +236,8 @@ def _leakage_rows(metrics: dict) -> list[str]:
     return rows
 
 
-def _baseline_rows(metrics: dict) -> list[str]:
+def _baseline_rows(baselines: dict) -> list[str]:
     """Table rows for the baselines on the frozen features, beside the model's own accuracy."""
-    baselines = metrics.get("baselines", {})
     rows = []
     for name, title in (("linear_probe", "linear probe on the frozen features"), ("knn", "k-NN (cosine) on the frozen features")):
         if "test_accuracy" in baselines.get(name, {}):

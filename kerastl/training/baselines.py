@@ -20,6 +20,7 @@ import numpy as np
 from kerastl.config import Config
 from kerastl.weights import Weights
 from kerastl.data.pipeline import Splits
+from kerastl.run_metrics import RunMetrics
 from kerastl.training.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
 
 COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the images ...
@@ -147,13 +148,14 @@ def health_warning(health: dict | None) -> str | None:
     return None
 
 
-def probe_warning(metrics: dict) -> str | None:
+def probe_warning(metrics: RunMetrics) -> str | None:
     """One line when the trained model's accuracy is below the linear probe's on the same split, else None."""
-    probe = metrics.get("baselines", {}).get("linear_probe", {})
+    probe = metrics.linear_probe
     for split, key in (("test", "test_accuracy"), ("validation", "val_accuracy")):
-        if key in metrics and key in probe:
-            if metrics[key] < probe[key]:
-                return (f"{split} accuracy {metrics[key]:.4f} is below the linear probe's {probe[key]:.4f} on the frozen "
+        accuracy = getattr(metrics, key)
+        if accuracy is not None and key in probe:
+            if accuracy < probe[key]:
+                return (f"{split} accuracy {accuracy:.4f} is below the linear probe's {probe[key]:.4f} on the frozen "
                         "features it started from: training lost what those features hold.")
             return None
     return None

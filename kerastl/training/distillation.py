@@ -30,7 +30,8 @@ from kerastl.config import Config, apply_override, config_from_dict, config_to_d
 from kerastl.data.pipeline import Splits, label_targets, make_dataset
 from kerastl.errors import DataError
 from kerastl.models.classifier import LOGITS_LAYER, load_model, model_facts
-from kerastl.rundir import METRICS_FILE, MODEL_FILE, run_config
+from kerastl.rundir import MODEL_FILE, run_config
+from kerastl.run_metrics import RunMetrics, read_metrics
 
 SPEED_IMAGES = 256  # held-out images timed per model
 SPEED_REPEATS = 3
@@ -75,14 +76,12 @@ def teacher_targets(cfg: Config, splits: Splits, verbose) -> Splits:
     return replace(splits, train_targets=targets)
 
 
-def compare_with_teacher(cfg: Config, student, splits: Splits, student_metrics: dict) -> dict:
+def compare_with_teacher(cfg: Config, student, splits: Splits, student_metrics: RunMetrics) -> dict:
     """Teacher and student side by side: accuracy on the held-out splits, parameters, `model.keras` size and
     milliseconds per image (median of `SPEED_REPEATS` timings of `predict` on up to `SPEED_IMAGES` held-out
     images, batch size of the run)."""
-    import json
-
     teacher_dir = Path(cfg.distill.teacher)
-    teacher_metrics = json.loads((teacher_dir / METRICS_FILE).read_text())
+    teacher_metrics = read_metrics(teacher_dir)
     teacher = load_model(teacher_dir)
     _, held_out = splits.held_out()
     images = (held_out or splits.train).images[:SPEED_IMAGES]
@@ -93,7 +92,7 @@ def compare_with_teacher(cfg: Config, student, splits: Splits, student_metrics: 
     ):
         sides[role] = {
             "backbone": model_facts(model)["backbone"],
-            **{key: metrics[key] for key in ("test_accuracy", "val_accuracy") if key in metrics},
+            **{key: getattr(metrics, key) for key in ("test_accuracy", "val_accuracy") if getattr(metrics, key) is not None},
             "parameters": int(model.count_params()),
             "ms_per_image": round(_milliseconds_per_image(model, np.asarray(images), cfg.data.batch_size), 3),
         }

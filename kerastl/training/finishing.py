@@ -24,6 +24,7 @@ from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.labels import LabelKind
 from kerastl.models.classifier import is_multi_label, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
+from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
 from kerastl.training.distillation import compare_with_teacher
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, load_weights, read_best
@@ -34,7 +35,7 @@ from kerastl.training.runstate import RunState
 from kerastl.training.strategies import Plan
 
 
-def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) -> dict:
+def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) -> RunMetrics:
     """Keep the best weights (`results.keep`), calibrate (`results.calibration`), save `model.keras`
     (and `model_last.keras`), measure and write `metrics.json`, `evaluation/`, `history.csv`, the curves,
     the report and the model card, then remove the checkpoints and the disk cache; returns the metrics.
@@ -51,15 +52,15 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
     tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
     if predictions is None:
         predictions = predict_splits(tested, cfg, splits)
-    metrics = {**final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage),
-               "kept": kept}
-    metrics.update(_run_facts(plan, progress, engine, splits, calibration))
+    metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
+    metrics.kept = kept
+    _add_run_facts(metrics, plan, progress, engine, splits, calibration)
     if cfg.distill is not None:
-        metrics["distillation"] = compare_with_teacher(cfg, tested, splits, metrics)
-        metrics["distillation"]["student"]["file_mb"] = round((run_dir / MODEL_FILE).stat().st_size / 2**20, 2)
+        metrics.distillation = compare_with_teacher(cfg, tested, splits, metrics)
+        metrics.distillation["student"]["file_mb"] = round((run_dir / MODEL_FILE).stat().st_size / 2**20, 2)
     if write_files:
         progress.write_history()  # without the rows a resume dropped
-        write_json(run_dir / METRICS_FILE, metrics)
+        write_json(run_dir / METRICS_FILE, metrics.to_dict())
         plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
         if cfg.results.evaluation:
             _evaluate_held_out(tested, predictions, run_dir, splits)
@@ -70,17 +71,15 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
     return metrics
 
 
-def _run_facts(plan: Plan, progress: Progress, engine: Engine, splits: Splits, calibration: Optional[dict]) -> dict:
-    """What metrics.json says of how the run went: strategy, devices, pretraining, calibration, skipped files,
-    pixel conversions."""
-    facts = {"strategy": {"preset": plan.preset, "reasons": list(plan.reasons)}, "replicas": engine.replicas,
-             "processes": engine.processes}
-    for key, value in (("pretrain", progress.pretrain), ("calibration", calibration),
-                       ("skipped_files", list(splits.train.skipped) or None),
-                       ("pixel_conversions", splits.conversions() or None)):
-        if value is not None:
-            facts[key] = value
-    return facts
+def _add_run_facts(
+    metrics: RunMetrics, plan: Plan, progress: Progress, engine: Engine, splits: Splits, calibration: Optional[dict]
+) -> None:
+    """Say in `metrics` how the run went: strategy, devices, pretraining, calibration, skipped files, pixel conversions."""
+    metrics.strategy = {"preset": plan.preset, "reasons": list(plan.reasons)}
+    metrics.replicas, metrics.processes = engine.replicas, engine.processes
+    metrics.pretrain, metrics.calibration = progress.pretrain, calibration
+    metrics.skipped_files = list(splits.train.skipped) or None
+    metrics.pixel_conversions = list(splits.conversions()) or None
 
 
 def _save_models(
@@ -151,35 +150,28 @@ def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss
 
 
 def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict],
-                  leakage: Optional[dict] = None) -> dict:
+                  leakage: Optional[dict] = None) -> RunMetrics:
     """Loss (the compiled `loss`) and accuracy on the validation and test splits from their `predictions`,
     prediction health, baselines, held-out images duplicating training images (`leakage`, with the accuracy
     on the others) and warnings."""
-    metrics: dict = {
-        "name": cfg.name,
-        "backbone": cfg.model.backbone,
-        "num_classes": len(splits.class_names),
-        "class_names": list(splits.class_names),
-        "num_images": {"train": len(splits.train)},
-        "phases": phase_metrics,
-    }
+    metrics = RunMetrics(name=cfg.name, backbone=cfg.model.backbone, num_classes=len(splits.class_names),
+                         class_names=list(splits.class_names), num_images={"train": len(splits.train)}, phases=phase_metrics,
+                         baselines=baselines)
     for name, prefix in (("validation", "val"), ("test", "test")):
         if name not in predictions:
             continue
         source = getattr(splits, name)
         split_loss, accuracy = _loss_and_accuracy(predictions[name], source, len(splits.class_names), loss)
-        metrics[f"{prefix}_loss"] = round(split_loss, 6)
-        metrics[f"{prefix}_accuracy"] = round(accuracy, 6)
-        metrics["num_images"][name] = len(source)
+        setattr(metrics, f"{prefix}_loss", round(split_loss, 6))
+        setattr(metrics, f"{prefix}_accuracy", round(accuracy, 6))
+        metrics.num_images[name] = len(source)
     name, source = splits.held_out()
     if source is not None and not cfg.data.multi_label:
-        metrics["health"] = {"split": name, **prediction_health(predictions[name], source)}
-    if baselines is not None:
-        metrics["baselines"] = baselines
+        metrics.health = {"split": name, **prediction_health(predictions[name], source)}
     if leakage is not None:
-        metrics["leakage"] = _leakage_metrics(leakage, predictions, splits)
-    warnings = (health_warning(metrics.get("health")), probe_warning(metrics), leakage_warning(metrics.get("leakage")))
-    metrics["warnings"] = [w for w in warnings if w]
+        metrics.leakage = _leakage_metrics(leakage, predictions, splits)
+    warnings = (health_warning(metrics.health), probe_warning(metrics), leakage_warning(metrics.leakage))
+    metrics.warnings = [w for w in warnings if w]
     return metrics
 
 

@@ -5,7 +5,7 @@ best weights, calibration, the run folder).
 Example:
     >>> model = kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=10, image_shape=(8, 8, 1))
     >>> history = kerastl.fine_tune(model, images, labels, validation_data=(val_images, val_labels))
-    >>> history.history["val_accuracy"][-1], history.metrics["calibration"]["temperature"]
+    >>> history.history["val_accuracy"][-1], history.metrics.calibration["temperature"]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from kerastl.data.samples import save_run_samples
 from kerastl.errors import ConfigError
 from kerastl.models.classifier import model_facts
 from kerastl.rundir import CONFIG_FILE, LABELS_FILE, clear_run_files, prepare_run_dir, write_text
+from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import head_init, split_features, start_head
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, backed_up_epochs, backup_dir, load_phase_weights, save_phase_weights
 from kerastl.training.distribute import ONE_DEVICE
@@ -160,7 +161,7 @@ def fine_tune(
 
     Returns:
         A `keras.callbacks.History`: `.history` maps each metric (and `phase`) to one value per epoch across
-        phases, `.epoch` numbers the epochs, `.metrics` holds the run's final metrics (validation and test loss
+        phases, `.epoch` numbers the epochs, `.metrics` holds the run's final `RunMetrics` (validation and test loss
         and accuracy, baselines, calibration, what was kept), `.run_dir` the run folder or None.
 
     Raises:
@@ -201,7 +202,7 @@ def fine_tune(
     return history
 
 
-def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> dict:
+def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> RunMetrics:
     """Train `model` on `splits` as `cfg` says, from wherever `state.progress` stands, and finish the run:
     baselines and the probe start (fresh runs on one process, single-label), each phase not done yet, then
     the kept weights, calibration and the metrics (and the run folder's files with `state.write_files`)."""

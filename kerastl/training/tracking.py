@@ -23,6 +23,7 @@ from typing import Any, Optional
 from kerastl.config import Config, config_to_dict
 from kerastl.errors import ConfigError
 from kerastl.rundir import RUN_FILES
+from kerastl.run_metrics import RunMetrics
 from kerastl.training.checkpoints import Progress
 
 LOGGED_FOLDERS = ("plots", "evaluation", "issues")
@@ -59,15 +60,15 @@ class Tracker:
         metrics = [Metric(key, float(value), stamp, epoch) for key, value in logs.items() if _is_number(value)]
         self.client.log_batch(self.run_id, metrics=metrics)
 
-    def finish(self, metrics: dict, run_dir: Path) -> None:
+    def finish(self, metrics: RunMetrics, run_dir: Path) -> None:
         """Log the final numbers and the run's files, and end the MLflow run."""
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        final = {key: value for key, value in metrics.items() if _is_number(value)}
-        final.update({f"calibration_{key}": value for key, value in metrics.get("calibration", {}).items() if _is_number(value)})
-        if "kept" in metrics:
-            final["kept_epoch"] = metrics["kept"]["epoch"]
+        final = {key: value for key, value in metrics.to_dict().items() if _is_number(value)}
+        final.update({f"calibration_{key}": value for key, value in (metrics.calibration or {}).items() if _is_number(value)})
+        if metrics.kept is not None:
+            final["kept_epoch"] = metrics.kept["epoch"]
         self.client.log_batch(self.run_id, metrics=[Metric(f"final_{key}", float(value), stamp, 0) for key, value in final.items()])
         for name in RUN_FILES:
             if (run_dir / name).is_file() and name not in NOT_LOGGED:

@@ -4,7 +4,7 @@
 Example:
     >>> cfg = load_config("configs/quickstart.yaml")
     >>> result = train(dataclasses.replace(cfg, phases=cfg.phases[:1]), output_dir="runs/try", overwrite=True)
-    >>> result.metrics["test_accuracy"], result.run_dir
+    >>> result.metrics.test_accuracy, result.run_dir
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kerastl.data.pipeline import Splits, load_splits
 from kerastl.errors import RunDirError
 from kerastl.models.classifier import build_model, input_size
 from kerastl.rundir import CONFIG_FILE, MODEL_FILE, prepare_run_dir, remove_partial_files
+from kerastl.run_metrics import RunMetrics
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, finished_epochs
 from kerastl.training.distillation import student_config, teacher_targets
 from kerastl.training.distribute import check_resume_point, process_run_dir, start_engine
@@ -36,7 +37,7 @@ class TrainResult:
 
     model: Any
     history: Any
-    metrics: dict
+    metrics: RunMetrics
     run_dir: Path
 
 
@@ -63,7 +64,8 @@ def train(
         resume: continue the interrupted run in `output_dir`.
 
     Returns:
-        A `TrainResult` with `.model`, `.history` (pandas DataFrame), `.metrics` and `.run_dir`.
+        A `TrainResult` with `.model`, `.history` (pandas DataFrame), `.metrics` (a `RunMetrics`: what metrics.json
+        holds, by attribute) and `.run_dir`.
 
     Raises:
         KerastlError: bad config, data or weights, a run directory that would be overwritten, or
@@ -188,7 +190,7 @@ def distill(
     the command line's `--set`) are deprecated here.
 
     Returns:
-        The student's `TrainResult`; its `metrics["distillation"]` compares teacher and student.
+        The student's `TrainResult`; its `metrics.distillation` compares teacher and student.
 
     Raises:
         RunDirError / ExportError: no complete run at `teacher_run`. KerastlError: as `train`.

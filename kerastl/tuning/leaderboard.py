@@ -96,9 +96,9 @@ def selection_summary(base, facts: dict, best, seeds: Sequence, default) -> dict
         **facts,
         "chosen": _accuracies(best),
         "seeds": {"seeds": [_seed_of(result) for result in seeds],
-                  **{key: _spread([result.metrics.get(key) for result in seeds]) for key in ("val_accuracy", "test_accuracy")}},
+                  **{key: _spread([getattr(result.metrics, key) for result in seeds]) for key in ("val_accuracy", "test_accuracy")}},
         "default": None if default is None else _accuracies(default),
-        "linear_probe": {key: value for key, value in best.metrics.get("baselines", {}).get("linear_probe", {}).items()
+        "linear_probe": {key: value for key, value in best.metrics.linear_probe.items()
                          if key in ("val_accuracy", "test_accuracy")},
         "base_config": base.name,
     }
@@ -106,7 +106,7 @@ def selection_summary(base, facts: dict, best, seeds: Sequence, default) -> dict
 
 
 def _accuracies(result) -> dict:
-    return {"run_dir": str(result.run_dir), **{key: result.metrics.get(key) for key in ("val_accuracy", "test_accuracy")}}
+    return {"run_dir": str(result.run_dir), **{key: getattr(result.metrics, key) for key in ("val_accuracy", "test_accuracy")}}
 
 
 def _seed_of(result) -> int:

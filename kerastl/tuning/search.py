@@ -288,9 +288,9 @@ class Search:
                             resize=cfg.data.resize)
         state = RunState(run_dir, Progress(run_dir / CHECKPOINTS / "progress.json"), verbose=self.verbose, write_files=False)
         metrics = run_recipe(model, splits, cfg, state)
-        return {"val_accuracy": metrics["val_accuracy"], "val_loss": metrics["val_loss"],
-                "probe_val_accuracy": metrics.get("baselines", {}).get("linear_probe", {}).get("val_accuracy"),
-                "epochs": sum(phase["epochs"] for phase in metrics["phases"].values())}
+        return {"val_accuracy": metrics.val_accuracy, "val_loss": metrics.val_loss,
+                "probe_val_accuracy": metrics.linear_probe.get("val_accuracy"),
+                "epochs": sum(phase["epochs"] for phase in metrics.phases.values())}
 
     def _failed(self, record: dict, started: float, message: str, trial_dir: str) -> None:
         record.update(status="failed", message=message, seconds=round(clock.perf_counter() - started, 2))
