@@ -705,12 +705,7 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'phases.{i}.epochs' must be 0 or more, got {phase.epochs}.")
         if phase.learning_rate <= 0:
             raise ConfigError(f"Config key 'phases.{i}.learning_rate' must be positive, got {phase.learning_rate}.")
-        kind, _ = parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
-        if kind == "lora" and not choice_registry("model.backbone").get(cfg.model.backbone).lora:
-            raise ConfigError(
-                f"Config key 'phases.{i}.unfreeze' is {phase.unfreeze!r}: LoRA adapts keras-hub transformers; set model.backbone "
-                "to hub:PRESET (a ViT, DINOv2 or SigLIP preset)."
-            )
+        parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")
         if phase.lr_decay is not None and not 0 < phase.lr_decay <= 1:
             raise ConfigError(f"Config key 'phases.{i}.lr_decay' must be in (0, 1], got {phase.lr_decay}.")
         if phase.ema is not None and not 0 < phase.ema < 1:
@@ -720,19 +715,12 @@ def _check_consistency(cfg: Config) -> None:
 
 
 def _check_model(cfg: Config) -> None:
-    spec = choice_registry("model.backbone").get(cfg.model.backbone)
+    """The model section's own rules; those that depend on the backbone (its input size, pooling, LoRA) live with the
+    backbone specs (`check_config`, found through the registry)."""
     size = cfg.model.input_size
     if isinstance(size, tuple) and len(size) != 2:
         raise ConfigError(f"Config key 'model.input_size' must be one side or [height, width], got {list(size)}.")
-    if size is not None and min(size_hw(size)) < spec.min_size:
-        raise ConfigError(
-            f"Config key 'model.input_size' is {_shown(size)}, below the minimum {spec.min_size} of backbone {spec.name!r}."
-        )
-    if cfg.model.head.pooling == "flatten" and spec.pools_inside:  # in this order: a hub spec reads its preset
-        raise ConfigError(
-            f"Config key 'model.head.pooling' is 'flatten', but backbone {spec.name!r} pools inside itself, before its "
-            "final normalization; use avg or max."
-        )
+    choice_registry("model.backbone").get(cfg.model.backbone).check_config(cfg)
     if cfg.model.center_crop is not None and not 0 < cfg.model.center_crop <= 1:
         raise ConfigError(f"Config key 'model.center_crop' must be in (0, 1], got {cfg.model.center_crop}.")
     if not 0 <= cfg.model.head.dropout < 1:

@@ -160,6 +160,10 @@ def test_hub_backbones_refuse_backbone_options_and_other_input_sizes(presets):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", input_size=64), 3, (8, 8, 1))
     with pytest.raises(ConfigError, match=r"takes 32x32 px images .* data.resize: crop or pad"):
         build_model(ModelConfig(backbone=f"hub:{presets / 'vit'}", input_size=(32, 48)), 3, (8, 8, 1))
+    from kerastl.config import load_config
+
+    with pytest.raises(ConfigError, match=r"takes 32x32 px images"):  # refused with the config, before any data is read
+        load_config(None, [f"model.backbone=hub:{presets / 'vit'}", "model.weights=none", "model.input_size=[32, 48]"])
 
 
 def test_backbones_lists_the_hub_presets():

@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from kerastl.errors import WeightsError
+from kerastl.config import parse_unfreeze, size_hw
+from kerastl.errors import ConfigError, WeightsError
 
 
 def load_backbone_weights(backbone, spec, path: str) -> None:
@@ -60,3 +61,30 @@ def backbone_input(backbone, images):
     """`images` in the structure `backbone` was built to take (keras-hub's DINOv2 and SigLIP take {"images": ...})."""
     structure = backbone.input
     return {name: images for name in structure} if isinstance(structure, dict) else images
+
+
+def check_backbone_config(spec, cfg) -> None:
+    """The config rules that depend on the backbone `spec` (a `BackboneSpec` or a hub spec), as `ConfigError`s naming
+    the key: its input size (`spec.check_input_size`), pooling inside it, and LoRA phases on a backbone without attention."""
+    if cfg.model.input_size is not None:
+        spec.check_input_size(cfg.model.input_size)
+    if cfg.model.head.pooling == "flatten" and spec.pools_inside:  # after the size: a hub spec reads its preset here
+        raise ConfigError(
+            f"Config key 'model.head.pooling' is 'flatten', but backbone {spec.name!r} pools inside itself, before its "
+            "final normalization; use avg or max."
+        )
+    for i, phase in enumerate(cfg.phases):
+        if parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")[0] == "lora" and not spec.lora:
+            raise ConfigError(
+                f"Config key 'phases.{i}.unfreeze' is {phase.unfreeze!r}: LoRA adapts keras-hub transformers; set "
+                "model.backbone to hub:PRESET (a ViT, DINOv2 or SigLIP preset)."
+            )
+
+
+def check_min_size(spec, size) -> None:
+    """`ConfigError` unless both sides of `size` (one side or (H, W)) reach `spec.min_size`."""
+    if min(size_hw(size)) < spec.min_size:
+        shown = list(size) if isinstance(size, (tuple, list)) else size
+        raise ConfigError(
+            f"Config key 'model.input_size' is {shown}, below the minimum {spec.min_size} of backbone {spec.name!r}."
+        )

@@ -20,7 +20,7 @@ from typing import Literal, Optional
 
 from kerastl.config import size_hw
 from kerastl.errors import ConfigError, WeightsError
-from kerastl.models.backbone_layers import load_backbone_weights
+from kerastl.models.backbone_layers import check_backbone_config, check_min_size, load_backbone_weights
 from kerastl.weights import Weights
 from kerastl.registry import Registry
 
@@ -69,6 +69,14 @@ class BackboneSpec:
     def build(self, weights: str, input_size: int, options: dict | None = None, **overrides):
         """The backbone (see `create_backbone`)."""
         return _build_application(self, weights, input_size, options, **overrides)
+
+    def check_input_size(self, size) -> None:
+        """`ConfigError` unless this backbone takes `size` (one side or (H, W)): both sides at least `min_size`."""
+        check_min_size(self, size)
+
+    def check_config(self, cfg) -> None:
+        """The config rules that depend on this backbone (`check_backbone_config`); `kerastl.config` calls it."""
+        check_backbone_config(self, cfg)
 
 
 class BackboneRegistry(Registry):

@@ -27,7 +27,9 @@ from typing import Optional
 
 from kerastl.config import size_hw
 from kerastl.errors import ConfigError, WeightsError
-from kerastl.models.backbone_layers import backbone_units, load_backbone_weights, repeated_hub_layers
+from kerastl.models.backbone_layers import (
+    backbone_units, check_backbone_config, check_min_size, load_backbone_weights, repeated_hub_layers,
+)
 from kerastl.weights import Weights
 
 HUB_PREFIX = "hub:"
@@ -110,6 +112,20 @@ class HubSpec:
     def _converter_scale_offset(self) -> tuple[list, list]:
         return _converter_scale_offset(self.preset)
 
+    def check_input_size(self, size) -> None:
+        """`ConfigError` unless the preset takes `size`: at least `min_size`, and a transformer only its own square."""
+        check_min_size(self, size)
+        if size_hw(size) != (self.default_size, self.default_size) and self.tokens is not None:
+            raise ConfigError(
+                f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size}x{self.default_size} px "
+                f"images (its position embeddings are fixed); set it to {self.default_size} or leave it null, and read "
+                "pictures of other shapes with data.resize: crop or pad."
+            )
+
+    def check_config(self, cfg) -> None:
+        """The config rules that depend on this backbone (`check_backbone_config`); `kerastl.config` calls it."""
+        check_backbone_config(self, cfg)
+
     def _check_options(self, options: Optional[dict]) -> None:
         unknown = sorted(set(options or {}) - set(NORMALIZATION_OPTIONS))
         if unknown:
@@ -122,12 +138,7 @@ class HubSpec:
         """The backbone, named "backbone": the preset's weights (`imagenet`), random (`none`) or a file
         (`pooling` is not used: a vision tower that pools does so with its own attention)."""
         self._check_options(options)
-        if size_hw(input_size) != (self.default_size, self.default_size) and self.tokens is not None:
-            raise ConfigError(
-                f"Config key 'model.input_size': backbone {self.name!r} takes {self.default_size}x{self.default_size} px "
-                f"images (its position embeddings are fixed); set it to {self.default_size} or leave it null, and read "
-                "pictures of other shapes with data.resize: crop or pad."
-            )
+        self.check_input_size(input_size)
         choice = Weights.parse(weights)
         backbone = load_hub_backbone(self.preset, load_weights=choice.kind == "imagenet")
         if choice.kind == "file":
