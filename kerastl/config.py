@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import numbers
 import types
@@ -152,6 +153,16 @@ class PhaseConfig:
     ema: Optional[float] = None
     label_smoothing: float = 0.0
     early_stopping: Optional[int] = None
+
+    @functools.cached_property
+    def scope(self) -> tuple[str, Any]:
+        """`unfreeze` parsed (once per phase): ("head" | "top" | "blocks" | "from" | "all" | "lora", its argument).
+
+        Example:
+            >>> PhaseConfig("finetune", unfreeze="blocks:2").scope
+            ('blocks', 2)
+        """
+        return parse_unfreeze(self.unfreeze, f"phase {self.name!r} unfreeze")
 
 
 @dataclass(frozen=True)
@@ -683,7 +694,6 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(f"Config key 'data.batch_size' must be at least 1, got {cfg.data.batch_size}.")
     if cfg.data.image_shape is not None and (len(cfg.data.image_shape) not in (2, 3) or min(cfg.data.image_shape) < 1):
         raise ConfigError(f"Config key 'data.image_shape' must be [H, W] or [H, W, C], got {list(cfg.data.image_shape)}.")
-    _check_model(cfg)
     for key in ("class_weight", "sampling"):
         if cfg.data.multi_label and getattr(cfg.data, key) is not None:
             raise ConfigError(f"Config key 'data.{key}' works for single-label data only; drop it with data.multi_label: true.")
@@ -712,6 +722,7 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"Config key 'phases.{i}.ema' must be in (0, 1), e.g. 0.999; got {phase.ema}.")
         if not 0 <= phase.label_smoothing < 1:
             raise ConfigError(f"Config key 'phases.{i}.label_smoothing' must be in [0, 1), got {phase.label_smoothing}.")
+    _check_model(cfg)  # after the phases: the backbone's rules read each phase's parsed `unfreeze`
 
 
 def _check_model(cfg: Config) -> None:

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from kerastl.config import parse_unfreeze, size_hw
+from kerastl.config import size_hw
 from kerastl.errors import ConfigError, WeightsError
 
 
@@ -74,7 +74,7 @@ def check_backbone_config(spec, cfg) -> None:
             "final normalization; use avg or max."
         )
     for i, phase in enumerate(cfg.phases):
-        if parse_unfreeze(phase.unfreeze, f"phases.{i}.unfreeze")[0] == "lora" and not spec.lora:
+        if phase.scope[0] == "lora" and not spec.lora:  # unfreeze was checked with its key before
             raise ConfigError(
                 f"Config key 'phases.{i}.unfreeze' is {phase.unfreeze!r}: LoRA adapts keras-hub transformers; set "
                 "model.backbone to hub:PRESET (a ViT, DINOv2 or SigLIP preset)."

@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from kerastl.models.augment import augmentation_layers
-from kerastl.config import Config, PhaseConfig, parse_unfreeze
+from kerastl.config import Config, PhaseConfig
 from kerastl.data.pipeline import image_batches
 from kerastl.data.store import ArrayStore
 from kerastl.models.backbone_layers import backbone_input
@@ -39,7 +39,7 @@ def can_cache(cfg: Config, phase: PhaseConfig, engine: Engine) -> bool:
     return (
         cfg.compute.cache_features
         and engine.processes == 1
-        and parse_unfreeze(phase.unfreeze)[0] == "head"
+        and phase.scope[0] == "head"
         and (augment.preset == "none" or cfg.compute.augmented_copies > 0)
         and not augment.on_batches
     )

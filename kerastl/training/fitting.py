@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from kerastl.config import Config, PhaseConfig, parse_unfreeze
+from kerastl.config import Config, PhaseConfig
 from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.data.sources import ImageSource
 from kerastl.training.checkpoints import (
@@ -150,7 +150,7 @@ def phase_callbacks(model, phase: PhaseConfig, cfg: Config, state: RunState, cac
         keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
         rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
     ]
-    if parse_unfreeze(phase.unfreeze)[0] == "lora":  # after the backup: restoring zeroes the adapters
+    if phase.scope[0] == "lora":  # after the backup: restoring zeroes the adapters
         callbacks.append(lora_restarter(model, cfg.seed))
     if cfg.tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))

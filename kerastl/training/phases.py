@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from kerastl.config import LossConfig, PhaseConfig, parse_unfreeze
+from kerastl.config import LossConfig, PhaseConfig
 from kerastl.errors import ConfigError, KerastlError
 from kerastl.labels import LabelKind
 from kerastl.models.backbone_layers import backbone_units
@@ -65,7 +65,7 @@ def set_trainable(model, phase: PhaseConfig) -> list[str]:
     import keras
 
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
-    kind, rank = parse_unfreeze(phase.unfreeze, f"phase {phase.name!r} unfreeze")
+    kind, rank = phase.scope
     if kind == "lora":
         enable_lora(backbone, rank, phase.name)
         return [layer.name for layer in backbone._flatten_layers(include_self=False) if getattr(layer, "lora_enabled", False)]
@@ -116,7 +116,7 @@ def restart_lora(backbone, seed: int) -> None:
 
 def first_unfrozen(layers: list, spec: BackboneSpec, phase: PhaseConfig) -> int:
     """Index of the first backbone layer `phase` trains (len(layers) for a head-only phase)."""
-    kind, argument = parse_unfreeze(phase.unfreeze, f"phase {phase.name!r} unfreeze")
+    kind, argument = phase.scope
     if kind == "head":
         return len(layers)
     if kind == "all":

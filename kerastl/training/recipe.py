@@ -32,7 +32,6 @@ from kerastl.config import (
     config_from_parts,
     default_phases,
     dump_config,
-    parse_unfreeze,
     section_from_dict,
 )
 from kerastl.analysis.duplicates import held_out_leakage
@@ -257,7 +256,7 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunStat
     (features of the backbone as it was before any phase) serve the cached phases until a phase trains the backbone."""
     progress, run_dir = state.progress, state.run_dir
     if progress.completed:
-        lora = [parse_unfreeze(p.unfreeze) for p in plan.phases if p.name in progress.completed]
+        lora = [p.scope for p in plan.phases if p.name in progress.completed]
         ranks = [rank for kind, rank in lora if kind == "lora"]
         if ranks:  # the saved weights include LoRA adapters: the model needs them before loading
             enable_lora(model.get_layer("backbone"), ranks[0])
@@ -268,7 +267,7 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunStat
         started = time.perf_counter()
         with state.engine.scope():
             rows, details = run_phase(model, phase, cfg, splits, state, frozen)
-        if parse_unfreeze(phase.unfreeze)[0] != "head":
+        if phase.scope[0] != "head":
             frozen = None  # the backbone has trained: its features are no longer these
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",

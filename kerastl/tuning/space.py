@@ -31,7 +31,6 @@ from kerastl.config import (
     TuneConfig,
     config_from_dict,
     config_to_dict,
-    parse_unfreeze,
     set_key,
 )
 from kerastl.registry import registry_of
@@ -223,7 +222,7 @@ def default_space(cfg: Config) -> dict[str, Any]:
     deeper = ["head", "blocks:1", "blocks:2", "all"] if spec.blocks else ["head", "top:10", "top:30", "all"]
     for index, phase in enumerate(cfg.phases):
         space[f"phases.{index}.learning_rate"] = {"min": phase.learning_rate / 10, "max": min(phase.learning_rate * 10, 1.0), "log": True}
-        if index > 0 and parse_unfreeze(phase.unfreeze)[0] in ("head", "top", "blocks", "from", "all"):
+        if index > 0 and phase.scope[0] in ("head", "top", "blocks", "from", "all"):
             space[f"phases.{index}.unfreeze"] = list(dict.fromkeys([phase.unfreeze or "head", *deeper]))
             space[f"phases.{index}.lr_decay"] = list(dict.fromkeys([phase.lr_decay, 0.8, 0.6]))
     space["model.head.dropout"] = [0.0, 0.2, 0.5]
