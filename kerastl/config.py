@@ -38,6 +38,10 @@ class SplitConfig:
     test: float = 0.15
 
 
+ResizeMode = Literal["squash", "crop", "pad"]  # data.resize: how a picture of another aspect ratio meets the input
+RESIZE_MODES = typing.get_args(ResizeMode)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the images come from and how they are split and batched."""
@@ -63,7 +67,7 @@ class DataConfig:
     label_separator: str = "|"
     cache: Literal["memory", "disk"] = "memory"
     deduplicate: Literal["none", "exact", "near"] = "none"
-    resize: Literal["squash", "crop", "pad"] = "squash"
+    resize: ResizeMode = "squash"
 
 
 @dataclass(frozen=True)
@@ -83,9 +87,6 @@ class HeadConfig:
     dropout: float = 0.2
     hidden: tuple[int, ...] = ()
     init: Literal["auto", "probe", "random"] = "auto"
-
-
-RESIZE_MODES = ("squash", "crop", "pad")  # data.resize: how a picture of another aspect ratio meets the input
 
 
 def size_hw(size) -> tuple[int, int]:
@@ -630,10 +631,10 @@ def _check_bounds(cfg: Config) -> None:
             values = value if isinstance(value, tuple) else (value,)  # model.input_size: [height, width]
             if any((low is not None and v < low) or (high is not None and v > high) for v in values):
                 shown = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
-                raise ConfigError(f"Config key {key!r} must be in {shown}, got {_shown(value)}.")
+                raise ConfigError(f"Config key {key!r} must be in {shown}, got {shown_value(value)}.")
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A config value as the user wrote it in YAML (a tuple as a list)."""
     return str(list(value)) if isinstance(value, tuple) else str(value)
 

@@ -52,6 +52,21 @@ def test_each_resize_rule_on_a_4_3_picture(route, picture_file):
     assert pad[:5].max() == 0 and pad[-5:].max() == 0 and pad[10:-10, 24].min() > 150 and pad[24, :3].max() < 60
 
 
+def test_a_folder_picture_is_what_pillow_makes_of_it_by_each_rule(picture_file):
+    """Reference reader: Pillow's own resize / ImageOps.fit / ImageOps.pad on the decoded picture, pixel for pixel."""
+    from PIL import ImageOps
+
+    with Image.open(picture_file) as opened:
+        picture = opened.convert("RGB")
+    size, bilinear = (INPUT[1], INPUT[0]), Image.Resampling.BILINEAR
+    references = {"squash": picture.resize(size, bilinear), "crop": ImageOps.fit(picture, size, bilinear),
+                  "pad": ImageOps.pad(picture, size, bilinear, color=0)}
+    for mode, reference in references.items():
+        read, changes = decode_picture(picture_file, INPUT, 3, mode)
+        np.testing.assert_array_equal(read, np.asarray(reference), err_msg=mode)
+        assert changes == (mode,)  # reported: the 4:3 picture is not 1:2
+
+
 def test_the_model_resizes_as_a_folder_is_read(picture_file):
     """The in-model resize (Keras) and the folder reader (Pillow) agree within bilinear resampling differences."""
     from kerastl.models.layers import Preprocess

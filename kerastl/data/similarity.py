@@ -51,12 +51,7 @@ def dedup_threshold(units: np.ndarray) -> float:
     themselves, as they raise the nearest-neighbour rule of `near_threshold` (BENCHMARKS.md, duplicates row)."""
     if len(units) < 3:
         return NEAR_THRESHOLD
-    second = np.empty(len(units), np.float32)
-    for start in range(0, len(units), CHUNK):
-        block = units[start:start + CHUNK] @ units.T
-        rows = np.arange(len(block))
-        block[rows, rows + start] = -1.0
-        second[start:start + CHUNK] = np.partition(block, -2, axis=1)[:, -2]
+    second, _ = nearest(units, units, exclude_self=True, rank=2)
     return round(max(NEAR_THRESHOLD, float(np.quantile(second, NEIGHBOUR_QUANTILE))), 4)
 
 
@@ -83,9 +78,11 @@ def first_of_each_group(images: np.ndarray) -> tuple[np.ndarray, float]:
     return np.flatnonzero([root(i) == i for i in range(len(images))]), threshold
 
 
-def nearest(queries: np.ndarray, reference: np.ndarray, exclude_self: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """For each unit row of `queries`, the highest similarity to a row of `reference` and that row's index
-    (`exclude_self`: `queries` is `reference`, and a row is not its own neighbour)."""
+def nearest(
+    queries: np.ndarray, reference: np.ndarray, exclude_self: bool = False, rank: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each unit row of `queries`, the `rank`-th highest similarity to a row of `reference` (1: the nearest, 2: the
+    second-nearest) and that row's index (`exclude_self`: `queries` is `reference`, and a row is not its own neighbour)."""
     best, where = np.full(len(queries), -1.0, np.float32), np.zeros(len(queries), np.int64)
     for start in range(0, len(queries), CHUNK):
         block = queries[start:start + CHUNK] @ reference.T
@@ -93,8 +90,9 @@ def nearest(queries: np.ndarray, reference: np.ndarray, exclude_self: bool = Fal
             rows = np.arange(len(block))
             block[rows, rows + start] = -1.0
         if block.size:
-            where[start:start + CHUNK] = block.argmax(axis=1)
-            best[start:start + CHUNK] = block.max(axis=1)
+            found = np.argpartition(block, -rank, axis=1)[:, -rank]
+            where[start:start + CHUNK] = found
+            best[start:start + CHUNK] = block[np.arange(len(block)), found]
     return best, where
 
 

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Optional
 
-from kerastl.config import size_hw
+from kerastl.config import shown_value, size_hw
 from kerastl.errors import ConfigError, WeightsError
 
 
@@ -84,7 +84,6 @@ def check_backbone_config(spec, cfg) -> None:
 def check_min_size(spec, size) -> None:
     """`ConfigError` unless both sides of `size` (one side or (H, W)) reach `spec.min_size`."""
     if min(size_hw(size)) < spec.min_size:
-        shown = list(size) if isinstance(size, (tuple, list)) else size
         raise ConfigError(
-            f"Config key 'model.input_size' is {shown}, below the minimum {spec.min_size} of backbone {spec.name!r}."
+            f"Config key 'model.input_size' is {shown_value(size)}, below the minimum {spec.min_size} of backbone {spec.name!r}."
         )
