@@ -57,6 +57,7 @@ _LAZY = {
     "RunMetrics": "kerastl.run_metrics",
     "read_metrics": "kerastl.run_metrics",
     "build_model": "kerastl.models.classifier",
+    "ClassifierSpec": "kerastl.models.classifier",
     "load_model": "kerastl.models.classifier",
     "evaluate": "kerastl.analysis.evaluation",
     "predict": "kerastl.deploy.predict",

@@ -9,7 +9,7 @@ import pytest
 from kerastl.config import load_config
 from kerastl.training.distribute import ONE_DEVICE
 from kerastl.training.features import can_cache
-from kerastl.models.classifier import build_model
+from kerastl.models.classifier import ClassifierSpec, build_model
 from tests.conftest import TINY
 from tests.test_model import TINY_MODEL
 
@@ -61,14 +61,14 @@ def test_augmented_copies_are_random_views_that_epochs_cycle_through(tmp_path):
 
 
 def test_each_epoch_draws_every_image_once_from_its_own_copy():
-    from kerastl.data.pipeline import make_dataset
+    from kerastl.data.pipeline import EpochOrder, epoch_dataset
     from kerastl.data.sources import from_arrays
 
     count = 10
     versions = np.repeat(np.arange(3 * count, dtype=np.uint8), 4).reshape(3 * count, 2, 2, 1)  # row r holds r
     source = from_arrays(versions[:count], np.arange(count) % 2)
     source = type(source)(versions, source.labels, source.class_names, source.origin)
-    batches = make_dataset(source, 4, shuffle=True, epoch_range=(0, 4), copies=3)
+    batches = epoch_dataset(source, 4, EpochOrder(0, 4, copies=3))
     rows = np.concatenate([images[:, 0, 0, 0] for images, _ in batches])
     per_epoch = rows.reshape(4, count)
     for epoch, drawn in enumerate(per_epoch):
@@ -96,7 +96,7 @@ def test_features_are_cached_only_when_nothing_random_sits_before_a_frozen_backb
 
 
 def test_mixed_precision_keeps_the_output_in_float32():
-    model = build_model(TINY_MODEL, 3, (8, 8, 1), precision="mixed_bfloat16")
+    model = ClassifierSpec(TINY_MODEL, ("a", "b", "c"), (8, 8, 1), precision="mixed_bfloat16").build()
     assert model.get_layer("backbone").layers[2].compute_dtype == "bfloat16"
     assert model.get_layer("probabilities").compute_dtype == "float32" and model.output.dtype == "float32"
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 from kerastl.config import LossConfig, load_config
-from kerastl.data.pipeline import make_dataset
+from kerastl.data.pipeline import EpochOrder, epoch_dataset
 from kerastl.data.sources import from_arrays
 from kerastl.training.phases import compile_classifier
 from tests.conftest import small_cnn_overrides
@@ -21,7 +21,7 @@ def test_balanced_sampling_draws_every_class_equally_and_the_same_each_time():
     source = from_arrays(np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1), labels, class_names=["a", "b", "c"])
 
     def drawn(seed):
-        batches = make_dataset(source, 50, shuffle=True, seed=seed, epoch_range=(0, 30), balanced=True)
+        batches = epoch_dataset(source, 50, EpochOrder(0, 30, seed, balanced=True))
         return np.concatenate([images.numpy().ravel() for images, _ in batches])
 
     first = drawn(seed=1)

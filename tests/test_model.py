@@ -5,7 +5,7 @@ import pytest
 from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, PhaseConfig
 from kerastl.data.pipeline import make_dataset
 from kerastl.data.sources import read_source
-from kerastl.models.classifier import build_model, load_model
+from kerastl.models.classifier import ClassifierSpec, build_model, load_model
 from kerastl.training.phases import make_optimizer, set_trainable
 
 TINY_MODEL = ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35})
@@ -122,8 +122,9 @@ def test_saved_model_reloads_and_predicts_the_same(tmp_path, digits):
 def test_the_model_carries_its_facts_and_a_model_saved_before_them_still_works(tmp_path):
     from kerastl.models.classifier import ImageClassifier, model_facts
 
-    model = build_model(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), 2, (8, 8, 1),
-                        multi_label=True, class_names=["cat", "dog"])
+    spec = ClassifierSpec(ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35}), ["cat", "dog"],
+                          (8, 8, 1), multi_label=True)
+    model = spec.build()
     assert isinstance(model, ImageClassifier)
     assert model_facts(model) == {
         "backbone": "mobilenet_v2", "class_names": ["cat", "dog"], "multi_label": True, "feature_layer": "pool",
@@ -136,3 +137,21 @@ def test_the_model_carries_its_facts_and_a_model_saved_before_them_still_works(t
     facts = model_facts(older)
     assert (facts["backbone"], facts["multi_label"], facts["feature_layer"]) == ("mobilenet_v2", True, "pool")
     assert set_trainable(older, PhaseConfig(name="top", unfreeze="blocks:1"))  # the backbone's blocks found
+
+
+def test_a_run_config_becomes_the_classifier_it_describes():
+    from kerastl.config import config_from_dict
+
+    cfg = config_from_dict({"data": {"multi_label": True, "label_separator": "|", "resize": "crop"},
+                             "compute": {"precision": "mixed_bfloat16"}, "seed": 5, "model": {"weights": "none"}})
+    spec = ClassifierSpec.from_config(cfg, ["a", "b"], [8, 8, 1], weights="/tmp/w.weights.h5")
+    assert (spec.multi_label, spec.resize, spec.precision, spec.seed) == (True, "crop", "mixed_bfloat16", 5)
+    assert spec.model.weights == "/tmp/w.weights.h5" and spec.augment == cfg.augment
+    assert spec.class_names == ("a", "b") and spec.image_shape == (8, 8, 1) and spec.num_classes == 2
+
+
+def test_from_preset_refuses_class_names_that_do_not_match_num_classes():
+    from kerastl import ConfigError, ImageClassifier
+
+    with pytest.raises(ConfigError, match="2 names for num_classes=3"):
+        ImageClassifier.from_preset("mobilenet_v2", 3, weights=None, class_names=["a", "b"])

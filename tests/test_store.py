@@ -9,7 +9,7 @@ from PIL import Image
 
 from kerastl.cli import cli
 from kerastl.config import load_config
-from kerastl.data.pipeline import load_splits, make_dataset
+from kerastl.data.pipeline import EpochOrder, epoch_dataset, load_splits
 from kerastl.errors import DataError
 from tests.conftest import TINY
 
@@ -39,8 +39,8 @@ def test_disk_cache_splits_match_memory_and_keep_one_file_per_split(pixel_csv, t
         np.testing.assert_array_equal(np.asarray(disk_part.images), memory_part.images)
         np.testing.assert_array_equal(disk_part.labels, memory_part.labels)
     assert len(list(cache.iterdir())) == 3  # the whole table's file is gone once split
-    disk_batches = make_dataset(on_disk.train, 32, shuffle=True, seed=3, epoch_range=(0, 2))
-    memory_batches = make_dataset(in_memory.train, 32, shuffle=True, seed=3, epoch_range=(0, 2))
+    disk_batches = epoch_dataset(on_disk.train, 32, EpochOrder(0, 2, seed=3))
+    memory_batches = epoch_dataset(in_memory.train, 32, EpochOrder(0, 2, seed=3))
     for (disk_images, disk_labels), (memory_images, memory_labels) in zip(disk_batches, memory_batches):
         assert disk_images.dtype == "uint8" and disk_images.shape[1:] == (8, 8, 1)
         np.testing.assert_array_equal(disk_images, memory_images)

@@ -212,51 +212,82 @@ def make_dataset(
     shuffle: bool = False,
     seed: int = 0,
     augment: Optional[AugmentConfig] = None,
-    epoch_range: Optional[tuple[int, int]] = None,
     drop_remainder: bool = False,
-    copies: int = 1,
-    balanced: bool = False,
-    targets: Optional[np.ndarray] = None,
 ):
     """A `tf.data.Dataset` of `(uint8 images [B, H, W, C], one-hot float32 labels [B, K])` batches
-    (multi-hot labels for multi-label sources).
+    (multi-hot labels for multi-label sources), reshuffled on every pass with `shuffle`.
 
     Unlabelled sources give image batches only. GridMask/MixUp/CutMix (from `augment`) work on whole batches.
-    With `shuffle` and `epoch_range=(start, stop)` the dataset holds the batches of those epochs
-    back to back, each epoch in an order that depends only on `seed` and its number (stateless
-    `index_shuffle`), so a resumed run sees the same order as an uninterrupted one; fit it with
-    `steps_per_epoch`. Without `epoch_range` it reshuffles on every pass. `drop_remainder` leaves out
-    each pass's last, smaller batch (distributed training splits every batch evenly among replicas).
-    With `copies=K` (and `epoch_range`), `source.images` holds K versions of every image one after
-    the other (e.g. features of K augmented copies) and epoch `e` draws from version `e % K`.
-    With `balanced` (and `epoch_range`), each epoch draws as many images as the source holds, every draw
-    a class picked uniformly and then one of its images (with replacement; `data.sampling: balanced`).
-    `targets` (float [N, K]) replace the one-hot labels as what the batches pair with the images.
+    `drop_remainder` leaves out each pass's last, smaller batch (distributed training splits every batch evenly
+    among replicas). `epoch_dataset` is the recipe's: the epochs of a fit in a resumable seeded order.
     """
     import tensorflow as tf
 
+    indices = tf.data.Dataset.range(len(source))
+    if shuffle:
+        indices = indices.shuffle(len(source), seed=seed, reshuffle_each_iteration=True)
+    return _batches(source, indices.batch(batch_size, drop_remainder=drop_remainder), augment, seed, num_classes)
+
+
+@dataclass(frozen=True)
+class EpochOrder:
+    """The order in which a fit draws training images: epochs `start` to `stop` back to back, each in an order
+    that depends only on `seed` and its number (stateless `index_shuffle`), so a resumed run sees the same order
+    as an uninterrupted one.
+
+    With `copies=K` the source holds K versions of every image one after the other (e.g. features of K augmented
+    copies) and epoch `e` draws from version `e % K`. With `balanced` each epoch draws as many images as the source
+    holds, every draw a class picked uniformly and then one of its images (with replacement; `data.sampling:
+    balanced`).
+
+    Example:
+        >>> epoch_dataset(splits.train, 32, EpochOrder(start=2, stop=5, seed=42))  # fit with steps_per_epoch
+    """
+
+    start: int
+    stop: int
+    seed: int = 0
+    copies: int = 1
+    balanced: bool = False
+
+
+def epoch_dataset(
+    source: ImageSource,
+    batch_size: int,
+    order: EpochOrder,
+    augment: Optional[AugmentConfig] = None,
+    drop_remainder: bool = False,
+    targets: Optional[np.ndarray] = None,
+):
+    """The batches of the epochs `order` names, as `make_dataset`'s; `targets` (float [N, K]) replace the one-hot
+    labels as what the batches pair with the images (distillation's soft targets)."""
+    import tensorflow as tf
+
+    count = len(source) // order.copies
+    draw = _balanced_draw(source.labels[:count]) if order.balanced else None
+
+    def one_epoch(epoch):
+        seeds = tf.stack([tf.constant(order.seed, tf.int64), epoch])
+        if draw is None:
+            indices = tf.random.experimental.index_shuffle(tf.range(count, dtype=tf.int64), seeds, max_index=count - 1)
+        else:
+            indices = draw(seeds)
+        indices += (epoch % order.copies) * count
+        return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size, drop_remainder=drop_remainder)
+
+    indices = tf.data.Dataset.range(order.start, order.stop).flat_map(one_epoch)
+    return _batches(source, indices, augment, order.seed, targets=targets, count=count)
+
+
+def _batches(source: ImageSource, indices, augment, seed: int, num_classes=None, targets=None, count=None):
+    """`(images, labels)` batches (images only, unlabelled) gathered by the index batches `indices`; the labels of
+    index `i` are row `i % count` (`count` the number of distinct images when the source holds copies)."""
+    import tensorflow as tf
+
     gather = image_gatherer(source.images)
-    count = len(source) // copies
-    if shuffle and epoch_range is not None:
-        draw = _balanced_draw(source.labels[:count]) if balanced else None
-
-        def one_epoch(epoch):
-            seeds = tf.stack([tf.constant(seed, tf.int64), epoch])
-            if draw is None:
-                order = tf.random.experimental.index_shuffle(tf.range(count, dtype=tf.int64), seeds, max_index=count - 1)
-            else:
-                order = draw(seeds)
-            order += (epoch % copies) * count
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder=drop_remainder)
-
-        indices = tf.data.Dataset.range(*epoch_range).flat_map(one_epoch)
-    else:
-        indices = tf.data.Dataset.range(count)
-        if shuffle:
-            indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-        indices = indices.batch(batch_size, drop_remainder=drop_remainder)
     if source.labels is None:
         return indices.map(gather).prefetch(tf.data.AUTOTUNE)
+    count = count or len(source)
     depth = num_classes or len(source.class_names)
     labels = tf.constant(source.labels if targets is None else np.asarray(targets, np.float32))
     as_given = source.multi_label or targets is not None  # multi-hot labels or soft targets: already [N, K]
@@ -265,11 +296,7 @@ def make_dataset(
         rows = tf.gather(labels, idx % count)
         return gather(idx), tf.cast(rows, tf.float32) if as_given else tf.one_hot(rows, depth)
 
-    dataset = indices.map(
-        batch,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+    dataset = indices.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     augment_batch = batch_augmentation(augment, seed) if augment is not None else None
     if augment_batch is not None:
         dataset = dataset.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -123,10 +123,13 @@ class ImageClassifier(keras.Model):
         )
         data = DataConfig(multi_label=multi_label, resize=resize)
         config_from_parts(model=model_cfg, augment=augment or AugmentConfig(preset="none"), data=data)
-        return build_model(
-            model_cfg, num_classes, image_shape or (*input_size_of(model_cfg), 3), augment, seed, multi_label=multi_label,
-            precision=precision, class_names=class_names, resize=resize,
+        spec = ClassifierSpec(
+            model_cfg, class_names or default_class_names(num_classes), image_shape or (*input_size_of(model_cfg), 3),
+            multi_label, resize, augment, precision, seed,
         )
+        if spec.num_classes != num_classes:
+            raise ConfigError(f"class_names holds {spec.num_classes} names for num_classes={num_classes}.")
+        return spec.build()
 
     def compile(self, optimizer="adam", loss="auto", metrics="auto", **kwargs):
         """Keras' `compile`, with defaults that fit the head: `loss="auto"` is cross-entropy on integer labels
@@ -182,7 +185,7 @@ def model_facts(model) -> dict:
         return model.facts
     return {
         "backbone": model.name.removeprefix("kerastl_"),
-        "class_names": [str(k) for k in range(model.output_shape[-1])],
+        "class_names": list(default_class_names(model.output_shape[-1])),
         "multi_label": getattr(model.layers[-1], "activation", None) is keras.activations.sigmoid
         or getattr(model.layers[-1], "multi_label", False),
         "feature_layer": FEATURE_LAYER,
@@ -214,6 +217,84 @@ def head_model(model):
     return layers_after(model, feature_layer, inputs, f"{model.name}_head")
 
 
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """Everything a classifier is built from: the model section (backbone, weights, input size, head), its
+    classes, the raw images it takes and how they meet its input, its augmentation, precision and seed.
+
+    Example:
+        >>> spec = ClassifierSpec(ModelConfig(weights="none", input_size=32), ("cat", "dog"), image_shape=(28, 28, 1))
+        >>> spec.build().class_names
+        ['cat', 'dog']
+    """
+
+    model: ModelConfig
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, ...]
+    multi_label: bool = False  # independent sigmoid probabilities per class instead of a softmax
+    resize: str = "squash"  # how an image of another aspect ratio meets the input: squash, crop or pad (data.resize)
+    augment: Optional[AugmentConfig] = None  # augmentation inside the model, in training only; None for none
+    precision: str = "float32"  # Keras dtype policy of the layers; the output layer always computes in float32
+    seed: int = 0  # seed of the augmentation layers and the head's initialisers
+
+    def __post_init__(self):
+        object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
+        object.__setattr__(self, "image_shape", tuple(self.image_shape))
+
+    @classmethod
+    def from_config(cls, cfg, class_names: Sequence[str], image_shape: Sequence[int],
+                    weights: Optional[str] = None) -> "ClassifierSpec":
+        """The classifier a run config describes, for `class_names` and images of `image_shape`; `weights`
+        replaces `model.weights` (a run's resolved "pretrain" file)."""
+        model = cfg.model if weights is None else replace(cfg.model, weights=weights)
+        return cls(model, tuple(class_names), tuple(image_shape), cfg.data.multi_label, cfg.data.resize, cfg.augment,
+                   cfg.compute.precision, cfg.seed)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def build(self, backbone_training: Optional[bool] = False) -> "ImageClassifier":
+        """A Keras model taking raw `uint8` images at `image_shape` and returning class probabilities.
+
+        The backbone (layer "backbone") is frozen and called with `training=backbone_training`: False (transfer
+        learning) keeps its BatchNorm in inference mode whatever is unfrozen later; None lets it follow `fit`, for
+        pretraining a backbone from scratch, whose BatchNorm statistics must be learned.
+
+        Raises:
+            ConfigError: unknown backbone or invalid options. WeightsError: weights unavailable or unfit.
+        """
+        if self.num_classes < 2:
+            raise ConfigError(f"A classifier needs at least 2 classes, got num_classes={self.num_classes}.")
+        backbone_spec = get_backbone(self.model.backbone)
+        choice = Weights.parse(self.model.weights)
+        if choice.kind == "pretrain":
+            raise ConfigError("model.weights 'pretrain' is resolved by kerastl.train; pass the pretrained weights file path.")
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy(self.precision)  # layers take the policy when created; restored at once
+        try:
+            inputs, outputs = _assemble(self, backbone_spec, backbone_training)
+        finally:
+            keras.config.set_dtype_policy(previous)
+        size = input_size(self.model)
+        facts = {
+            "backbone": backbone_spec.name,
+            "class_names": list(self.class_names),
+            "multi_label": self.multi_label,
+            "feature_layer": FEATURE_LAYER,
+            "normalization": backbone_spec.preprocess,
+            "input_size": size[0] if size[0] == size[1] else list(size),
+            "resize": self.resize,
+            "weights": {"none": "none", "file": "file", "imagenet": backbone_spec.pretrained}[choice.kind],
+            "head": config_to_dict(self.model.head),
+            "augment": None if self.augment is None else config_to_dict(self.augment),
+            "center_crop": self.model.center_crop,
+            "backbone_options": dict(self.model.backbone_options),
+        }
+        model_name = "kerastl_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", backbone_spec.name)  # a hub:/path name holds "/" and ":"
+        return ImageClassifier(inputs, outputs, name=model_name, facts=facts)
+
+
 def build_model(
     model_cfg: ModelConfig,
     num_classes: int,
@@ -221,14 +302,9 @@ def build_model(
     augment: Optional[AugmentConfig] = None,
     seed: int = 0,
     weights: Optional[str] = None,
-    multi_label: bool = False,
-    precision: str = "float32",
-    class_names: Optional[Sequence[str]] = None,
-    backbone_training: Optional[bool] = False,
-    resize: str = "squash",
 ) -> ImageClassifier:
-    """A Keras model taking raw `uint8` images at their native shape and returning class probabilities
-    (softmax; independent sigmoid probabilities per class with `multi_label`).
+    """A single-label Keras model taking raw `uint8` images at `image_shape` and returning softmax probabilities
+    over classes "0".."K-1" (`ClassifierSpec` for class names, multi-label, resize rule and precision).
 
     The backbone (layer "backbone") is frozen and always called with `training=False`, so its
     BatchNorm layers stay in inference mode even when layers are unfrozen later.
@@ -240,15 +316,6 @@ def build_model(
         augment: augmentation applied inside the model during training only; None for none.
         seed: seed of the augmentation layers.
         weights: overrides `model_cfg.weights` ("imagenet", "none" or a weights file path).
-        multi_label: a sigmoid head for images holding any number of the classes.
-        precision: Keras dtype policy of the layers: "float32", "mixed_float16" or "mixed_bfloat16";
-            the output layer always computes in float32.
-        class_names: the name of each class, kept in the model's facts; default "0".."K-1".
-        backbone_training: the `training` argument the backbone is called with. False (transfer learning)
-            keeps its BatchNorm in inference mode whatever is unfrozen; None lets it follow `fit`, for
-            pretraining a backbone from scratch, whose BatchNorm statistics must be learned.
-        resize: how images of another aspect ratio than the input size are resized: "squash", "crop" (the centre
-            at the input's aspect ratio) or "pad" (letterbox), as `data.resize`.
 
     Returns:
         An uncompiled `ImageClassifier`.
@@ -261,61 +328,37 @@ def build_model(
         >>> model.get_layer("backbone").trainable
         False
     """
-    if num_classes < 2:
-        raise ConfigError(f"A classifier needs at least 2 classes, got num_classes={num_classes}.")
-    spec = get_backbone(model_cfg.backbone)
-    size = input_size(model_cfg)
-    weights = weights or model_cfg.weights
-    choice = Weights.parse(weights)
-    if choice.kind == "pretrain":
-        raise ConfigError("model.weights 'pretrain' is resolved by kerastl.train; pass the pretrained weights file path.")
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)  # layers take the policy when created; restored at once
-    try:
-        inputs, outputs = _assemble(
-            model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training, resize
-        )
-    finally:
-        keras.config.set_dtype_policy(previous)
-    facts = {
-        "backbone": spec.name,
-        "class_names": [str(name) for name in class_names] if class_names is not None else [str(k) for k in range(num_classes)],
-        "multi_label": multi_label,
-        "feature_layer": FEATURE_LAYER,
-        "normalization": spec.preprocess,
-        "input_size": size[0] if size[0] == size[1] else list(size),
-        "resize": resize,
-        "weights": {"none": "none", "file": "file", "imagenet": spec.pretrained}[choice.kind],
-        "head": config_to_dict(model_cfg.head),
-        "augment": None if augment is None else config_to_dict(augment),
-        "center_crop": model_cfg.center_crop,
-        "backbone_options": dict(model_cfg.backbone_options),
-    }
-    model_name = "kerastl_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)  # a hub:/path name holds "/" and ":"
-    return ImageClassifier(inputs, outputs, name=model_name, facts=facts)
+    model_cfg = replace(model_cfg, weights=weights) if weights else model_cfg
+    return ClassifierSpec(model_cfg, default_class_names(num_classes), image_shape, augment=augment, seed=seed).build()
 
 
-def _assemble(model_cfg, spec, size, weights, num_classes, image_shape, augment, seed, multi_label, backbone_training,
-              resize):
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """"0".."K-1": the class names of a model built without names."""
+    return tuple(str(k) for k in range(num_classes))
+
+
+def _assemble(classifier: ClassifierSpec, spec, backbone_training):
     from kerastl.models.layers import Normalize, Preprocess
 
-    inputs = keras.Input(shape=tuple(image_shape), dtype="uint8", name="pixels")
-    x = Preprocess(size, channels=3, crop=model_cfg.center_crop, resize=resize, name="preprocess")(inputs)
-    layers = augmentation_layers(augment, seed) if augment is not None else []
+    model_cfg = classifier.model
+    size = input_size(model_cfg)
+    inputs = keras.Input(shape=classifier.image_shape, dtype="uint8", name="pixels")
+    x = Preprocess(size, channels=3, crop=model_cfg.center_crop, resize=classifier.resize, name="preprocess")(inputs)
+    layers = augmentation_layers(classifier.augment, classifier.seed) if classifier.augment is not None else []
     if layers:
         x = keras.Sequential(layers, name="augment")(x)
     scale, offset = spec.scale_offset(model_cfg.backbone_options)
     x = Normalize(spec.preprocess, scale=scale, offset=offset, name=NORMALIZE_LAYER)(x)
     pooling = {"pooling": model_cfg.head.pooling} if spec.pools_inside else {}
-    backbone = create_backbone(spec, weights, size, model_cfg.backbone_options, **pooling)
-    pretrained = Weights.parse(weights).pretrained
+    backbone = create_backbone(spec, model_cfg.weights, size, model_cfg.backbone_options, **pooling)
+    pretrained = Weights.parse(model_cfg.weights).pretrained
     if not pretrained:
         set_batchnorm_momentum(backbone, SCRATCH_BN_MOMENTUM)
     backbone.trainable = False
     x = backbone(backbone_input(backbone, x), training=backbone_training)
     norm = model_cfg.head.norm if model_cfg.head.norm != "auto" else ("batch" if pretrained else "none")
     head = replace(model_cfg.head, norm=norm)
-    return inputs, _head(x, head, num_classes, seed, multi_label, spec.pools_inside, spec.tokens)
+    return inputs, _head(x, head, classifier, spec.pools_inside, spec.tokens)
 
 
 def set_batchnorm_momentum(backbone, momentum: float) -> None:
@@ -330,7 +373,7 @@ def is_multi_label(model) -> bool:
     return bool(model_facts(model)["multi_label"])
 
 
-def _head(features, head: HeadConfig, num_classes: int, seed: int, multi_label: bool, pooled: bool, tokens=None):
+def _head(features, head: HeadConfig, classifier: ClassifierSpec, pooled: bool, tokens=None):
     """pool (an identity when the backbone pooled itself; the class token or mean token of a transformer)
     -> norm -> [dropout -> hidden]* -> dropout -> logits -> probabilities."""
     from kerastl.models.layers import Calibrated, TokenPooling
@@ -347,12 +390,12 @@ def _head(features, head: HeadConfig, num_classes: int, seed: int, multi_label: 
     if head.norm == "batch":
         x = keras.layers.BatchNormalization(name=HEAD_NORM)(x)
     for i, units in enumerate(head.hidden):
-        x = keras.layers.Dropout(head.dropout, seed=seed, name=f"dropout_{i}")(x) if head.dropout else x
+        x = keras.layers.Dropout(head.dropout, seed=classifier.seed, name=f"dropout_{i}")(x) if head.dropout else x
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
     if head.dropout:
-        x = keras.layers.Dropout(head.dropout, seed=seed, name="dropout")(x)
-    logits = keras.layers.Dense(num_classes, dtype="float32", name=LOGITS_LAYER)(x)
-    return Calibrated(multi_label, dtype="float32", name=OUTPUT_LAYER)(logits)
+        x = keras.layers.Dropout(head.dropout, seed=classifier.seed, name="dropout")(x)
+    logits = keras.layers.Dense(classifier.num_classes, dtype="float32", name=LOGITS_LAYER)(x)
+    return Calibrated(classifier.multi_label, dtype="float32", name=OUTPUT_LAYER)(logits)
 
 
 def feature_extractor(model):

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import numpy as np
@@ -185,7 +186,7 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
     from kerastl.config import read_config
     from kerastl.data.pipeline import load_splits
     from kerastl.errors import ConfigError
-    from kerastl.models.classifier import build_model, input_size
+    from kerastl.models.classifier import ClassifierSpec, input_size
 
     cfg = read_config(config, overrides, "probe")
     if Weights.parse(cfg.model.weights).kind == "pretrain":
@@ -194,7 +195,7 @@ def probe(config, overrides=(), verbose: int | str = 0) -> dict:
         raise ConfigError("The linear probe and k-NN baselines are single-label; data.multi_label is true.")
     started = time.perf_counter()
     splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=verbose != 0)
-    model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, None, cfg.seed, resize=cfg.data.resize)
+    model = replace(ClassifierSpec.from_config(cfg, splits.class_names, splits.train.image_shape), augment=None).build()
     sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
     baselines, _ = measure_baselines(frozen_features(model, sources, cfg.data.batch_size, verbose), sources, len(splits.class_names))
     return {**baselines, "seconds": round(time.perf_counter() - started, 2)}

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from kerastl.config import Config, PhaseConfig
-from kerastl.data.pipeline import Splits, make_dataset
+from kerastl.data.pipeline import EpochOrder, Splits, epoch_dataset, make_dataset
 from kerastl.data.sources import ImageSource
 from kerastl.training.checkpoints import (
     backed_up_epochs,
@@ -76,10 +76,8 @@ def run_phase(
         last_epoch = first_epoch + phase.epochs
         # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
-        train_data = make_dataset(
-            inputs.train, batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment, epoch_range=(start, last_epoch),
-            drop_remainder=whole, copies=inputs.copies, balanced=cfg.data.sampling == "balanced", targets=splits.train_targets,
-        )
+        order = EpochOrder(start, last_epoch, cfg.seed, inputs.copies, balanced=cfg.data.sampling == "balanced")
+        train_data = epoch_dataset(inputs.train, batch_size, order, cfg.augment, whole, splits.train_targets)
         validation_data = None if inputs.validation is None else make_dataset(inputs.validation, batch_size, drop_remainder=whole)
         statistics_before = batchnorm_statistics(model)
         timer = epoch_timer()

@@ -23,7 +23,7 @@ from kerastl.data.pipeline import load_splits, make_dataset
 from kerastl.training.distribute import ONE_DEVICE
 from kerastl.training.runstate import RunState
 from kerastl.errors import ConfigError
-from kerastl.models.classifier import build_model, input_size
+from kerastl.models.classifier import ClassifierSpec, input_size
 from kerastl.training.layerwise import build_optimizer
 from kerastl.training.optimizers import OPTIMIZERS
 from kerastl.training.phases import compile_classifier, set_trainable
@@ -62,10 +62,7 @@ def lr_find(cfg: Config, output_dir: str | Path, steps: int = 100, min_lr: float
     if pretraining_needed(cfg, output_dir, done=None):
         pretrain_backbone(cfg, output_dir / PRETRAINED_FILE, verbose)
     weights = model_weights(cfg, output_dir)
-    model = build_model(
-        cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed, weights, cfg.data.multi_label,
-        resize=cfg.data.resize,
-    )
+    model = ClassifierSpec.from_config(cfg, splits.class_names, splits.train.image_shape, weights).build()
     batches = iter(make_dataset(splits.train, cfg.data.batch_size, shuffle=True, seed=cfg.seed, augment=cfg.augment).repeat())
     phases = plan_phases(cfg, splits.train.class_counts()).phases
     results = {}

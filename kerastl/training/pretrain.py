@@ -22,7 +22,7 @@ from kerastl.data.sources import ImageSource
 from kerastl.weights import Weights
 from kerastl.errors import ConfigError
 from kerastl.models.backbones import BACKBONE_LAYER_NAME
-from kerastl.models.classifier import build_model, input_size, set_batchnorm_momentum
+from kerastl.models.classifier import ClassifierSpec, input_size, set_batchnorm_momentum
 from kerastl.rundir import PRETRAINED_FILE, atomic_path
 from kerastl.training.checkpoints import repair_backup
 from kerastl.training.phases import compile_classifier
@@ -112,7 +112,7 @@ def fit_from_scratch(
 ):
     """A classifier on `cfg.model.backbone` with random weights, trained whole as `cfg.pretrain` says.
 
-    The model `build_model` assembles (preprocessing, backbone, pooling, a plain softmax layer), except that
+    The model `ClassifierSpec.build` assembles (preprocessing, backbone, pooling, a plain softmax layer), except that
     the backbone trains whole and its BatchNorm layers train too (training mode, momentum
     `cfg.pretrain.bn_momentum`). With `backup`, every epoch is backed up there (Keras
     `BackupAndRestore`) and a rerun continues from the last one. Returns the compiled, trained
@@ -123,10 +123,9 @@ def fit_from_scratch(
     settings = cfg.pretrain
     keras.utils.set_random_seed(cfg.seed)
     plain_head = HeadConfig(pooling="avg", norm="none", dropout=0.0)
-    model = build_model(
-        replace(cfg.model, weights="none", head=plain_head), len(train.class_names), train.image_shape, seed=cfg.seed,
-        class_names=train.class_names, backbone_training=None, resize=cfg.data.resize,
-    )
+    spec = ClassifierSpec(replace(cfg.model, weights="none", head=plain_head), train.class_names, train.image_shape,
+                          resize=cfg.data.resize, seed=cfg.seed)
+    model = spec.build(backbone_training=None)
     backbone = model.get_layer(BACKBONE_LAYER_NAME)
     backbone.trainable = True
     set_batchnorm_momentum(backbone, settings.bn_momentum)

@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from kerastl.config import Config, config_to_dict, load_config, read_config, warn_overrides
 from kerastl.data.pipeline import Splits, load_splits
 from kerastl.errors import RunDirError
-from kerastl.models.classifier import build_model, input_size
+from kerastl.models.classifier import ClassifierSpec, input_size
 from kerastl.rundir import CONFIG_FILE, MODEL_FILE, prepare_run_dir, remove_partial_files
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, finished_epochs
@@ -100,10 +100,7 @@ def train(
     if resume:  # every process of a multihost run must continue from the same epoch
         check_resume_point(engine, finished_epochs(run_dir, plan.phases, progress))
     with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
-        model = build_model(
-            cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed,
-            model_weights(cfg, run_dir), cfg.data.multi_label, cfg.compute.precision, splits.class_names, resize=cfg.data.resize,
-        )
+        model = ClassifierSpec.from_config(cfg, splits.class_names, splits.train.image_shape, model_weights(cfg, run_dir)).build()
     if not opened:  # the weights fit: nothing was written before the input was known to be good
         open_run(run_dir, cfg, splits, progress, resume)
     tracker = start_tracking(cfg, run_dir, progress)

@@ -30,7 +30,7 @@ from kerastl.config import Config, TuneConfig, config_to_dict, dump_config, load
 from kerastl.data.images import ImageSource
 from kerastl.data.pipeline import Splits, load_splits
 from kerastl.errors import ConfigError, KerastlError, RunDirError
-from kerastl.models.classifier import build_model, input_size
+from kerastl.models.classifier import ClassifierSpec, input_size
 from kerastl.rundir import CONFIG_FILE, PRETRAINED_FILE, SELECTION_FILE, prepare_run_dir, write_json, write_text
 from kerastl.training.checkpoints import CHECKPOINTS, Progress
 from kerastl.training.pretrain import pretrain_backbone, read_pretrain_data
@@ -283,9 +283,7 @@ class Search:
         import keras
 
         keras.backend.clear_session()
-        model = build_model(cfg.model, len(splits.class_names), splits.train.image_shape, cfg.augment, cfg.seed,
-                            cfg.model.weights, cfg.data.multi_label, cfg.compute.precision, splits.class_names,
-                            resize=cfg.data.resize)
+        model = ClassifierSpec.from_config(cfg, splits.class_names, splits.train.image_shape).build()
         state = RunState(run_dir, Progress(run_dir / CHECKPOINTS / "progress.json"), verbose=self.verbose, write_files=False)
         metrics = run_recipe(model, splits, cfg, state)
         return {"val_accuracy": metrics.val_accuracy, "val_loss": metrics.val_loss,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kerastl.config import AugmentConfig, load_config
-from kerastl.data.pipeline import load_splits, make_dataset, stratified_split
+from kerastl.data.pipeline import EpochOrder, epoch_dataset, load_splits, make_dataset, stratified_split
 from kerastl.data.sources import from_arrays, read_source
 from kerastl.errors import DataError
 
@@ -78,12 +78,12 @@ def test_epoch_order_depends_only_on_seed_and_epoch_number():
     src = read_source("builtin:digits")
 
     def batches(start, stop):
-        ds = make_dataset(src, batch_size=500, shuffle=True, seed=7, epoch_range=(start, stop))
+        ds = epoch_dataset(src, 500, EpochOrder(start, stop, seed=7))
         return [labels.numpy().argmax(1).tolist() for _, labels in ds]
 
     from_zero, from_two = batches(0, 4), batches(2, 4)
     per_epoch = 4  # ceil(1797 / 500)
     assert len(from_zero) == 4 * per_epoch and from_zero[2 * per_epoch:] == from_two
     assert from_zero[:per_epoch] != from_zero[per_epoch: 2 * per_epoch]
-    images = np.concatenate([x.numpy() for x, _ in make_dataset(src, 500, shuffle=True, seed=7, epoch_range=(3, 4))])
+    images = np.concatenate([x.numpy() for x, _ in epoch_dataset(src, 500, EpochOrder(3, 4, seed=7))])
     assert sorted(map(bytes, images)) == sorted(map(bytes, src.images))
