@@ -73,10 +73,10 @@ def test_multi_label_run_learns_evaluates_predicts_and_exports(tagged_csv, tmp_p
     config.write_text("name: tags\n")
     result = run("train", "--config", config, "--output-dir", tmp_path / "run", "--quiet", *sets(overrides))
     assert result.exit_code == 0, result.output
-    from kerastl.models.classifier import is_multi_label, load_model
+    from kerastl.models.classifier import label_kind, load_model
 
     model = load_model(tmp_path / "run")
-    assert is_multi_label(model) and model.loss.__class__.__name__ == "BinaryCrossentropy"
+    assert label_kind(model).multi_label and model.loss.__class__.__name__ == "BinaryCrossentropy"
     probabilities = model.predict(np.zeros((2, 8, 8, 1), "uint8"), verbose=0)
     assert probabilities.shape == (2, 3) and not np.allclose(probabilities.sum(axis=1), 1)  # independent sigmoids
     from kerastl.config import load_config

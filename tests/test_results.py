@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from kerastl.analysis.calibration import coverage_curve, fit_temperature, scaled_probabilities, temperature, uncalibrated
+from kerastl.analysis.calibration import coverage_curve, fit_temperature, temperature, uncalibrated
+from kerastl.labels import LabelKind
 from kerastl.cli import cli
 from kerastl.config import load_config
 from kerastl.data.pipeline import load_splits, make_dataset
@@ -16,22 +17,23 @@ from kerastl.errors import ConfigError
 from kerastl.models.classifier import load_model
 from tests.conftest import TINY, small_cnn_overrides
 
+SINGLE, MULTI = LabelKind(False), LabelKind(True)
+
 
 def test_fit_temperature_recovers_the_temperature_the_labels_were_drawn_at():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, size=(4000, 5))
-    truth = scaled_probabilities(logits, 2.5, multi_label=False)
+    truth = SINGLE.probabilities(logits, 2.5)
     labels = np.array([rng.choice(5, p=p) for p in truth])
     assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.08)
-    present = (rng.random((4000, 5)) < scaled_probabilities(logits, 0.5, multi_label=True)).astype(np.uint8)
-    assert fit_temperature(logits, present, multi_label=True) == pytest.approx(0.5, rel=0.08)
+    present = (rng.random((4000, 5)) < MULTI.probabilities(logits, 0.5)).astype(np.uint8)
+    assert fit_temperature(logits, present, MULTI) == pytest.approx(0.5, rel=0.08)
 
 
 def test_uncalibrated_undoes_the_temperature():
     logits = np.random.default_rng(1).normal(0, 4, size=(50, 4))
-    for multi_label in (False, True):
-        at_t = scaled_probabilities(logits, 3.0, multi_label)
-        np.testing.assert_allclose(uncalibrated(at_t, 3.0, multi_label), scaled_probabilities(logits, 1.0, multi_label), atol=1e-6)
+    for kind in (SINGLE, MULTI):
+        np.testing.assert_allclose(uncalibrated(kind.probabilities(logits, 3.0), 3.0, kind), kind.probabilities(logits), atol=1e-6)
 
 
 def test_coverage_falls_and_accuracy_of_the_answered_rises_with_the_threshold():
@@ -110,7 +112,6 @@ def test_temperature_is_fitted_on_validation_and_saved_in_the_model(trained_run)
     and the saved model answers softmax(logits / T)."""
     import keras
 
-    from kerastl.analysis.calibration import cross_entropy
     from kerastl.data.pipeline import load_splits
 
     calibration = trained_run.metrics["calibration"]
@@ -119,11 +120,11 @@ def test_temperature_is_fitted_on_validation_and_saved_in_the_model(trained_run)
     model = trained_run.model
     logits = keras.Model(model.input, model.get_layer("logits").output).predict(validation.images, verbose=0).astype(np.float64)
     grid = np.geomspace(0.05, 20, 400)
-    losses = [cross_entropy(scaled_probabilities(logits, t, False), validation.labels, False) for t in grid]
+    losses = [SINGLE.cross_entropy(SINGLE.probabilities(logits, t), validation.labels) for t in grid]
     assert abs(np.log(grid[int(np.argmin(losses))])) > 0.05, "T = 1 is already best here: the check below could not fail"
     assert calibration["loss_after"] <= min(losses) + 1e-4 < calibration["loss_before"]
     np.testing.assert_allclose(model.predict(validation.images, verbose=0),
-                               scaled_probabilities(logits, calibration["temperature"], False), atol=1e-5)
+                               SINGLE.probabilities(logits, calibration["temperature"]), atol=1e-5)
     assert temperature(load_model(trained_run.run_dir)) == pytest.approx(calibration["temperature"], rel=1e-5)
     assert temperature(trained_run.model) == pytest.approx(calibration["temperature"], rel=1e-5)
 

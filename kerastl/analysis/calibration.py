@@ -20,7 +20,8 @@ import numpy as np
 from kerastl.analysis.metrics import expected_calibration_error
 from kerastl.data.pipeline import image_batches
 from kerastl.data.sources import ImageSource
-from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, is_multi_label
+from kerastl.labels import LabelKind
+from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, label_kind
 from kerastl.models.layers import Calibrated
 
 TEMPERATURE_RANGE = (0.05, 20.0)  # the fitted temperature is searched within, on a log scale
@@ -54,19 +55,19 @@ def model_logits(model, sources: dict, batch_size: int) -> dict[str, np.ndarray]
 
 def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:
     """`calibrate` from the model's `logits` on `source`, already computed."""
-    multi_label = is_multi_label(model)
-    fitted = fit_temperature(logits, source.labels, multi_label)
+    kind = label_kind(model)
+    fitted = fit_temperature(logits, source.labels, kind)
     model.get_layer(OUTPUT_LAYER).temperature.assign(fitted)
     summary = {"temperature": round(fitted, 6), "fitted_on": f"{len(source)} validation images"}
     for when, value in (("before", 1.0), ("after", fitted)):
-        probabilities = scaled_probabilities(logits, value, multi_label)
-        summary[f"loss_{when}"] = round(cross_entropy(probabilities, source.labels, multi_label), 6)
-        if not multi_label:
+        probabilities = kind.probabilities(logits, value)
+        summary[f"loss_{when}"] = round(kind.cross_entropy(probabilities, source.labels), 6)
+        if kind.stratifies:  # one class per image: the expected calibration error of the top answer
             summary[f"ece_{when}"] = round(expected_calibration_error(probabilities, source.labels), 6)
     return summary
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, multi_label: bool = False) -> float:
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, kind: LabelKind = LabelKind(False)) -> float:
     """The temperature minimising the cross-entropy of `logits / T` against `labels`.
 
     Example:
@@ -75,37 +76,16 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, multi_label: bool = 
     from scipy.optimize import minimize_scalar
 
     def loss(log_t: float) -> float:
-        return cross_entropy(scaled_probabilities(logits, float(np.exp(log_t)), multi_label), labels, multi_label)
+        return kind.cross_entropy(kind.probabilities(logits, float(np.exp(log_t))), labels)
 
     low, high = np.log(TEMPERATURE_RANGE)
     return float(np.exp(minimize_scalar(loss, bounds=(low, high), method="bounded", options={"xatol": 1e-4}).x))
 
 
-def scaled_probabilities(logits: np.ndarray, value: float, multi_label: bool) -> np.ndarray:
-    """softmax(logits / T), or sigmoid per class with `multi_label`, in float64."""
-    scaled = np.asarray(logits, np.float64) / value
-    if multi_label:
-        return 1.0 / (1.0 + np.exp(-scaled))
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def uncalibrated(probabilities: np.ndarray, value: float, multi_label: bool) -> np.ndarray:
+def uncalibrated(probabilities: np.ndarray, value: float, kind: LabelKind) -> np.ndarray:
     """What a model at temperature `value` would have answered at T = 1: its logits are `value * log p`
     up to a constant per image (softmax), or `value * logit(p)` (sigmoid)."""
-    clipped = np.clip(np.asarray(probabilities, np.float64), 1e-30, 1 - 1e-12)
-    logits = np.log(clipped) - np.log1p(-clipped) if multi_label else np.log(clipped)
-    return scaled_probabilities(logits * value, 1.0, multi_label)
-
-
-def cross_entropy(probabilities: np.ndarray, labels: np.ndarray, multi_label: bool) -> float:
-    """Mean categorical cross-entropy (binary per class with `multi_label`)."""
-    clipped = np.clip(probabilities, 1e-12, 1 - 1e-12)
-    if multi_label:
-        truth = labels.astype(bool)
-        return float(-(truth * np.log(clipped) + ~truth * np.log(1 - clipped)).mean())
-    return float(-np.log(clipped[np.arange(len(labels)), labels]).mean())
+    return kind.probabilities(kind.logits(probabilities) * value)
 
 
 def coverage_curve(probabilities: np.ndarray, labels: np.ndarray) -> list[dict]:

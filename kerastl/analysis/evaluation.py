@@ -93,7 +93,7 @@ def write_evaluation(
         plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png")
         plot_predictions(source, probabilities, folder / "predictions.png", described)
         plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png", heatmaps=heatmaps)
-        before = uncalibrated(probabilities, model_temperature, False) if model_temperature not in (None, 1.0) else None
+        before = uncalibrated(probabilities, model_temperature, source.label_kind) if model_temperature not in (None, 1.0) else None
         report["calibration"] = _calibration_report(probabilities, before, source.labels, model_temperature)
         curves = {"calibrated": probabilities} if before is None else {"before (T = 1)": before, f"after (T = {model_temperature:.2f})": probabilities}
         plot_reliability({name: reliability(p, source.labels) for name, p in curves.items()}, folder / "reliability.png")

@@ -12,6 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
+from kerastl.labels import THRESHOLD, LabelKind
+
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts [true class, predicted class]."""
@@ -39,19 +41,11 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -
     ]
 
 
-THRESHOLD = 0.5  # a multi-label class is predicted present at this probability or above
-
-
-def decisions(probabilities: np.ndarray, multi_label: bool) -> np.ndarray:
-    """What a model answers: the class index per image, or the 0/1 presence of each class (multi-label)."""
-    return (probabilities >= THRESHOLD).astype(np.uint8) if multi_label else probabilities.argmax(axis=1)
-
-
 def multi_label_metrics(probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str]) -> dict:
     """Multi-label metrics at the 0.5 threshold: accuracy (exact match of the whole label set, as
     scikit-learn's `accuracy_score`), per-label accuracy,
     binary cross-entropy, per-class precision/recall/F1/support, and their micro and macro averages."""
-    predicted = decisions(probabilities, True).astype(bool)
+    predicted = LabelKind(True).decisions(probabilities).astype(bool)
     truth = labels.astype(bool)
     counts = (predicted & truth).sum(axis=0), predicted.sum(axis=0), truth.sum(axis=0)
     precision, recall, f1 = _scores(*counts)

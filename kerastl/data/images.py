@@ -16,6 +16,7 @@ import numpy as np
 
 from kerastl.data.store import take_rows
 from kerastl.errors import DataError
+from kerastl.labels import LabelKind
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,18 @@ class ImageSource:
         """Whether each image holds any number of the classes (multi-hot labels)."""
         return self.labels is not None and self.labels.ndim == 2
 
+    @property
+    def label_kind(self) -> LabelKind:
+        """Single- or multi-label: what the labels mean for losses, decisions, counts and splits."""
+        return LabelKind(self.multi_label)
+
     def class_counts(self) -> np.ndarray:
         """Images per class (for multi-label data: images holding each class)."""
-        if self.multi_label:
-            return self.labels.sum(axis=0).astype(np.int64)
-        return np.bincount(self.labels, minlength=len(self.class_names))
+        return self.label_kind.class_counts(self.labels, len(self.class_names))
 
     def members(self, class_index: int) -> np.ndarray:
         """Indices of the images that hold class `class_index`."""
-        return np.flatnonzero(self.labels[:, class_index] if self.multi_label else self.labels == class_index)
+        return np.flatnonzero(self.label_kind.holds(self.labels, [class_index]))
 
     def image_ids(self) -> np.ndarray:
         """Where each image is in `origin`: a file path or `row K` (see `ids`)."""
@@ -106,8 +110,7 @@ class ImageSource:
                     f"the data has: {', '.join(self.class_names)}."
                 )
             wanted = [self.class_names.index(c) for c in classes]
-            keep = self.labels[:, wanted].any(axis=1) if self.multi_label else np.isin(self.labels, wanted)
-            source = self.take(np.flatnonzero(keep))
+            source = self.take(np.flatnonzero(self.label_kind.holds(self.labels, wanted)))
             if self.multi_label:  # drop the columns of the other classes
                 source = replace(source, labels=source.labels[:, wanted], class_names=tuple(classes))
             else:

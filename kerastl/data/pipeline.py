@@ -26,7 +26,6 @@ from kerastl.data.pictures import aspect_differs, describe_changes
 from kerastl.data.sources import ImageSource, ReadOptions, read_source
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
-from kerastl.labels import LabelKind
 
 
 @dataclass(frozen=True)
@@ -158,7 +157,7 @@ def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int
 
     if not fractions:
         return source, {}
-    if source.multi_label:  # label sets do not stratify: a seeded random split
+    if not source.label_kind.stratifies:  # label sets: a seeded random split
         return _random_split(source, fractions, seed)
     counts = source.class_counts()
     needed = len(fractions) + 1
@@ -202,7 +201,7 @@ def label_targets(source: ImageSource, num_classes: int) -> np.ndarray:
         >>> label_targets(from_arrays(np.zeros((2, 4, 4), "uint8"), [1, 0]), 2).tolist()
         [[0.0, 1.0], [1.0, 0.0]]
     """
-    return LabelKind(source.multi_label).targets(source.labels, num_classes)
+    return source.label_kind.targets(source.labels, num_classes)
 
 
 def make_dataset(

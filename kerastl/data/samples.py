@@ -69,7 +69,7 @@ def load_calibration(run_dir: str | Path) -> Optional[np.ndarray]:
 
 def stratified_indices(source: ImageSource, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` random indices keeping the class proportions (random for multi-label data), sorted."""
-    if source.multi_label or count >= len(source):
+    if not source.label_kind.stratifies or count >= len(source):
         return np.sort(rng.permutation(len(source))[:count])
     counts = source.class_counts()
     per_class = np.maximum(1, np.floor(counts * count / counts.sum())).astype(int)
@@ -79,7 +79,7 @@ def stratified_indices(source: ImageSource, count: int, rng: np.random.Generator
 
 def balanced_indices(source: ImageSource, count: int, rng: np.random.Generator) -> np.ndarray:
     """Up to `count` random indices taking classes in turn, so every class is in (random for multi-label)."""
-    if source.multi_label:
+    if not source.label_kind.stratifies:
         return np.sort(rng.permutation(len(source))[:count])
     queues = [list(rng.permutation(source.members(k))) for k in range(len(source.class_names))]
     chosen: list[int] = []

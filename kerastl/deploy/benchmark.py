@@ -61,7 +61,7 @@ def benchmark(run: str | Path, formats: Optional[Sequence[str]] = None, output: 
     if held is None:
         raise ExportError(f"{saved.run_dir} has no heldout.npz to measure exports on; train the run again with this kerastl.")
     images, labels = held.source.images, held.source.labels
-    kind = LabelKind(held.source.multi_label)
+    kind = held.source.label_kind
     reference = saved.model.predict(images, verbose=0)
     rows = [_measure("keras model (model.keras)", saved.model_file, lambda x: saved.model.predict(x, verbose=0), images, labels,
                      reference, kind)]
@@ -102,10 +102,7 @@ def _export_of(run_dir: Path, name: str) -> Path:
 
 def _measure(name: str, path: Path, run, images: np.ndarray, labels: np.ndarray, reference: np.ndarray, kind: LabelKind) -> dict:
     probabilities = np.asarray(run(images))
-    if kind.multi_label:
-        agreement = float(np.mean(np.all((probabilities >= 0.5) == (reference >= 0.5), axis=1)))
-    else:
-        agreement = float(np.mean(probabilities.argmax(axis=1) == reference.argmax(axis=1)))
+    agreement = kind.agreement(probabilities, reference)
     return {"export": name, "status": "measured", "path": str(path), "size_mb": round(_size(path) / 2**20, 3),
             "accuracy": round(kind.accuracy_of(probabilities, labels), 6), "agreement": round(agreement, 6),
             "ms_batch_1": round(_latency(run, images, 1), 3), "ms_batch_32": round(_latency(run, images, BATCH), 3)}

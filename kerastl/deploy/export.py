@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import tempfile
@@ -26,7 +25,6 @@ from kerastl.data.samples import CALIBRATION_SAMPLES, balanced_indices, load_cal
 from kerastl.data.sources import ImageSource, is_table
 from kerastl.deploy.formats import FORMATS, MIN_TOP1_AGREEMENT, ExportFormat, ExportJob, quantizations
 from kerastl.errors import ConfigError, ExportError
-from kerastl.analysis.metrics import decisions
 from kerastl.analysis.modelcard import record_export
 from kerastl.models.classifier import model_input_shape
 from kerastl.models.saved_run import read_run
@@ -119,8 +117,9 @@ def check_parity(model, predict_exported, samples: ImageSource, export_format: E
     """
     expected = model.predict(samples.images, verbose=0)
     got = predict_exported(samples.images)
-    answer = functools.partial(decisions, multi_label=samples.multi_label)
-    decided = _margin(expected, samples.multi_label) >= TIE_MARGIN
+    kind = samples.label_kind
+    answer = kind.decisions
+    decided = kind.margin(expected) >= TIE_MARGIN
     same = answer(expected) == answer(got)  # [N] (single-label) or [N, K] (each label of a multi-label image)
     agreement = float(same[decided].mean()) if decided.any() else 1.0
     parity = {
@@ -147,15 +146,6 @@ def check_parity(model, predict_exported, samples: ImageSource, export_format: E
                 f"held-out images (bound {MIN_TOP1_AGREEMENT:.0%}); nothing was written."
             )
     return parity
-
-
-def _margin(probabilities: np.ndarray, multi_label: bool) -> np.ndarray:
-    """How far each image's answer is from changing: top-1 minus top-2 probability, or for multi-label
-    the smallest distance of a class's probability to the 0.5 threshold."""
-    if multi_label:
-        return np.abs(probabilities - 0.5).min(axis=1)
-    top_two = np.sort(probabilities, axis=1)[:, -2:]
-    return top_two[:, 1] - top_two[:, 0]
 
 
 def _parity_and_calibration(run_dir: Path, cfg, model) -> tuple[ImageSource, np.ndarray, str]:

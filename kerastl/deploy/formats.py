@@ -19,7 +19,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from kerastl.analysis.metrics import THRESHOLD
+from kerastl.labels import THRESHOLD
 from kerastl.errors import ExportError
 from kerastl.quiet import native_stderr_silenced
 from kerastl.registry import Registry
@@ -134,14 +134,14 @@ def serving_archive(model, class_names, with_labels: bool, pixel_layout: Optiona
     `serving_default` takes images [None, H, W, C]; with `pixel_layout` ("hwc"/"chw") a second
     endpoint `serve_pixels` takes flat pixel rows [None, H*W*C] as in the training table.
     """
-    from kerastl.models.classifier import is_multi_label, model_input_shape
+    from kerastl.models.classifier import label_kind, model_input_shape
 
     import keras
     import tensorflow as tf
 
     height, width, channels = model_input_shape(model)
     names = tf.constant(class_names)
-    multi_label = is_multi_label(model)
+    multi_label = label_kind(model).multi_label
 
     def serve(images):
         probabilities = model(images, training=False)

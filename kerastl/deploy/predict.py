@@ -21,7 +21,7 @@ from kerastl.config import AugmentConfig, Config, DataConfig, config_from_dict
 from kerastl.data.inputs import read_inputs
 from kerastl.deploy.formats import FORMATS
 from kerastl.errors import ConfigError, ExportError
-from kerastl.analysis.metrics import decisions
+from kerastl.labels import LabelKind
 from kerastl.analysis.tta import tta_probabilities
 from kerastl.rundir import CONFIG_FILE, LABELS_FILE, run_config
 
@@ -110,7 +110,7 @@ def predict(
     probabilities = tta_probabilities(predictor.probabilities, images, predictor.augment, tta)
     best = probabilities.argmax(axis=1)
     if predictor.data.multi_label:
-        present = decisions(probabilities, multi_label=True)
+        present = LabelKind(True).decisions(probabilities)
         separator = predictor.data.label_separator
         return [
             Prediction(name, separator.join(np.asarray(predictor.class_names)[row.astype(bool)]), float(p[k]), p, note)

@@ -175,7 +175,7 @@ class ImageClassifier(keras.Model):
 
     @property
     def label_kind(self) -> LabelKind:
-        return LabelKind(bool(self.facts["multi_label"]))
+        return label_kind(self)
 
 
 def model_facts(model) -> dict:
@@ -368,9 +368,9 @@ def set_batchnorm_momentum(backbone, momentum: float) -> None:
             layer.momentum = momentum
 
 
-def is_multi_label(model) -> bool:
-    """Whether a kerastl model has a multi-label (sigmoid) head."""
-    return bool(model_facts(model)["multi_label"])
+def label_kind(model) -> LabelKind:
+    """Whether a kerastl model answers one class per image (softmax) or any number (a sigmoid head)."""
+    return LabelKind(bool(model_facts(model)["multi_label"]))
 
 
 def _head(features, head: HeadConfig, classifier: ClassifierSpec, pooled: bool, tokens=None):

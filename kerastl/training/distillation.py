@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from kerastl.analysis.calibration import scaled_probabilities
+from kerastl.labels import LabelKind
 from kerastl.config import Config, apply_override, config_from_dict, config_to_dict
 from kerastl.data.pipeline import Splits, label_targets, make_dataset
 from kerastl.errors import DataError
@@ -70,7 +70,7 @@ def teacher_targets(cfg: Config, splits: Splits, verbose) -> Splits:
         raise DataError(f"Teacher {cfg.distill.teacher!r} takes images {shape}; the student's data are {splits.train.image_shape}.")
     logits_model = keras.Model(teacher.input, teacher.get_layer(LOGITS_LAYER).output)
     logits = logits_model.predict(make_dataset(splits.train, cfg.data.batch_size), verbose=verbose)
-    soft = scaled_probabilities(logits, cfg.distill.temperature, facts["multi_label"])
+    soft = LabelKind(facts["multi_label"]).probabilities(logits, cfg.distill.temperature)
     hard = label_targets(splits.train, len(splits.class_names))
     targets = (cfg.distill.alpha * hard + (1 - cfg.distill.alpha) * soft).astype(np.float32)
     return replace(splits, train_targets=targets)

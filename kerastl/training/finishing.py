@@ -14,15 +14,14 @@ from typing import Optional
 import numpy as np
 
 from kerastl.analysis.duplicates import leakage_warning
-from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, scaled_probabilities, temperature
+from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, temperature
 from kerastl.analysis.evaluation import write_evaluation
 from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.plots import plot_curves
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
-from kerastl.labels import LabelKind
-from kerastl.models.classifier import is_multi_label, load_model
+from kerastl.models.classifier import label_kind, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
@@ -123,8 +122,8 @@ def _save_calibrated(
             model.save(temp)
     if not predict:
         return calibration, None
-    multi_label, value = is_multi_label(model), temperature(model)
-    return calibration, {name: scaled_probabilities(values, value, multi_label).astype(np.float32) for name, values in logits.items()}
+    kind, value = label_kind(model), temperature(model)
+    return calibration, {name: kind.probabilities(values, value).astype(np.float32) for name, values in logits.items()}
 
 
 def _evaluate_held_out(model, predictions: dict, run_dir: Path, splits: Splits) -> None:
@@ -144,7 +143,7 @@ def predict_splits(model, cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
 def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss) -> tuple[float, float]:
     """What `model.evaluate` reports for `probabilities` on `source`: the compiled `loss` and accuracy
     (categorical, or binary per label at 0.5 for multi-label sources)."""
-    kind = LabelKind(source.multi_label)
+    kind = source.label_kind
     targets = kind.targets(source.labels, num_classes)
     return float(loss(targets, probabilities)), kind.accuracy_of(probabilities, source.labels)
 
@@ -185,7 +184,7 @@ def _leakage_metrics(leakage: dict, predictions: dict, splits: Splits) -> dict:
         source = getattr(splits, name)
         clean = np.setdiff1d(np.arange(len(source)), leakage[name]["duplicate_rows"])
         if counts["near"] and len(clean):
-            kind = LabelKind(source.multi_label)
+            kind = source.label_kind
             counts["accuracy_without_duplicates"] = round(kind.accuracy_of(predictions[name][clean], source.labels[clean]), 6)
         result[name] = counts
     return result

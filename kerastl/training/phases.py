@@ -17,7 +17,6 @@ import numpy as np
 
 from kerastl.config import LossConfig, PhaseConfig
 from kerastl.errors import ConfigError, KerastlError
-from kerastl.labels import LabelKind
 from kerastl.models.backbone_layers import backbone_units
 from kerastl.models.backbones import BACKBONE_LAYER_NAME, BackboneSpec, get_backbone
 
@@ -162,9 +161,9 @@ def compile_classifier(
 
     A multi-label (sigmoid) head gets binary (focal) cross-entropy and binary accuracy per label at 0.5.
     """
-    from kerastl.models.classifier import is_multi_label
+    from kerastl.models.classifier import label_kind
 
-    kind = LabelKind(is_multi_label(model))
+    kind = label_kind(model)
     loss_cfg = loss_cfg or LossConfig()
     loss = kind.loss(loss_cfg.kind, loss_cfg.focal_gamma, label_smoothing)
     model.compile(optimizer=optimizer, loss=loss, metrics=[kind.accuracy(one_hot=True)], jit_compile=jit_compile)

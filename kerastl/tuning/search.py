@@ -376,11 +376,12 @@ def k_folds(splits: Splits, folds: int, seed: int) -> list[Splits]:
 
     pool = concatenate(splits.train, splits.validation) if splits.validation is not None else splits.train
     counts = pool.class_counts()
-    if not pool.multi_label and counts.min() < folds:
+    stratified = pool.label_kind.stratifies
+    if stratified and counts.min() < folds:
         raise ConfigError(f"Config key 'tune.folds' is {folds}, but class {pool.class_names[int(counts.argmin())]!r} has only "
                           f"{int(counts.min())} training + validation images; use fewer folds.")
-    splitter = KFold(folds, shuffle=True, random_state=seed) if pool.multi_label else StratifiedKFold(folds, shuffle=True, random_state=seed)
-    labels = np.zeros(len(pool)) if pool.multi_label else pool.labels
+    splitter = (StratifiedKFold if stratified else KFold)(folds, shuffle=True, random_state=seed)
+    labels = pool.labels if stratified else np.zeros(len(pool))
     return [Splits(pool.take(train), pool.take(held), None) for train, held in splitter.split(np.zeros(len(pool)), labels)]
 
 
