@@ -18,6 +18,9 @@ from typing import Any, Iterator, Optional
 from kerastl.rundir import METRICS_FILE
 
 
+BASELINE_TITLES = {"linear_probe": "linear probe", "knn": "k-NN (cosine)"}  # metrics.baselines key -> title
+
+
 @dataclass
 class RunMetrics(Mapping):
     """The headline numbers of a run and how it went (None: not measured in this run).
@@ -64,6 +67,12 @@ class RunMetrics(Mapping):
     def linear_probe(self) -> dict:
         """The linear probe's scores (empty when the run had no baselines)."""
         return (self.baselines or {}).get("linear_probe", {})
+
+    def baseline_test_accuracies(self) -> dict[str, float]:
+        """The test accuracy of each baseline measured on the frozen backbone features, by title (report, model card)."""
+        baselines = self.baselines or {}
+        return {title: baselines[name]["test_accuracy"] for name, title in BASELINE_TITLES.items()
+                if "test_accuracy" in baselines.get(name, {})}
 
     def to_dict(self) -> dict:
         """What `metrics.json` holds: every measured value, in field order."""

@@ -78,10 +78,8 @@ def write_model_card(run_dir: Path) -> Path:
     for key, title in (("test_accuracy", "test accuracy"), ("val_accuracy", "validation accuracy")):
         if getattr(metrics, key) is not None:
             lines.append(f"- {title}: {getattr(metrics, key):.4f}")
-    baselines = metrics.baselines or {}
-    for name, title in (("linear_probe", "a linear probe"), ("knn", "k-NN")):
-        if "test_accuracy" in baselines.get(name, {}):
-            lines.append(f"- baseline, {title} on the frozen backbone features: {baselines[name]['test_accuracy']:.4f}")
+    for title, accuracy in metrics.baseline_test_accuracies().items():
+        lines.append(f"- baseline, {title} on the frozen backbone features: {accuracy:.4f}")
     if evaluation is not None:
         lines += ["", f"Per class on {evaluation['data']}:", "", *per_class_table(evaluation)]
     confidence = confidence_lines(metrics.calibration, evaluation) if evaluation is not None else []

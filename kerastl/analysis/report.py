@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from kerastl.run_metrics import read_metrics
+from kerastl.run_metrics import RunMetrics, read_metrics
 from kerastl.rundir import (
     CONFIG_FILE,
     EXPORTS_FILE,
@@ -79,7 +79,7 @@ def write_report(run_dir: Path) -> Path:
             lines.append(f"| {key.replace('_', ' ')} | {getattr(metrics, key):.4f} |")
     for split, count in metrics.num_images.items():
         lines.append(f"| {split} images | {count} |")
-    lines += _baseline_rows(metrics.baselines or {})
+    lines += _baseline_rows(metrics)
     lines += _leakage_rows(metrics.leakage or {})
     if metrics.kept is not None:
         lines.append(f"| model kept | {kept_sentence(metrics.kept)} |")
@@ -236,12 +236,11 @@ def _leakage_rows(leakage: dict) -> list[str]:
     return rows
 
 
-def _baseline_rows(baselines: dict) -> list[str]:
+def _baseline_rows(metrics: RunMetrics) -> list[str]:
     """Table rows for the baselines on the frozen features, beside the model's own accuracy."""
-    rows = []
-    for name, title in (("linear_probe", "linear probe on the frozen features"), ("knn", "k-NN (cosine) on the frozen features")):
-        if "test_accuracy" in baselines.get(name, {}):
-            rows.append(f"| test accuracy, {title} | {baselines[name]['test_accuracy']:.4f} |")
+    rows = [f"| test accuracy, {title} on the frozen features | {accuracy:.4f} |"
+            for title, accuracy in metrics.baseline_test_accuracies().items()]
+    baselines = metrics.baselines or {}
     if "head_init" in baselines:
         rows.append(f"| head started from | {'the linear probe' if baselines['head_init'] == 'probe' else 'random weights'} |")
     return rows

@@ -25,7 +25,6 @@ from kerastl.models.classifier import label_kind, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
-from kerastl.training.distillation import compare_with_teacher
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, load_weights, read_best
 from kerastl.training.distribute import Engine
 from kerastl.training.fitting import CACHE
@@ -54,9 +53,8 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
     metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
     metrics.kept = kept
     _add_run_facts(metrics, plan, progress, engine, splits, calibration)
-    if cfg.distill is not None:
-        metrics.distillation = compare_with_teacher(cfg, tested, splits, metrics)
-        metrics.distillation["student"]["file_mb"] = round((run_dir / MODEL_FILE).stat().st_size / 2**20, 2)
+    for stage in state.stages:
+        stage.on_metrics(metrics, tested, splits, run_dir)
     if write_files:
         progress.write_history()  # without the rows a resume dropped
         write_json(run_dir / METRICS_FILE, metrics.to_dict())

@@ -25,3 +25,4 @@ class RunState:
     verbose: Any = "auto"
     callbacks: Sequence = ()  # Keras callbacks added to every phase's fit
     write_files: bool = True  # the run folder's results (model, metrics, report...); False: checkpoints only
+    stages: Sequence = ()  # the optional RunStages of a config run (kerastl.training.stages), told when metrics are measured

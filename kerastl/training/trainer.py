@@ -1,5 +1,5 @@
 """The config route, a shell over the recipe: read the config, read the data, (pretrain,) build the
-`ImageClassifier`, run the recipe (`kerastl.training.recipe.run_recipe`, as `fine_tune` does) into the run folder.
+`ImageClassifier`, run the recipe (with the optional stages of `kerastl.training.stages`) (`kerastl.training.recipe.run_recipe`, as `fine_tune` does) into the run folder.
 
 Example:
     >>> cfg = load_config("configs/quickstart.yaml")
@@ -21,14 +21,14 @@ from kerastl.models.classifier import ClassifierSpec, input_size
 from kerastl.rundir import CONFIG_FILE, MODEL_FILE, prepare_run_dir, remove_partial_files
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, finished_epochs
-from kerastl.training.distillation import student_config, teacher_targets
+from kerastl.training.distillation import student_config
 from kerastl.training.distribute import check_resume_point, process_run_dir, start_engine
 from kerastl.training.fitting import CACHE
-from kerastl.training.pretrain import PRETRAINED_FILE, model_weights, pretrain_backbone, pretraining_needed, read_pretrain_data
+from kerastl.training.pretrain import model_weights
 from kerastl.training.recipe import note_conversions, open_run, run_recipe, seed_everything
 from kerastl.training.runstate import RunState
 from kerastl.training.strategies import plan_phases
-from kerastl.training.tracking import check_tracking, epoch_logger, start_tracking
+from kerastl.training.stages import OpenRun, run_stages
 
 
 @dataclass
@@ -87,15 +87,16 @@ def train(
     else:
         cfg = read_config(config, overrides, "train")
         run_dir = prepare_run_dir(process_run_dir(Path(output_dir or cfg.output_dir or Path("runs") / cfg.name)), overwrite)
-    check_tracking(cfg)
+    stages = run_stages(cfg, verbose)  # pretraining, distillation, tracking: as the config asks
     splits = _load_splits(cfg, run_dir, progress=verbose != 0)
     note_conversions(splits, verbose)
-    if cfg.distill is not None:  # the soft targets, before anything is written
-        splits = teacher_targets(cfg, splits, verbose)
+    for stage in stages:
+        splits = stage.on_splits(splits)
     plan = plan_phases(cfg, splits.train.class_counts())
     seed_everything(cfg)
     progress = Progress.load(run_dir) if resume else Progress(run_dir / CHECKPOINTS / "progress.json")
-    opened = _pretrain(cfg, run_dir, splits, progress, resume, verbose)
+    run = OpenRun(run_dir, progress, splits, resume)
+    opened = any([stage.before_model(run) for stage in stages])  # a list: every stage acts
     engine = start_engine(cfg.compute.distribute, cfg.data.batch_size)
     if resume:  # every process of a multihost run must continue from the same epoch
         check_resume_point(engine, finished_epochs(run_dir, plan.phases, progress))
@@ -103,27 +104,12 @@ def train(
         model = ClassifierSpec.from_config(cfg, splits.class_names, splits.train.image_shape, model_weights(cfg, run_dir)).build()
     if not opened:  # the weights fit: nothing was written before the input was known to be good
         open_run(run_dir, cfg, splits, progress, resume)
-    tracker = start_tracking(cfg, run_dir, progress)
-    state = RunState(run_dir, progress, engine, verbose, [epoch_logger(tracker)] if tracker else [])
+    callbacks = [callback for stage in stages for callback in stage.callbacks(run)]
+    state = RunState(run_dir, progress, engine, verbose, callbacks, stages=stages)
     metrics = run_recipe(model, splits, cfg, state)
-    if tracker is not None:
-        tracker.finish(metrics, run_dir)
+    for stage in stages:
+        stage.on_end(metrics, run_dir)
     return TrainResult(model, pd.DataFrame(progress.rows), metrics, run_dir)
-
-
-def _pretrain(cfg: Config, run_dir: Path, splits: Splits, progress: Progress, resume: bool, verbose) -> bool:
-    """Pretrain the backbone when the config asks and it is not done yet; returns whether the run was opened.
-
-    The pretraining data is checked first, then the run is written, so a run killed while it pretrains
-    resumes there (the pretraining backs up every epoch).
-    """
-    if not pretraining_needed(cfg, run_dir, progress.pretrain):
-        return False
-    data = read_pretrain_data(cfg)
-    open_run(run_dir, cfg, splits, progress, resume)
-    progress.pretrain = pretrain_backbone(cfg, run_dir / PRETRAINED_FILE, verbose, data, backup=run_dir / CHECKPOINTS / "pretrain")
-    progress.save()
-    return True
 
 
 def _load_splits(cfg: Config, run_dir: Path, progress: bool) -> Splits:
