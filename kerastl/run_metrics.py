@@ -62,6 +62,7 @@ class RunMetrics(Mapping):
     skipped_files: Optional[list[str]] = None
     pixel_conversions: Optional[list[str]] = None
     distillation: Optional[dict] = None
+    data_shard: Optional[dict] = None  # multi-host: which process this is, and the files its training images came from
 
     @property
     def linear_probe(self) -> dict:

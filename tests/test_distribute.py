@@ -144,3 +144,57 @@ def test_processes_that_would_resume_at_different_epochs_are_stopped():
         outcome = json.loads(stdout.strip().splitlines()[-1])
         assert outcome["same"] == "ok"
         assert "different numbers of finished epochs (process 0: 5, process 1: 6)" in outcome["different"]
+
+
+def _launch_two(args, port_env_extra=()):
+    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}",
+           "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
+    workers = [subprocess.Popen(args, env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(k)}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for k in (0, 1)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_two_processes_read_only_their_own_shards_and_train_one_model(tmp_path):
+    """Four Parquet shards of digits 0-2: process 0 reads shards 0 and 2, process 1 shards 1 and 3 (each holds
+    half the images, never the other's), both feed their own batches and end with identical weights, trained."""
+    import numpy as np
+    import pandas as pd
+
+    from kerastl.data.sources import read_source
+
+    digits = read_source("builtin:digits").select(["0", "1", "2"], None, 0)
+    order = np.random.default_rng(0).permutation(len(digits))
+    for k, rows in enumerate(np.array_split(order, 4)):
+        frame = pd.DataFrame(digits.images[rows].reshape(len(rows), -1), columns=[f"p{i}" for i in range(64)])
+        frame.insert(0, "label", digits.labels[rows])
+        frame.to_parquet(tmp_path / f"train-{k}.parquet")
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\n")
+    args = [sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(tmp_path / "run")]
+    for override in TINY + ["compute.distribute=multihost", f"data.source=parquet:{tmp_path}/train-*.parquet",
+                            "data.classes=null"]:
+        args += ["--set", override]
+    _launch_two(args)
+
+    runs = [tmp_path / "run", tmp_path / "run.process-1"]
+    shards = [json.loads((run / "metrics.json").read_text())["data_shard"] for run in runs]
+    assert [Path(f).name for f in shards[0]["table_files"]] == ["train-0.parquet", "train-2.parquet"]
+    assert [Path(f).name for f in shards[1]["table_files"]] == ["train-1.parquet", "train-3.parquet"]
+    assert sum(shard["train_images"] for shard in shards) < len(digits)  # each trains on its own part (validation, test apart)
+    calibrations = [json.loads((run / "metrics.json").read_text())["calibration"] for run in runs]
+    assert calibrations[0]["temperature_set"] == calibrations[1]["temperature_set"]  # one value for a replicated variable
+    compare = """
+import json, sys
+import numpy as np
+from kerastl.models.classifier import load_model
+first, second = load_model(sys.argv[1]), load_model(sys.argv[2])
+print(json.dumps({"equal": all(np.array_equal(a, b) for a, b in zip(first.get_weights(), second.get_weights())),
+                  "head_trained": bool(np.any(first.get_layer("logits").get_weights()[1] != 0))}))
+"""
+    checked = subprocess.run([sys.executable, "-c", compare, *map(str, runs)], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert json.loads(checked.stdout.strip().splitlines()[-1]) == {"equal": True, "head_trained": True}

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -33,14 +33,31 @@ def temperature(model) -> Optional[float]:
     return float(layer.temperature.numpy()) if isinstance(layer, Calibrated) else None
 
 
-def calibrate(model, source: ImageSource, batch_size: int) -> dict:
+def calibrate(model, source: ImageSource, batch_size: int, average: Optional[Callable[[float], float]] = None) -> dict:
     """Fit the temperature of `model` on `source` (the validation split) and set it in the model.
+
+    With `average` (the processes of a multi-host run, each holding its own share of the validation split), each
+    process fits on its share with a single-device copy of the model, and `average` (the mean over processes) is
+    the temperature every process sets, as a replicated variable must hold one value.
 
     Returns:
         `temperature`, and the cross-entropy and expected calibration error on `source` before
-        (T = 1) and after.
+        (T = 1) and after (after: at this process's own fit, with `average` the one set is `temperature_set`).
     """
-    return calibrate_logits(model, model_logits(model, {"validation": source}, batch_size)["validation"], source)
+    if average is None:
+        return calibrate_logits(model, model_logits(model, {"validation": source}, batch_size)["validation"], source)
+    copy = single_device_copy(model)
+    summary = calibrate_logits(copy, model_logits(copy, {"validation": source}, batch_size)["validation"], source)
+    summary["temperature_set"] = round(average(summary["temperature"]), 6)
+    model.get_layer(OUTPUT_LAYER).temperature.assign(summary["temperature_set"])
+    return summary
+
+
+def single_device_copy(model):
+    """The same model with the same weights, outside any distribution (a plain model on this process's devices)."""
+    copy = type(model).from_config(model.get_config())  # keeps a kerastl model's facts, which clone_model drops
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def model_logits(model, sources: dict, batch_size: int) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,11 @@ CHANGES = {
 ASPECT_TOLERANCE = 0.01  # aspect ratios closer than this (relative) are the same: a resize, not a reshaping
 
 
+def _opened(path):
+    """What Pillow opens: a local path as it is, a remote file (`kerastl.data.storage.RemotePath`) as a file object."""
+    return contextlib.nullcontext(path) if isinstance(path, (str, Path)) else path.open("rb")
+
+
 def decode_picture(
     path: Path | str, size: int | tuple[int, int], channels: int, resize: str = "squash"
 ) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -60,7 +66,7 @@ def decode_picture(
 
     height, width = (size, size) if isinstance(size, int) else size
     try:
-        with Image.open(path) as picture:
+        with _opened(path) as source, Image.open(source) as picture:
             changes = ["16-bit"] if _decoded_from_16_bits(picture) else []
             orientation = picture.getexif().get(EXIF_ORIENTATION, 1)
             if picture.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale where the target is that much smaller

@@ -23,7 +23,7 @@ from kerastl.config import AugmentConfig, DataConfig, size_hw
 from kerastl.data.images import pixel_hashes
 from kerastl.data.similarity import first_of_each_group
 from kerastl.data.pictures import aspect_differs, describe_changes
-from kerastl.data.sources import ImageSource, ReadOptions, read_source
+from kerastl.data.sources import ImageSource, ReadOptions, in_many_files, read_source
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
 
@@ -37,6 +37,7 @@ class Splits:
     validation: Optional[ImageSource]
     test: Optional[ImageSource]
     train_targets: Optional[np.ndarray] = None
+    shard: Optional[tuple[int, int]] = None  # (process, processes): this process read only its share of the files
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -59,12 +60,14 @@ def read_data_source(
     require_labels: bool = True,
     progress: bool = False,
     cache_dir: Optional[Path] = None,
+    shard: Optional[tuple[int, int]] = None,
 ) -> ImageSource:
     """Read `spec` with the reading options of a `DataConfig` (`progress`: a bar on stderr for tables;
     with `data.cache: disk`, images go to raw files in `cache_dir`, see `kerastl.data.store`). Image folders are
     resized to `image_size` (the model's input) as they are read; tables keep their shape (the model resizes them),
-    with a note when that shape's aspect ratio is not the input's (what `data.resize` will do to them)."""
-    source = read_source(spec, read_options(data, image_size, require_labels, progress, cache_dir))
+    with a note when that shape's aspect ratio is not the input's (what `data.resize` will do to them). With `shard`
+    (process, processes), a source in many files is read in this process's share of them."""
+    source = read_source(spec, replace(read_options(data, image_size, require_labels, progress, cache_dir), shard=shard))
     if image_size is None or not len(source):
         return source
     target, (height, width) = size_hw(image_size), source.image_shape[:2]
@@ -89,17 +92,21 @@ def read_options(
 
 
 def load_splits(
-    data: DataConfig, seed: int, image_size: Optional[int | tuple[int, int]] = None, progress: bool = False, cache_dir: Optional[Path] = None
+    data: DataConfig, seed: int, image_size: Optional[int | tuple[int, int]] = None, progress: bool = False,
+    cache_dir: Optional[Path] = None, shard: Optional[tuple[int, int]] = None,
 ) -> Splits:
     """Read the configured sources and split them, stratified by class and seeded.
 
     Separate `data.validation` / `data.test` sources replace the corresponding fraction. With
-    `data.cache: disk` and a `cache_dir`, every split is a memory-mapped file there (nothing else is kept).
+    `data.cache: disk` and a `cache_dir`, every split is a memory-mapped file there (nothing else is kept). With
+    `shard` (process, processes; multi-host training) a source in many files (a folder, a glob of table shards) is
+    read in this process's share of its files and split on its own; a source in one file is read whole.
 
     Raises:
         DataError: unreadable data, a single class, or a class too small for the split.
     """
-    source = read_data_source(data.source, data, image_size, progress=progress, cache_dir=cache_dir)
+    shard = shard if shard is not None and in_many_files(data.source) else None  # one file: every process reads it
+    source = read_data_source(data.source, data, image_size, progress=progress, cache_dir=cache_dir, shard=shard)
     source = source.select(data.classes, data.max_per_class, seed)
     if data.deduplicate == "exact":
         source = drop_exact_duplicates(source)
@@ -112,7 +119,7 @@ def load_splits(
     for name in ("validation", "test"):
         spec = getattr(data, name)
         if spec:
-            other = read_data_source(spec, data, image_size, progress=progress, cache_dir=cache_dir)
+            other = read_data_source(spec, data, image_size, progress=progress, cache_dir=cache_dir, shard=shard)
             if other.image_shape != source.image_shape:
                 raise DataError(f"{other.origin}: images are {other.image_shape}, the training images {source.image_shape}.")
             held_out[name] = other.with_classes(source.class_names)
@@ -120,7 +127,7 @@ def load_splits(
             fractions[name] = getattr(data.split, name)
     train, split_off = stratified_split(source, fractions, seed)
     held_out.update(split_off)
-    splits = Splits(train, held_out.get("validation"), held_out.get("test"))
+    splits = Splits(train, held_out.get("validation"), held_out.get("test"), shard=shard)
     if cache_dir is not None and data.cache == "disk":
         keep_only(cache_dir, [part.images for part in (splits.train, splits.validation, splits.test) if part is not None])
     return splits
@@ -237,7 +244,7 @@ class EpochOrder:
     With `copies=K` the source holds K versions of every image one after the other (e.g. features of K augmented
     copies) and epoch `e` draws from version `e % K`. With `balanced` each epoch draws as many images as the source
     holds, every draw a class picked uniformly and then one of its images (with replacement; `data.sampling:
-    balanced`).
+    balanced`). With `steps`, each epoch is its first `steps` batches.
 
     Example:
         >>> epoch_dataset(splits.train, 32, EpochOrder(start=2, stop=5, seed=42))  # fit with steps_per_epoch
@@ -248,6 +255,7 @@ class EpochOrder:
     seed: int = 0
     copies: int = 1
     balanced: bool = False
+    steps: Optional[int] = None  # batches per epoch, when fewer than the source holds (processes with unequal shares)
 
 
 def epoch_dataset(
@@ -272,7 +280,8 @@ def epoch_dataset(
         else:
             indices = draw(seeds)
         indices += (epoch % order.copies) * count
-        return tf.data.Dataset.from_tensor_slices(indices).batch(batch_size, drop_remainder=drop_remainder)
+        batches = tf.data.Dataset.from_tensor_slices(indices).batch(batch_size, drop_remainder=drop_remainder)
+        return batches if order.steps is None else batches.take(order.steps)
 
     indices = tf.data.Dataset.range(order.start, order.stop).flat_map(one_epoch)
     return _batches(source, indices, augment, order.seed, targets=targets, count=count)

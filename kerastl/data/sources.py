@@ -27,6 +27,8 @@ from kerastl.data.builtin import read_builtin
 from kerastl.data.images import ImageSource
 from kerastl.data.pixels import PixelScale
 from kerastl.data.pictures import IMAGE_SUFFIXES, decode_picture, describe_changes
+from kerastl.data.shards import join_sources, share
+from kerastl.data.storage import data_path, is_pattern, is_uri, matching_files
 from kerastl.data.store import ArrayStore
 from kerastl.errors import ConfigError, DataError, KerastlError
 from kerastl.progress import progress_bar
@@ -56,6 +58,8 @@ class ReadOptions:
             string (e.g. "cat|dog"); None for one label per row.
         cache_dir: tables and image folders: write the images to raw files in this folder as they are
             read and return them memory-mapped (bounded memory); None holds them in memory.
+        shard: (process index, process count): a glob of table shards or a folder is read only in this process's
+            share of its files (`kerastl.data.shards.share`; multi-host training); None reads every file.
     """
 
     label_column: str = "label"
@@ -72,6 +76,7 @@ class ReadOptions:
     progress: bool = False
     label_separator: Optional[str] = None
     cache_dir: Optional[Path] = None
+    shard: Optional[tuple[int, int]] = None
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,9 @@ def source_kind(spec: str) -> tuple[SourceKind, str]:
         ConfigError: an unknown scheme, or a bare path no kind recognises.
     """
     scheme, sep, location = spec.partition(":")
-    if sep and len(scheme) > 1:  # a Windows drive letter is not a scheme
+    if sep and len(scheme) > 1 and not is_uri(spec):  # a Windows drive letter is not a scheme, nor gs:// or s3://
         return SOURCE_KINDS.get(scheme), location
-    path = Path(spec)
+    path = data_path(spec)
     for kind in SOURCE_KINDS.values():
         if (kind.directory and path.is_dir()) or (kind.suffixes and path.name.lower().endswith(kind.suffixes)):
             return kind, spec
@@ -118,6 +123,15 @@ def source_kind(spec: str) -> tuple[SourceKind, str]:
         f"Cannot tell what kind of data {spec!r} is: write SCHEME:PATH with a scheme among "
         f"{', '.join(SOURCE_KINDS.names())}, or a folder or a file ending in {suffixes}."
     )
+
+
+def in_many_files(spec: str) -> bool:
+    """Whether `spec` names data in many files (a folder, or a glob of table shards), which processes can share out."""
+    try:
+        kind, location = source_kind(spec)
+    except KerastlError:
+        return False
+    return kind.directory or (kind.table and is_pattern(location))
 
 
 def is_table(spec: str) -> bool:
@@ -154,7 +168,18 @@ def read_source(spec: str, options: Optional[ReadOptions] = None, **changes) -> 
     if options.label_separator is not None and not kind.multi_label:
         multi = ", ".join(f"{k.name}:" for k in SOURCE_KINDS.values() if k.multi_label)
         raise DataError(f"{spec}: multi-label data needs a label column, so a {multi} table (or kerastl.from_arrays).")
+    if kind.table and is_pattern(location):
+        return _read_shards(kind, location, options)
     return kind.read(location, options)
+
+
+def _read_shards(kind: SourceKind, pattern: str, options: ReadOptions) -> ImageSource:
+    """The table shards `pattern` matches (this process's share of them, with `options.shard`) as one source, in
+    file-name order; its classes are those of every file read."""
+    files = share(matching_files(pattern), options.shard, pattern)
+    parts = [kind.read(str(file), options) for file in files]
+    names = sorted({name for part in parts for name in part.class_names}, key=_label_sort_key)
+    return join_sources(parts, names, pattern, options.cache_dir)
 
 
 def from_arrays(
@@ -503,7 +528,7 @@ def _after_each(items: Iterable, callback) -> Iterator:
 @contextmanager
 def _csv_bytes(path: Path):
     """(the file's raw handle, for progress by bytes on disk; the handle to parse, decompressed for `.gz`)."""
-    with open(path, "rb") as raw:
+    with path.open("rb") as raw:
         if path.suffix.lower() == ".gz":
             with gzip.GzipFile(fileobj=raw) as text:
                 yield raw, text
@@ -532,7 +557,7 @@ def _read_parquet(location: str, options: ReadOptions) -> ImageSource:
 
     path = _existing_file(location)
     try:
-        table_file = pq.ParquetFile(path)
+        table_file = pq.ParquetFile(path if isinstance(path, Path) else path.open("rb"))
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise DataError(f"{path}: not a readable Parquet file ({exc}).") from None
     columns = list(table_file.schema_arrow.names)
@@ -550,7 +575,7 @@ def _read_parquet(location: str, options: ReadOptions) -> ImageSource:
 
 
 def _read_folder(location: str, options: ReadOptions) -> ImageSource:
-    root, bad_images, channels = Path(location), options.bad_images, options.channels
+    root, bad_images, channels = data_path(location), options.bad_images, options.channels
     if not root.is_dir():
         raise DataError(f"{root}: no such folder.")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -569,6 +594,7 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
             )
         if not images:
             raise DataError(f"{folder}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+        images = share(images, options.shard, str(folder))
         files += images
         labels += [index] * len(images)
     size = options.image_size or 224
@@ -605,8 +631,8 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
                        conversions=describe_changes(changes, len(keep), str(root)))
 
 
-def _existing_file(location: str) -> Path:
-    path = Path(location)
+def _existing_file(location: str):
+    path = data_path(location)
     if not path.is_file():
         raise DataError(f"{path}: no such file.")
     if path.stat().st_size == 0:

@@ -4,8 +4,10 @@
 - `mirrored`: TensorFlow's `tf.distribute.MirroredStrategy` over every GPU of this machine.
 - `multihost`: Keras 3's own distribution API (`keras.distribution.DataParallel`) over several
   processes or hosts, on the JAX backend (Keras 3 with TensorFlow fails under
-  `MultiWorkerMirroredStrategy`: keras-team/keras#20585). Each process reads the same data with the
-  same seed; Keras gives each process its own shard of every batch and keeps the weights in sync.
+  `MultiWorkerMirroredStrategy`: keras-team/keras#20585). A source in one file is read by every process
+  with the same seed, and Keras gives each process its own shard of every batch; a source in many files (a
+  folder, a glob of table shards) is read by each process in its share of the files (`data_shard`), and each
+  process gives its own batches (`Engine.feed_own_data`). Keras keeps the weights in sync.
   Processes find each other through Keras' variables (`MULTIHOST_VARIABLES`).
 
 Example:
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Optional
 
-from kerastl.errors import ConfigError, RunDirError
+from kerastl.errors import ConfigError, DataError, RunDirError
 from kerastl.registry import Registry
 
 MULTIHOST_VARIABLES = (
@@ -41,6 +44,8 @@ class Engine:
     replicas: int = 1
     processes: int = 1
     gather: Callable[[int], list[int]] = lambda value: [value]  # one number from every process, in process order
+    feed_own_data: Callable[[], None] = lambda: None  # each process gives its own batches (no Keras sharding)
+    average: Callable[[float], float] = lambda value: value  # the mean of one number over every process
 
     @property
     def distributed(self) -> bool:
@@ -73,6 +78,25 @@ def process_id(name: str) -> int:
             f"KERAS_DISTRIBUTION_NUM_PROCESSES={processes!r}."
         )
     return int(given)
+
+
+def data_shard(name: str) -> Optional[tuple[int, int]]:
+    """(this process, number of processes) for `multihost`, whose processes each read their share of a source in
+    many files; None for an engine in one process."""
+    if name != "multihost":
+        return None
+    return process_id(name), int(os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"])
+
+
+def check_same_classes(engine: Engine, class_names) -> None:
+    """Raise `DataError` unless every process found the same classes (processes reading their own share of the
+    files could miss a class that only other files hold)."""
+    found = engine.gather(zlib.crc32("\n".join(class_names).encode()) & 0x7FFFFFFF)
+    if len(set(found)) > 1:
+        raise DataError(
+            f"The processes found different classes in their shares of the data (this process: {', '.join(class_names)}); "
+            "each process reads its own files, so write shards (or folder files) that each hold every class."
+        )
 
 
 def check_resume_point(engine: Engine, epochs: int) -> None:
@@ -138,8 +162,16 @@ def _start_multihost() -> Engine:
         keras.distribution.initialize()  # reads MULTIHOST_VARIABLES
     distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
     return Engine(
-        "multihost", distribution.scope, len(keras.distribution.list_devices()), jax.process_count(), _gather_from_processes
+        "multihost", distribution.scope, len(keras.distribution.list_devices()), jax.process_count(), _gather_from_processes,
+        feed_own_data=lambda: setattr(distribution, "auto_shard_dataset", False), average=_average_over_processes,
     )
+
+
+def _average_over_processes(value: float) -> float:
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    return float(np.mean(multihost_utils.process_allgather(np.float32(value))))
 
 
 def _gather_from_processes(value: int) -> list[int]:

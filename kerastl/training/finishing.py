@@ -46,7 +46,7 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
         compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
     # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
     # the held-out splits once, for calibration and every measure.
-    kept, calibration, predictions = _save_models(model, run_dir, cfg, splits, progress, write_files, not engine.distributed)
+    kept, calibration, predictions = _save_models(model, run_dir, cfg, splits, progress, write_files, engine)
     tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
     if predictions is None:
         predictions = predict_splits(tested, cfg, splits)
@@ -77,15 +77,20 @@ def _add_run_facts(
     metrics.pretrain, metrics.calibration = progress.pretrain, calibration
     metrics.skipped_files = list(splits.train.skipped) or None
     metrics.pixel_conversions = list(splits.conversions()) or None
+    if splits.shard is not None:  # this process read only its share of the files
+        tables = sorted({str(i).split(": row ")[0] for i in splits.train.image_ids() if ": row " in str(i)})
+        metrics.data_shard = {"process": splits.shard[0], "processes": splits.shard[1], "train_images": len(splits.train),
+                              "table_files": tables or None}
 
 
 def _save_models(
-    model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress, write_files: bool = True, predict: bool = True
+    model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress, write_files: bool, engine: Engine
 ) -> tuple[dict, Optional[dict], Optional[dict]]:
     """Write `model.keras` with the weights `results.keep` asks for, and `model_last.keras` when the best
     weights are not the last ones; each calibrated on the validation split (without `write_files`, the model
     only takes the kept weights and their calibration). Returns what was kept, the calibration of `model.keras`
-    and, with `predict`, its probabilities on the held-out splits (see `_save_calibrated`)."""
+    and, on one device, its probabilities on the held-out splits (see `_save_calibrated`; a distributed model is
+    measured as a single-device copy instead)."""
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
@@ -97,24 +102,29 @@ def _save_models(
         if write_files and any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):
             best_weights = model.get_weights()
             model.set_weights(last_weights)
-            _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits)
+            _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits, engine)
             model.set_weights(best_weights)
             kept["also_kept"] = LAST_MODEL_FILE
-    return (kept, *_save_calibrated(model, run_dir / MODEL_FILE if write_files else None, cfg, splits, predict))
+    target = run_dir / MODEL_FILE if write_files else None
+    return (kept, *_save_calibrated(model, target, cfg, splits, engine, predict=not engine.distributed))
 
 
 def _save_calibrated(
-    model, target: Optional[Path], cfg: Config, splits: Splits, predict: bool = False
+    model, target: Optional[Path], cfg: Config, splits: Splits, engine: Engine, predict: bool = False
 ) -> tuple[Optional[dict], Optional[dict]]:
     """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved).
     With `predict`, the logits of the validation and test splits are computed once, for the calibration and for
-    the probabilities returned (split name -> [N, K], as the calibrated model answers); else None."""
+    the probabilities returned (split name -> [N, K], as the calibrated model answers); else None. Processes that
+    each hold their own validation share fit on it with a single-device copy and set the average temperature."""
     held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
     logits = model_logits(model, held_out, cfg.data.batch_size) if predict else {}
     calibration = None
     if cfg.results.calibration == "temperature" and splits.validation is not None:
-        calibration = (calibrate_logits(model, logits["validation"], splits.validation) if "validation" in logits
-                       else calibrate(model, splits.validation, cfg.data.batch_size))
+        if "validation" in logits:
+            calibration = calibrate_logits(model, logits["validation"], splits.validation)
+        else:
+            shared = splits.shard is not None and engine.processes > 1
+            calibration = calibrate(model, splits.validation, cfg.data.batch_size, engine.average if shared else None)
     if target is not None:
         with atomic_path(target) as temp:
             model.save(temp)

@@ -14,6 +14,7 @@ import numpy as np
 from kerastl.config import Config, PhaseConfig
 from kerastl.data.pipeline import EpochOrder, Splits, epoch_dataset, make_dataset
 from kerastl.data.sources import ImageSource
+from kerastl.errors import DataError
 from kerastl.training.checkpoints import (
     backed_up_epochs,
     backup_dir,
@@ -22,6 +23,7 @@ from kerastl.training.checkpoints import (
     repair_backup,
     rng_restorer,
 )
+from kerastl.training.distribute import Engine
 from kerastl.training.runstate import RunState
 from kerastl.models.classifier import head_model
 from kerastl.training.features import can_cache, extract_features, training_copies, training_features
@@ -68,15 +70,15 @@ def run_phase(
     if phase.epochs > 0:
         trained_layers = set_trainable(model, phase)
         inputs = phase_inputs(model, phase, cfg, splits, state, frozen)
-        batch_size, whole = cfg.data.batch_size, engine.distributed
-        steps_per_epoch = len(splits.train) // batch_size if whole else -(-len(splits.train) // batch_size)
+        whole = engine.distributed
+        batch_size, steps_per_epoch, validation_steps = batches_per_process(engine, splits, cfg.data.batch_size)
         optimizer = make_optimizer(phase, steps_per_epoch, lr_multipliers(model, phase.lr_decay) if phase.lr_decay else None)
         for compiled in {id(m): m for m in (model, inputs.fitted)}.values():  # the head model shares the variables
             compile_classifier(compiled, optimizer, phase.label_smoothing, cfg.compute.jit_compile, cfg.loss)
         last_epoch = first_epoch + phase.epochs
         # Start at the epoch the backup restores; at least one epoch, so the dataset is never empty.
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
-        order = EpochOrder(start, last_epoch, cfg.seed, inputs.copies, balanced=cfg.data.sampling == "balanced")
+        order = EpochOrder(start, last_epoch, cfg.seed, inputs.copies, cfg.data.sampling == "balanced", steps_per_epoch)
         train_data = epoch_dataset(inputs.train, batch_size, order, cfg.augment, whole, splits.train_targets)
         validation_data = None if inputs.validation is None else make_dataset(inputs.validation, batch_size, drop_remainder=whole)
         statistics_before = batchnorm_statistics(model)
@@ -87,6 +89,7 @@ def run_phase(
             initial_epoch=first_epoch,
             epochs=last_epoch,
             steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
             class_weight=class_weight(splits) if cfg.data.class_weight == "balanced" else None,
             callbacks=[
                 timer,
@@ -104,6 +107,30 @@ def run_phase(
         if inputs.cached and cfg.augment.preset != "none":
             details["augmented_copies"] = inputs.copies
     return [row for row in progress.rows if row["phase"] == phase.name], details
+
+
+def batches_per_process(engine: Engine, splits: Splits, batch_size: int) -> tuple[int, int, Optional[int]]:
+    """(the batch size this process feeds, training steps per epoch, validation steps or None for all).
+
+    Processes that each read their own share of the data (`splits.shard`) feed batches of `batch_size / processes`
+    (Keras joins them into the global batch) and must take equal numbers of steps: the fewest any process has. Else
+    every process feeds the global batch, which Keras shares out, and an epoch is the whole training split (without
+    its last, smaller batch when a batch is split among replicas).
+
+    Raises:
+        DataError: a process whose share holds less than one batch.
+    """
+    if splits.shard is None or engine.processes == 1:
+        count = len(splits.train)
+        return batch_size, count // batch_size if engine.distributed else -(-count // batch_size), None
+    engine.feed_own_data()
+    local = batch_size // engine.processes
+    steps = min(engine.gather(len(splits.train) // local))
+    validation = None if splits.validation is None else min(engine.gather(len(splits.validation) // local))
+    if steps == 0 or validation == 0:
+        raise DataError(f"A process's share of the data holds fewer training or validation images than its batch of {local} "
+                        f"(data.batch_size {batch_size} over {engine.processes} processes); use a smaller batch or fewer processes.")
+    return local, steps, validation
 
 
 @dataclass(frozen=True)

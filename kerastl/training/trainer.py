@@ -22,7 +22,7 @@ from kerastl.rundir import CONFIG_FILE, MODEL_FILE, prepare_run_dir, remove_part
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, finished_epochs
 from kerastl.training.distillation import student_config
-from kerastl.training.distribute import check_resume_point, process_run_dir, start_engine
+from kerastl.training.distribute import check_resume_point, check_same_classes, data_shard, process_run_dir, start_engine
 from kerastl.training.fitting import CACHE
 from kerastl.training.pretrain import model_weights
 from kerastl.training.recipe import note_conversions, open_run, run_recipe, seed_everything
@@ -98,6 +98,7 @@ def train(
     run = OpenRun(run_dir, progress, splits, resume)
     opened = any([stage.before_model(run) for stage in stages])  # a list: every stage acts
     engine = start_engine(cfg.compute.distribute, cfg.data.batch_size)
+    check_same_classes(engine, splits.class_names)  # processes that read their own files must agree on the classes
     if resume:  # every process of a multihost run must continue from the same epoch
         check_resume_point(engine, finished_epochs(run_dir, plan.phases, progress))
     with engine.scope():  # variables made here are mirrored on every replica; fit splits each batch among them
@@ -118,7 +119,8 @@ def _load_splits(cfg: Config, run_dir: Path, progress: bool) -> Splits:
     cache_dir = run_dir / CACHE
     existed = run_dir.exists()
     try:
-        return load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=progress, cache_dir=cache_dir)
+        return load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=progress, cache_dir=cache_dir,
+                           shard=data_shard(cfg.compute.distribute))
     except BaseException:
         if cfg.data.cache == "disk":
             shutil.rmtree(cache_dir, ignore_errors=True)
