@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from kerastl.data.images import ImageSource
-from kerastl.data.store import ROWS_PER_COPY, ArrayStore
+from kerastl.data.store import ROWS_PER_COPY, ArrayStore, on_disk
 from kerastl.errors import DataError
 
 
@@ -42,12 +42,15 @@ def join_sources(parts: Sequence[ImageSource], class_names: Sequence[str], origi
                  cache_dir: Optional[Path] = None) -> ImageSource:
     """One source holding the images of `parts` in order, relabelled to `class_names` (the classes of every file);
     each image's id is `FILE: row K` (tables) or its path. With `cache_dir` the joined images are one file there,
-    copied a chunk at a time (the parts' own files are left for the split's clean-up)."""
+    copied a chunk at a time, and the parts' own files are removed."""
     parts = [part.with_classes(class_names) for part in parts]
     store = ArrayStore(cache_dir)
     for part in parts:
         for start in range(0, len(part), ROWS_PER_COPY):
             store.append(np.asarray(part.images[start : start + ROWS_PER_COPY]))
+    for part in parts:
+        if on_disk(part.images):
+            Path(part.images.filename).unlink(missing_ok=True)  # the joined file holds them now
     ids = np.concatenate([_file_ids(part) for part in parts])
     labels = None if parts[0].labels is None else np.concatenate([part.labels for part in parts])
     return ImageSource(

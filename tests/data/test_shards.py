@@ -2,6 +2,8 @@
 multi-host run reading only its share of the files, and URIs read through pyarrow's file systems (tested on the
 local file system through the same interface: file://)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,9 @@ def test_a_glob_of_shards_reads_as_one_source_in_file_order(shards, kind):
     labels = np.concatenate([frame["label"].to_numpy() for frame in frames])
     assert [source.class_names[k] for k in source.labels] == [str(v) for v in labels]
     assert source.image_ids()[6] == f"{folder}/train-1.{kind}: row 1"
+    on_disk = read_source(f"{kind}:{folder}/train-*.{kind}", cache_dir=folder / "cache")
+    np.testing.assert_array_equal(on_disk.images, source.images)
+    assert [path.name for path in (folder / "cache").iterdir()] == [Path(on_disk.images.filename).name]
 
 
 def test_each_process_reads_only_its_share_of_the_files(shards):
