@@ -198,3 +198,16 @@ print(json.dumps({"equal": all(np.array_equal(a, b) for a, b in zip(first.get_we
                              env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert json.loads(checked.stdout.strip().splitlines()[-1]) == {"equal": True, "head_trained": True}
+
+
+def test_only_several_processes_share_out_the_files(monkeypatch):
+    from kerastl.training.distribute import data_shard
+
+    assert data_shard("none") is None
+    _multihost_env(monkeypatch, processes="1", process="0")
+    assert data_shard("multihost") is None  # one process reads every file (and Keras shards nothing)
+    _multihost_env(monkeypatch, processes="2", process="1")
+    assert data_shard("multihost") == (1, 2)
+    monkeypatch.delenv("KERAS_DISTRIBUTION_NUM_PROCESSES")
+    with pytest.raises(ConfigError, match="KERAS_DISTRIBUTION_NUM_PROCESSES"):
+        data_shard("multihost")

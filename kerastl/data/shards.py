@@ -61,6 +61,4 @@ def join_sources(parts: Sequence[ImageSource], class_names: Sequence[str], origi
 
 def _file_ids(part: ImageSource) -> np.ndarray:
     """Where each image of a part is: its file path, or `FILE: row K` for a table row."""
-    if part.ids is not None:
-        return np.asarray(part.ids)
-    return np.char.add(f"{part.origin}: row ", np.arange(1, len(part) + 1).astype(str))
+    return part.image_ids() if part.ids is not None else np.char.add(f"{part.origin}: ", part.image_ids())

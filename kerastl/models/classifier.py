@@ -235,7 +235,7 @@ class ClassifierSpec:
     resize: str = "squash"  # how an image of another aspect ratio meets the input: squash, crop or pad (data.resize)
     augment: Optional[AugmentConfig] = None  # augmentation inside the model, in training only; None for none
     precision: str = "float32"  # Keras dtype policy of the layers; the output layer always computes in float32
-    seed: int = 0  # seed of the augmentation layers and the head's initialisers
+    seed: int = 0  # seed of the augmentation layers and the head's dropout
 
     def __post_init__(self):
         object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
@@ -247,7 +247,7 @@ class ClassifierSpec:
         """The classifier a run config describes, for `class_names` and images of `image_shape`; `weights`
         replaces `model.weights` (a run's resolved "pretrain" file)."""
         model = cfg.model if weights is None else replace(cfg.model, weights=weights)
-        return cls(model, tuple(class_names), tuple(image_shape), cfg.data.multi_label, cfg.data.resize, cfg.augment,
+        return cls(model, class_names, image_shape, cfg.data.multi_label, cfg.data.resize, cfg.augment,
                    cfg.compute.precision, cfg.seed)
 
     @property

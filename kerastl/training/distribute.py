@@ -81,11 +81,13 @@ def process_id(name: str) -> int:
 
 
 def data_shard(name: str) -> Optional[tuple[int, int]]:
-    """(this process, number of processes) for `multihost`, whose processes each read their share of a source in
-    many files; None for an engine in one process."""
+    """(this process, number of processes) for `multihost` over several processes, whose processes each read their
+    share of a source in many files; None when one process reads everything."""
     if name != "multihost":
         return None
-    return process_id(name), int(os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"])
+    number = process_id(name)  # checks the variables first
+    processes = int(os.environ["KERAS_DISTRIBUTION_NUM_PROCESSES"])
+    return (number, processes) if processes > 1 else None
 
 
 def check_same_classes(engine: Engine, class_names) -> None:

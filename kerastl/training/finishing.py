@@ -123,8 +123,8 @@ def _save_calibrated(
         if "validation" in logits:
             calibration = calibrate_logits(model, logits["validation"], splits.validation)
         else:
-            shared = splits.shard is not None and engine.processes > 1
-            calibration = calibrate(model, splits.validation, cfg.data.batch_size, engine.average if shared else None)
+            average = engine.average if splits.shard is not None else None  # each process holds its own validation share
+            calibration = calibrate(model, splits.validation, cfg.data.batch_size, average)
     if target is not None:
         with atomic_path(target) as temp:
             model.save(temp)

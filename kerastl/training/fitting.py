@@ -120,7 +120,7 @@ def batches_per_process(engine: Engine, splits: Splits, batch_size: int) -> tupl
     Raises:
         DataError: a process whose share holds less than one batch.
     """
-    if splits.shard is None or engine.processes == 1:
+    if splits.shard is None:
         count = len(splits.train)
         return batch_size, count // batch_size if engine.distributed else -(-count // batch_size), None
     engine.feed_own_data()

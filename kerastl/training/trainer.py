@@ -1,5 +1,6 @@
 """The config route, a shell over the recipe: read the config, read the data, (pretrain,) build the
-`ImageClassifier`, run the recipe (with the optional stages of `kerastl.training.stages`) (`kerastl.training.recipe.run_recipe`, as `fine_tune` does) into the run folder.
+`ImageClassifier`, run the recipe (`kerastl.training.recipe.run_recipe`, as `fine_tune` does) into the run folder,
+with the optional stages the config asks for (`kerastl.training.stages`).
 
 Example:
     >>> cfg = load_config("configs/quickstart.yaml")
