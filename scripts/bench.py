@@ -20,6 +20,10 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   the median of three interleaved repetitions each.
 - frozen: seconds per epoch after the first of a frozen-backbone head phase, cached features vs. the
   Keras-guide way (the frozen backbone recomputed every step); and both test accuracies.
+- guide: wall seconds of a whole run on a 6,000-row pixel CSV (MobileNetV2 a0.35 at 96 px, 1 head epoch, 2 epochs
+  fine-tuning the whole backbone, validation every epoch, test, model saved), `kerastl train` vs. a script written by hand
+  after the Keras transfer-learning guide, each in a fresh process; BatchNorm frozen (the guide's `training=False`) and
+  BatchNorm training (both sides), with each side's phase seconds.
 - endtoend: training images/s of a fine-tune phase, `kerastl train` (XLA off and on) vs. a hand-written
   script following the Keras guide (pandas -> NumPy -> tf.data -> base_model(x, training=False) -> GAP
   -> Dropout -> Dense), same backbone, batch and size.
@@ -61,7 +65,7 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHMARKS = ("startup", "overhead", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning", "tune",
+BENCHMARKS = ("startup", "overhead", "guide", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning", "tune",
               "duplicates")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
@@ -205,24 +209,38 @@ phases:
 """
 
 
-def bench_overhead(work: Path, repetitions: int = 3) -> dict:
+def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 3) -> dict:
     """A 2-epoch `kerastl train` on the built-in digits (MobileNetV2 a1.0 at 32 px, random weights: offline) in a
     fresh process: its wall seconds, the seconds of its two epochs (metrics.json `phases.*.epoch_seconds`), and the
-    rest, the run's fixed cost (imports, model, baselines, features, calibration, evaluation, report, saving)."""
-    import subprocess
-
-    config, run_dir = work / "overhead.yaml", work / "overhead"
+    rest, the run's fixed cost (imports, model, baselines, features, calibration, evaluation, report, saving). With
+    `baseline` (a git revision), the same run of that revision's kerastl too, the two interleaved in every repetition."""
+    config = work / "overhead.yaml"
     config.write_text(OVERHEAD_CONFIG)
-    walls, epochs = [], []
+    roots = {"kerastl": ROOT, **({baseline: _checkout(baseline, work / "baseline")} if baseline else {})}
+    walls: dict = {name: [] for name in roots}
+    epochs: dict = {name: [] for name in roots}
     for _ in range(repetitions):
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(run_dir),
-                        "--overwrite", "--quiet"], check=True, capture_output=True)
-        walls.append(time.perf_counter() - started)
-        phases = json.loads((run_dir / "metrics.json").read_text())["phases"]
-        epochs.append(sum(sum(phase["epoch_seconds"]) for phase in phases.values()))
-    wall, epoch = float(np.median(walls)), float(np.median(epochs))
-    return {"wall_seconds": wall, "epoch_seconds": epoch, "fixed_seconds": wall - epoch}
+        for name, root in roots.items():
+            run_dir = work / "overhead"
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(run_dir),
+                            "--overwrite", "--quiet"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(root)})
+            walls[name].append(time.perf_counter() - started)
+            phases = json.loads((run_dir / "metrics.json").read_text())["phases"]
+            epochs[name].append(sum(sum(phase["epoch_seconds"]) for phase in phases.values()))
+    result = {}
+    for name in roots:
+        wall, epoch = float(np.median(walls[name])), float(np.median(epochs[name]))
+        result[name] = {"wall_seconds": wall, "epoch_seconds": epoch, "fixed_seconds": wall - epoch}
+    return {**result.pop("kerastl"), **({"baseline": {"revision": baseline, **result[baseline]}} if baseline else {})}
+
+
+def _checkout(revision: str, folder: Path) -> Path:
+    """The files of `revision` of this repository in `folder` (`git archive`), to import that kerastl from."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
 
 
 def write_photo_folder(folder: Path, count: int, seed: int = 0) -> Path:
@@ -359,6 +377,84 @@ def bench_endtoend(size: int, work: Path) -> dict:
     rates["guide_script"] = _guide_script_rate(size, 32, epochs)
     return {**rates, "input_size": size, "ratio_jit_false": rates["kerastl_jit_false"] / rates["guide_script"],
             "ratio_jit_true": rates["kerastl_jit_true"] / rates["guide_script"]}
+
+
+GUIDE_CONFIG = """name: guide
+data: {{source: "csv:{csv}", batch_size: 32}}
+model: {{backbone: mobilenet_v2, backbone_options: {{alpha: 0.35}}, weights: none, input_size: {size}}}
+augment: {{preset: none}}
+phases:
+  - {{name: head, epochs: 1, learning_rate: 1.0e-3}}
+  - {{name: finetune, epochs: 2, unfreeze: all, learning_rate: 1.0e-5, bn: {bn}}}
+"""
+
+_GUIDE = """
+import json, sys, time
+import keras, numpy as np, pandas as pd, tensorflow as tf
+from sklearn.model_selection import train_test_split
+csv, size, bn, target = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+frame = pd.read_csv(csv)
+labels = frame.pop("label").to_numpy()
+images = frame.to_numpy("uint8").reshape(-1, 28, 28, 1)
+x_train, x_rest, y_train, y_rest = train_test_split(images, labels, test_size=0.3, stratify=labels, random_state=0)
+x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=0)
+def batches(x, y, shuffle=False):
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    data = data.shuffle(len(x), seed=0) if shuffle else data
+    prepare = lambda a, b: (keras.applications.mobilenet_v2.preprocess_input(
+        tf.image.grayscale_to_rgb(tf.image.resize(tf.cast(a, tf.float32), (size, size)))), b)
+    return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(32).prefetch(tf.data.AUTOTUNE)
+train, validation, test = batches(x_train, y_train, True), batches(x_val, y_val), batches(x_test, y_test)
+base = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=0.35, input_shape=(size, size, 3))
+base.trainable = False
+inputs = keras.Input((size, size, 3))
+features = base(inputs) if bn == "train" else base(inputs, training=False)  # the guide: BatchNorm stays in inference mode
+x = keras.layers.Dropout(0.2)(keras.layers.GlobalAveragePooling2D()(features))
+model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+seconds = {}
+for phase, epochs, rate in (("head", 1, 1e-3), ("finetune", 2, 1e-5)):
+    base.trainable = phase == "finetune"
+    for layer in base.layers if bn == "frozen_layers" else ():  # as kerastl's bn: frozen, no gradients for gamma, beta
+        layer.trainable = layer.trainable and not isinstance(layer, keras.layers.BatchNormalization)
+    model.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    started = time.perf_counter()
+    model.fit(train, validation_data=validation, epochs=epochs, verbose=0)
+    seconds[phase] = time.perf_counter() - started
+test_loss, test_accuracy = model.evaluate(test, verbose=0)
+model.save(target)
+print(json.dumps({"phases": seconds, "test_accuracy": test_accuracy}))
+"""
+
+
+def bench_guide(rows: int, size: int, work: Path) -> dict:
+    """Wall seconds of a whole run, `kerastl train` vs. a script written by hand after the Keras transfer-learning
+    guide doing the same work (a pixel CSV, MobileNetV2 a0.35 at `size` px, 1 epoch of the head on the frozen
+    backbone, 2 epochs fine-tuning all of it at 1e-5, validation every epoch, test, the model saved), each in a fresh
+    process; with BatchNorm frozen (the guide's `training=False`) and with BatchNorm training (kerastl's `bn: auto`
+    for `weights: none`; the script calling the backbone in training mode); and the script once more with its BatchNorm
+    layers also non-trainable, as kerastl's `bn: frozen` makes them (no gradients for their scale and offset)."""
+    csv = write_pixel_csv(work / "guide.csv", rows)
+    result: dict = {"rows": rows, "input_size": size}
+    for bn in ("frozen", "train"):
+        config = work / f"guide_{bn}.yaml"
+        config.write_text(GUIDE_CONFIG.format(csv=csv, size=size, bn="frozen" if bn == "frozen" else "auto"))
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(work / f"guide_{bn}"),
+                        "--overwrite", "--quiet"], check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        metrics = json.loads((work / f"guide_{bn}" / "metrics.json").read_text())
+        result[f"kerastl_bn_{bn}"] = {"wall_seconds": wall, "test_accuracy": metrics["test_accuracy"],
+                                      "phases": {name: phase["seconds"] for name, phase in metrics["phases"].items()}}
+        started = time.perf_counter()
+        output = subprocess.run([sys.executable, "-c", _GUIDE, str(csv), str(size), bn, str(work / f"guide_{bn}.keras")],
+                                check=True, capture_output=True, text=True)
+        result[f"guide_bn_{bn}"] = {"wall_seconds": time.perf_counter() - started, **json.loads(output.stdout.strip().splitlines()[-1])}
+        result[f"ratio_bn_{bn}"] = result[f"guide_bn_{bn}"]["wall_seconds"] / wall
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", _GUIDE, str(csv), str(size), "frozen_layers", str(work / "guide_layers.keras")],
+                            check=True, capture_output=True, text=True)
+    result["guide_bn_frozen_layers"] = {"wall_seconds": time.perf_counter() - started, **json.loads(output.stdout.strip().splitlines()[-1])}
+    return result
 
 
 _STREAM = """
@@ -605,6 +701,25 @@ def render(results: dict) -> str:
         lines.append(f"| a run's fixed cost: 2-epoch `kerastl train` on digits (MobileNetV2 α1.0, 32 px), wall minus its epochs | "
                      f"{r['fixed_seconds']:.1f} s (wall {r['wall_seconds']:.1f} s) | its two epochs {r['epoch_seconds']:.1f} s | "
                      f"{r['fixed_seconds'] / r['epoch_seconds']:.1f}× the epochs | ≤ 10 s |")
+        if "baseline" in r:
+            b = r["baseline"]
+            lines.append(f"| the same run's fixed cost, before and after (commit {b['revision']}, interleaved in this invocation) | "
+                         f"{r['fixed_seconds']:.1f} s (wall {r['wall_seconds']:.1f} s) | {b['fixed_seconds']:.1f} s (wall "
+                         f"{b['wall_seconds']:.1f} s, epochs {b['epoch_seconds']:.1f} s) | {r['fixed_seconds'] / b['fixed_seconds']:.2f}× "
+                         f"the fixed cost before | ≤ 10 s |")
+    if "guide" in results:
+        r = results["guide"]
+        for bn, how in (("frozen", "BatchNorm frozen as in the guide"), ("train", "BatchNorm training (`bn: auto`, weights none)")):
+            k, g = r[f"kerastl_bn_{bn}"], r[f"guide_bn_{bn}"]
+            lines.append(f"| end to end: {r['rows']:,}-row 28×28 CSV, MobileNetV2 α0.35 at {r['input_size']} px, 1 head epoch + 2 "
+                         f"fine-tuning the whole backbone, {how}: wall time | {k['wall_seconds']:.0f} s (head {k['phases']['head']:.0f} s, "
+                         f"fine-tune {k['phases']['finetune']:.0f} s) | {g['wall_seconds']:.0f} s (hand-written Keras-guide script; head "
+                         f"{g['phases']['head']:.0f} s, fine-tune {g['phases']['finetune']:.0f} s) | {r[f'ratio_bn_{bn}']:.2f}× faster | ≥ 2× |")
+        if "guide_bn_frozen_layers" in r:
+            g, k = r["guide_bn_frozen_layers"], r["kerastl_bn_frozen"]
+            lines.append(f"| the guide script with its BatchNorm layers also non-trainable (as kerastl's `bn: frozen`): wall time | "
+                         f"{k['wall_seconds']:.0f} s (kerastl, BatchNorm frozen, above) | {g['wall_seconds']:.0f} s (fine-tune "
+                         f"{g['phases']['finetune']:.0f} s) | {g['wall_seconds'] / k['wall_seconds']:.2f}× faster | – |")
     if "frozen" in results:
         r = results["frozen"]
         lines.append(f"| frozen phase, s/epoch after the first ({r['input_size']} px, {r.get('train_images', 630)} training digits) | {r['cached']['seconds_per_epoch']:.3f} s "
@@ -709,6 +824,8 @@ def _tune_table(r: dict) -> list[str]:
 @click.option("--rows", default=3000, show_default=True, help="CSV rows of the pipeline benchmark.")
 @click.option("--reading-rows", default=60000, show_default=True, help="CSV rows of the reading benchmark.")
 @click.option("--memory-rows", default=60000, show_default=True, help="CSV rows of the memory benchmark.")
+@click.option("--overhead-baseline", metavar="REV", help="Overhead benchmark: also measure this git revision, side by side.")
+@click.option("--guide-rows", default=6000, show_default=True, help="CSV rows of the guide-script benchmark.")
 @click.option("--photos", default=3000, show_default=True, help="JPEGs of the folders benchmark.")
 @click.option("--size", default=64, show_default=True, help="Model input size of the end-to-end benchmark.")
 @click.option("--frozen-size", default=224, show_default=True, help="Model input size of the frozen-phase benchmark.")
@@ -716,7 +833,7 @@ def _tune_table(r: dict) -> list[str]:
 @click.option("--recipe", "recipes", multiple=True, type=click.Choice(LEARNING_RECIPES), help="Learning benchmark: only these recipes.")
 @click.option("--tune-time", "tune_times", multiple=True, metavar="TASK=DURATION", help=f"Tune benchmark: a task's time budget [default: {TUNE_TIME}].")
 @click.option("--output", default=str(ROOT / "BENCHMARKS.md"), show_default=True, type=click.Path(dir_okay=False), help="Markdown report.")
-def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds, recipes, tune_times, output):
+def main(only, rows, reading_rows, memory_rows, overhead_baseline, guide_rows, photos, size, frozen_size, seeds, recipes, tune_times, output):
     """Run the benchmarks and write BENCHMARKS.md (and BENCHMARKS.json beside it)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     chosen = only or BENCHMARKS
@@ -726,9 +843,9 @@ def main(only, rows, reading_rows, memory_rows, photos, size, frozen_size, seeds
     results["machine"] = machine()
     with tempfile.TemporaryDirectory(prefix="kerastl-bench-") as scratch:
         work = Path(scratch)
-        runners = {"startup": lambda: bench_startup(work), "overhead": lambda: bench_overhead(work), "pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work),
+        runners = {"startup": lambda: bench_startup(work), "overhead": lambda: bench_overhead(work, overhead_baseline), "pipeline": lambda: bench_pipeline(rows, work), "reading": lambda: bench_reading(reading_rows, work),
                    "folders": lambda: bench_folders(photos, (224, 64), work), "frozen": lambda: bench_frozen(frozen_size, work),
-                   "endtoend": lambda: bench_endtoend(size, work), "memory": lambda: bench_memory(memory_rows, work),
+                   "endtoend": lambda: bench_endtoend(size, work), "guide": lambda: bench_guide(guide_rows, 96, work), "memory": lambda: bench_memory(memory_rows, work),
                    "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {})),
                    "duplicates": lambda: bench_duplicates(),
                    "tune": lambda: bench_tune(work, seeds, {**TUNE_TIME, **dict(t.split("=", 1) for t in tune_times)})}

@@ -129,6 +129,31 @@ def test_temperature_is_fitted_on_validation_and_saved_in_the_model(trained_run)
     assert temperature(trained_run.model) == pytest.approx(calibration["temperature"], rel=1e-5)
 
 
+def test_held_out_logits_through_an_already_traced_extractor_follow_the_weights():
+    """A run reuses the feature extractor it traced for the frozen features to measure the trained model: its
+    logits (features through the head) equal the full model's after the weights changed."""
+    import keras
+
+    from kerastl.analysis.calibration import model_logits
+    from kerastl.data.images import ImageSource
+    from kerastl.models.classifier import build_model, feature_extractor
+    from tests.test_model import TINY_MODEL
+
+    rng = np.random.default_rng(0)
+    source = ImageSource(rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8), np.arange(20) % 3, ["a", "b", "c"], "random")
+    model = build_model(TINY_MODEL, 3, (8, 8, 1))
+    extractor = feature_extractor(model)
+    before = model_logits(model, {"x": source}, 8, extractor)["x"]  # traced with the weights as built
+    for layer in model.get_layer("backbone").layers:  # an untrained backbone's features are near 0: shift them
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.beta.assign(layer.beta + 0.5)
+    head = model.get_layer("logits")
+    head.kernel.assign(rng.normal(0, 1, head.kernel.shape).astype("float32"))
+    after = model_logits(model, {"x": source}, 8, extractor)["x"]
+    assert np.abs(after - before).max() > 0.1  # the change reached the logits: the comparison below could fail
+    np.testing.assert_allclose(after, model_logits(model, {"x": source}, 8)["x"], rtol=1e-4, atol=1e-4)
+
+
 def test_evaluate_a_runs_other_model_file_into_its_own_folder(trained_run, tmp_path):
     import shutil
 

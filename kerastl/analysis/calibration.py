@@ -21,10 +21,11 @@ from kerastl.analysis.metrics import expected_calibration_error
 from kerastl.data.pipeline import image_batches
 from kerastl.data.sources import ImageSource
 from kerastl.labels import LabelKind
-from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, label_kind
+from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, head_model, label_kind
 from kerastl.models.layers import Calibrated
 
 TEMPERATURE_RANGE = (0.05, 20.0)  # the fitted temperature is searched within, on a log scale
+HEAD_BATCH = 1024  # pooled features per batch through the head (a few layers on [B, D]: large batches are cheap)
 
 
 def temperature(model) -> Optional[float]:
@@ -60,14 +61,26 @@ def single_device_copy(model):
     return copy
 
 
-def model_logits(model, sources: dict, batch_size: int) -> dict[str, np.ndarray]:
+def model_logits(model, sources: dict, batch_size: int, extractor=None) -> dict[str, np.ndarray]:
     """The logits (the output layer's input, before the temperature) of a kerastl model on each `ImageSource` of
-    `sources` (name -> source), float64; one logits model serves them all (Keras traces its predict once)."""
+    `sources` (name -> source), float64; one logits model serves them all (Keras traces its predict once).
+
+    `extractor`: a `feature_extractor(model)` whose predict Keras has traced already (e.g. for the frozen features
+    before training; it reads the weights as they are when it runs); the logits are then the head's on its features,
+    and no model as large as the backbone is traced again."""
     import keras
 
-    logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-    return {name: np.asarray(logits_model.predict(image_batches(source.images, batch_size), verbose=0)[: len(source)], np.float64)
+    if extractor is None:
+        logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
+        return {name: _predict(logits_model, source.images, batch_size) for name, source in sources.items()}
+    head = head_model(model, logits=True)
+    return {name: np.asarray(head.predict(_predict(extractor, source.images, batch_size), batch_size=HEAD_BATCH, verbose=0), np.float64)
             for name, source in sources.items()}
+
+
+def _predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """`model`'s outputs on every row of `images` (streamed in whole batches, see `image_batches`), float64."""
+    return np.asarray(model.predict(image_batches(images, batch_size), verbose=0)[: len(images)], np.float64)
 
 
 def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:

@@ -131,11 +131,12 @@ def _exact_pairs_missed(rows: list, hashes: dict, sources: dict, first: str, sec
 
 def plot_duplicate_pairs(pairs, sources: dict, target: Path, count: int = 12) -> None:
     """The first `count` pairs side by side, each titled with its splits, kind and similarity."""
-    from kerastl.analysis.plots import save_figure, pyplot
+    from kerastl.analysis.plots import NO_TICKS, pyplot, save_figure
 
     plt = pyplot()
     shown = pairs.head(count)
-    figure, axes = plt.subplots(max(len(shown), 1), 2, figsize=(4.4, 2.2 * max(len(shown), 1)), squeeze=False)
+    figure, axes = plt.subplots(max(len(shown), 1), 2, figsize=(4.4, 2.2 * max(len(shown), 1)), squeeze=False,
+                                subplot_kw=NO_TICKS)
     for row, (_, pair) in zip(axes, shown.iterrows()):
         for axis, side in zip(row, ("a", "b")):
             image = sources[pair[f"split_{side}"]].images[pair[f"index_{side}"]]

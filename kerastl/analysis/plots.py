@@ -13,6 +13,8 @@ import numpy as np
 
 from kerastl.rundir import atomic_path
 
+NO_TICKS = {"xticks": [], "yticks": []}  # axes of an image grid: an axis turned off still lays out its ticks (slow)
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
@@ -104,7 +106,8 @@ def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequ
     columns = 4
     rows = max(1, -(-len(images) // columns))
     title_lines = max((title.count("\n") + 1 for title in titles), default=1)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, (2.1 + 0.22 * title_lines) * rows + 0.4), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, (2.1 + 0.22 * title_lines) * rows + 0.4), squeeze=False,
+                                subplot_kw=NO_TICKS)
     for axis in axes.ravel():
         axis.axis("off")
     for k, (axis, image) in enumerate(zip(axes.ravel(), images)):
@@ -161,7 +164,8 @@ def plot_image_grid(rows: Sequence[np.ndarray], row_names: Sequence[str], target
     """One row of images per class, labelled with the class name."""
     plt = pyplot()
     columns = max(len(r) for r in rows)
-    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False)
+    figure, axes = plt.subplots(len(rows), columns, figsize=(1.3 * columns, 1.4 * len(rows)), squeeze=False,
+                                subplot_kw=NO_TICKS)
     for axis in axes.ravel():
         axis.axis("off")
     for row, (images, name) in enumerate(zip(rows, row_names)):

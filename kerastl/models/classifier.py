@@ -200,21 +200,23 @@ def input_size(model_cfg: ModelConfig) -> tuple[int, int]:
 input_size_of = input_size  # for ImageClassifier.from_preset, whose `input_size` argument hides the function
 
 
-def layers_after(model, layer_name: str, inputs, name: str):
-    """A Keras model calling `model`'s own layers after `layer_name` (in order) on `inputs`."""
+def layers_after(model, layer_name: str, inputs, name: str, last: Optional[str] = None):
+    """A Keras model calling `model`'s own layers after `layer_name` (in order, up to and including `last`; by
+    default to the output) on `inputs`."""
     names = [layer.name for layer in model.layers]
+    stop = names.index(last) + 1 if last is not None else len(names)
     x = inputs
-    for layer in model.layers[names.index(layer_name) + 1 :]:
+    for layer in model.layers[names.index(layer_name) + 1 : stop]:
         x = layer(x)
     return keras.Model(inputs, x, name=name)
 
 
-def head_model(model):
+def head_model(model, logits: bool = False):
     """The head from the pooled features on: pooled features [B, D] in, probabilities out (same layer objects),
-    what frozen phases fit on cached features."""
+    what frozen phases fit on cached features; with `logits`, the logits (the output layer's input) out."""
     feature_layer = model_facts(model)["feature_layer"]
     inputs = keras.Input(shape=model.get_layer(feature_layer).output.shape[1:], name="features")
-    return layers_after(model, feature_layer, inputs, f"{model.name}_head")
+    return layers_after(model, feature_layer, inputs, f"{model.name}_head", last=LOGITS_LAYER if logits else None)
 
 
 @dataclass(frozen=True)

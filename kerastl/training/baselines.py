@@ -54,17 +54,19 @@ def start_head(
     return baselines
 
 
-def split_features(model, splits: Splits, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
+def split_features(model, splits: Splits, batch_size: int, verbose: int | str = 0, extractor=None) -> dict[str, np.ndarray]:
     """Pooled frozen-backbone features of each split of `splits` ("train", "validation", "test" when present)."""
-    return frozen_features(model, {"train": splits.train, "validation": splits.validation, "test": splits.test}, batch_size, verbose)
+    sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    return frozen_features(model, sources, batch_size, verbose, extractor)
 
 
-def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 0) -> dict[str, np.ndarray]:
-    """Pooled backbone features of each split in `sources` (name -> ImageSource or None), in inference mode."""
+def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 0, extractor=None) -> dict[str, np.ndarray]:
+    """Pooled backbone features of each split in `sources` (name -> ImageSource or None), in inference mode, through
+    `extractor` (default: a new `feature_extractor(model)`; one model for every split: Keras traces its predict once)."""
     from kerastl.models.classifier import feature_extractor
     from kerastl.training.features import extract_features
 
-    extractor = feature_extractor(model)  # one model for every split: Keras traces its predict once
+    extractor = extractor if extractor is not None else feature_extractor(model)
     return {name: extract_features(model, source.images, batch_size, verbose, extractor=extractor)
             for name, source in sources.items() if source is not None}
 

@@ -8,8 +8,9 @@ Example:
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -21,7 +22,7 @@ from kerastl.analysis.plots import plot_curves
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
-from kerastl.models.classifier import label_kind, load_model
+from kerastl.models.classifier import feature_extractor, label_kind, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
@@ -44,23 +45,28 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
 
     if not model.compiled:  # resumed after its last phase: nothing was compiled in this process
         compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
-    # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
-    # the held-out splits once, for calibration and every measure.
-    kept, calibration, predictions = _save_models(model, run_dir, cfg, splits, progress, write_files, engine)
-    tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
-    if predictions is None:
-        predictions = predict_splits(tested, cfg, splits)
-    metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
-    metrics.kept = kept
-    _add_run_facts(metrics, plan, progress, engine, splits, calibration)
-    for stage in state.stages:
-        stage.on_metrics(metrics, tested, splits, run_dir)
+    # matplotlib draws in one background thread while the held-out splits are predicted and the models saved.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerastl-pictures") as pictures:
+        drawn = [pictures.submit(plot_curves, pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")] if write_files else []
+        # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
+        # the held-out splits once, for calibration and every measure.
+        kept, calibration, predictions = _save_models(model, cfg, splits, state)
+        tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
+        if predictions is None:
+            predictions = predict_splits(tested, cfg, splits)
+        if write_files and cfg.results.evaluation:
+            drawn.append(pictures.submit(_evaluate_held_out, tested, predictions, run_dir, splits))
+        metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
+        metrics.kept = kept
+        _add_run_facts(metrics, plan, progress, engine, splits, calibration)
+        for stage in state.stages:
+            stage.on_metrics(metrics, tested, splits, run_dir)
+        if write_files:
+            progress.write_history()  # without the rows a resume dropped
+            write_json(run_dir / METRICS_FILE, metrics.to_dict())
+        for job in drawn:
+            job.result()  # the pictures are on disk before the report lists them; a failure fails the run
     if write_files:
-        progress.write_history()  # without the rows a resume dropped
-        write_json(run_dir / METRICS_FILE, metrics.to_dict())
-        plot_curves(pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")
-        if cfg.results.evaluation:
-            _evaluate_held_out(tested, predictions, run_dir, splits)
         write_report(run_dir)
         write_model_card(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
@@ -83,14 +89,19 @@ def _add_run_facts(
                               "table_files": tables or None}
 
 
-def _save_models(
-    model, run_dir: Path, cfg: Config, splits: Splits, progress: Progress, write_files: bool, engine: Engine
-) -> tuple[dict, Optional[dict], Optional[dict]]:
+def _save_models(model, cfg: Config, splits: Splits, state: RunState) -> tuple[dict, Optional[dict], Optional[dict]]:
     """Write `model.keras` with the weights `results.keep` asks for, and `model_last.keras` when the best
     weights are not the last ones; each calibrated on the validation split (without `write_files`, the model
     only takes the kept weights and their calibration). Returns what was kept, the calibration of `model.keras`
     and, on one device, its probabilities on the held-out splits (see `_save_calibrated`; a distributed model is
     measured as a single-device copy instead)."""
+    run_dir, progress, write_files, engine = state.run_dir, state.progress, state.write_files, state.engine
+    # One device: the held-out logits of every weights saved come through one feature extractor (its predict
+    # traced once: the run's own, traced for the frozen features, when it still holds the model's layers).
+    extractor = None  # distributed: measured as a single-device copy
+    if not engine.distributed:
+        extractor = state.extractor if state.extractor is not None else feature_extractor(model)
+    average = engine.average if splits.shard is not None else None  # each process holds its own validation share
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
@@ -102,28 +113,30 @@ def _save_models(
         if write_files and any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):
             best_weights = model.get_weights()
             model.set_weights(last_weights)
-            _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits, engine)
+            _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits, extractor, average, predict=False)
             model.set_weights(best_weights)
             kept["also_kept"] = LAST_MODEL_FILE
     target = run_dir / MODEL_FILE if write_files else None
-    return (kept, *_save_calibrated(model, target, cfg, splits, engine, predict=not engine.distributed))
+    return (kept, *_save_calibrated(model, target, cfg, splits, extractor, average, predict=extractor is not None))
 
 
 def _save_calibrated(
-    model, target: Optional[Path], cfg: Config, splits: Splits, engine: Engine, predict: bool = False
+    model, target: Optional[Path], cfg: Config, splits: Splits, extractor, average: Optional[Callable], predict: bool
 ) -> tuple[Optional[dict], Optional[dict]]:
     """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved).
-    With `predict`, the logits of the validation and test splits are computed once, for the calibration and for
-    the probabilities returned (split name -> [N, K], as the calibrated model answers); else None. Processes that
-    each hold their own validation share fit on it with a single-device copy and set the average temperature."""
+    On one device (`extractor`: the run's traced `feature_extractor`, see `model_logits`) the held-out logits come
+    through it, computed once, for the calibration and, with `predict`, for the probabilities returned (split
+    name -> [N, K], as the calibrated model answers; else None). Distributed (`extractor` None), processes that
+    each hold their own validation share fit on it with a single-device copy and set the temperatures' `average`."""
     held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
-    logits = model_logits(model, held_out, cfg.data.batch_size) if predict else {}
+    calibrates = cfg.results.calibration == "temperature" and splits.validation is not None
+    wanted = {name: source for name, source in held_out.items() if predict or (calibrates and name == "validation")}
+    logits = model_logits(model, wanted, cfg.data.batch_size, extractor) if extractor is not None else {}
     calibration = None
-    if cfg.results.calibration == "temperature" and splits.validation is not None:
+    if calibrates:
         if "validation" in logits:
             calibration = calibrate_logits(model, logits["validation"], splits.validation)
         else:
-            average = engine.average if splits.shard is not None else None  # each process holds its own validation share
             calibration = calibrate(model, splits.validation, cfg.data.batch_size, average)
     if target is not None:
         with atomic_path(target) as temp:

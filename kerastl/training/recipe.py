@@ -38,7 +38,7 @@ from kerastl.analysis.duplicates import held_out_leakage
 from kerastl.data.pipeline import Splits
 from kerastl.data.samples import save_run_samples
 from kerastl.errors import ConfigError
-from kerastl.models.classifier import model_facts
+from kerastl.models.classifier import feature_extractor, model_facts
 from kerastl.rundir import CONFIG_FILE, LABELS_FILE, clear_run_files, prepare_run_dir, write_text
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import head_init, split_features, start_head
@@ -214,9 +214,12 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> RunMetric
     frozen = None  # the frozen backbone's features of every split, computed once for the baselines and the first phases
     if _starts_fresh(state.run_dir, plan, progress) and engine.processes == 1 and not cfg.data.multi_label:
         with engine.scope():
-            frozen = split_features(model, splits, cfg.data.batch_size, state.verbose)
+            extractor = feature_extractor(model)
+            frozen = split_features(model, splits, cfg.data.batch_size, state.verbose, extractor)
             progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", state.verbose, frozen)
         progress.save()
+        if not any(phase.scope[0] == "lora" for phase in plan.phases):  # LoRA changes the layers its predict traced
+            state.extractor = extractor
     _train_phases(model, plan, cfg, splits, state, frozen if cfg.data.cache == "memory" else None)
     return finish_run(model, cfg, splits, plan, state)
 

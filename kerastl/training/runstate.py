@@ -26,3 +26,4 @@ class RunState:
     callbacks: Sequence = ()  # Keras callbacks added to every phase's fit
     write_files: bool = True  # the run folder's results (model, metrics, report...); False: checkpoints only
     stages: Sequence = ()  # the optional RunStages of a config run (kerastl.training.stages), told when metrics are measured
+    extractor: Any = None  # the model's feature extractor, its predict traced for the frozen features; reused at the end
