@@ -209,7 +209,7 @@ phases:
 """
 
 
-def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 3) -> dict:
+def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 7) -> dict:
     """A 2-epoch `kerastl train` on the built-in digits (MobileNetV2 a1.0 at 32 px, random weights: offline) in a
     fresh process: its wall seconds, the seconds of its two epochs (metrics.json `phases.*.epoch_seconds`), and the
     rest, the run's fixed cost (imports, model, baselines, features, calibration, evaluation, report, saving). With
@@ -231,7 +231,8 @@ def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 3
     result = {}
     for name in roots:
         wall, epoch = float(np.median(walls[name])), float(np.median(epochs[name]))
-        result[name] = {"wall_seconds": wall, "epoch_seconds": epoch, "fixed_seconds": wall - epoch}
+        result[name] = {"wall_seconds": wall, "epoch_seconds": epoch, "fixed_seconds": wall - epoch,
+                        "fixed_seconds_each": [w - e for w, e in zip(walls[name], epochs[name])]}
     return {**result.pop("kerastl"), **({"baseline": {"revision": baseline, **result[baseline]}} if baseline else {})}
 
 
