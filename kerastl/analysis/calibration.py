@@ -72,15 +72,17 @@ def model_logits(model, sources: dict, batch_size: int, extractor=None) -> dict[
 
     if extractor is None:
         logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-        return {name: _predict(logits_model, source.images, batch_size) for name, source in sources.items()}
-    head = head_model(model, logits=True)
-    return {name: np.asarray(head.predict(_predict(extractor, source.images, batch_size), batch_size=HEAD_BATCH, verbose=0), np.float64)
-            for name, source in sources.items()}
+        logits = {name: _outputs(logits_model, source.images, batch_size) for name, source in sources.items()}
+    else:
+        head = head_model(model, logits=True)
+        logits = {name: head.predict(_outputs(extractor, source.images, batch_size), batch_size=HEAD_BATCH, verbose=0)
+                  for name, source in sources.items()}
+    return {name: np.asarray(values, np.float64) for name, values in logits.items()}
 
 
-def _predict(model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """`model`'s outputs on every row of `images` (streamed in whole batches, see `image_batches`), float64."""
-    return np.asarray(model.predict(image_batches(images, batch_size), verbose=0)[: len(images)], np.float64)
+def _outputs(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """`model`'s outputs on every row of `images` (streamed in whole batches, see `image_batches`)."""
+    return model.predict(image_batches(images, batch_size), verbose=0)[: len(images)]
 
 
 def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:

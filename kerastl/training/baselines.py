@@ -66,7 +66,7 @@ def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 
     from kerastl.models.classifier import feature_extractor
     from kerastl.training.features import extract_features
 
-    extractor = extractor if extractor is not None else feature_extractor(model)
+    extractor = extractor or feature_extractor(model)
     return {name: extract_features(model, source.images, batch_size, verbose, extractor=extractor)
             for name, source in sources.items() if source is not None}
 

@@ -52,15 +52,16 @@ def training_copies(cfg: Config) -> int:
 
 
 def training_features(
-    model, cfg: Config, images: np.ndarray, verbose: int | str = "auto", cache_dir: Optional[Path] = None
+    model, cfg: Config, images: np.ndarray, verbose: int | str = "auto", cache_dir: Optional[Path] = None, extractor=None
 ) -> np.ndarray:
     """The cached training features: `training_copies(cfg)` versions of every image's features, one
     version after the other ([K * N, D]); version k passes through augmentation seeded `seed + k + 1`.
-    With `cache_dir`, they are written there as computed and returned memory-mapped."""
+    With `cache_dir`, they are written there as computed and returned memory-mapped. `extractor`: the
+    `feature_extractor(model)` to use without augmentation (see `extract_features`)."""
     import keras
 
     if cfg.augment.preset == "none":
-        extractors = [feature_extractor(model)]
+        extractors = [extractor or feature_extractor(model)]
     else:
         extractors = [
             _augmented_extractor(model, keras.Sequential(augmentation_layers(cfg.augment, cfg.seed + copy + 1)))

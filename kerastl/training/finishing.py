@@ -100,7 +100,7 @@ def _save_models(model, cfg: Config, splits: Splits, state: RunState) -> tuple[d
     # traced once: the run's own, traced for the frozen features, when it still holds the model's layers).
     extractor = None  # distributed: measured as a single-device copy
     if not engine.distributed:
-        extractor = state.extractor if state.extractor is not None else feature_extractor(model)
+        extractor = state.extractor or feature_extractor(model)
     average = engine.average if splits.shard is not None else None  # each process holds its own validation share
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None

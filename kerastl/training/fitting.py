@@ -25,7 +25,7 @@ from kerastl.training.checkpoints import (
 )
 from kerastl.training.distribute import Engine
 from kerastl.training.runstate import RunState
-from kerastl.models.classifier import head_model
+from kerastl.models.classifier import feature_extractor, head_model
 from kerastl.training.features import can_cache, extract_features, training_copies, training_features
 from kerastl.training.phases import (
     batchnorm_statistics,
@@ -154,11 +154,12 @@ def phase_inputs(model, phase: PhaseConfig, cfg: Config, splits: Splits, state: 
         validation = None if splits.validation is None else replace(splits.validation, images=frozen["validation"])
         return PhaseInputs(head_model(model), replace(splits.train, images=frozen["train"]), validation, cached=True, copies=1)
     features_dir = run_dir / CACHE if cfg.data.cache == "disk" else None
-    train = replace(splits.train, images=training_features(model, cfg, splits.train.images, verbose, features_dir))
+    extractor = state.extractor or feature_extractor(model)  # one predict traced for the training and validation images
+    train = replace(splits.train, images=training_features(model, cfg, splits.train.images, verbose, features_dir, extractor))
     validation = splits.validation
     if validation is not None:
         validation = replace(
-            validation, images=extract_features(model, validation.images, cfg.data.batch_size, verbose, features_dir)
+            validation, images=extract_features(model, validation.images, cfg.data.batch_size, verbose, features_dir, extractor)
         )
     return PhaseInputs(head_model(model), train, validation, cached=True, copies=training_copies(cfg))
 
