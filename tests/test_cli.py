@@ -35,15 +35,12 @@ def test_backbones_table():
     assert "mobilenet_v2" in result.output and "2,257,984" in result.output and "resnet50" not in result.output
 
 
-def test_train_evaluate_predict_end_to_end(tmp_path):
-    config = tmp_path / "c.yaml"
-    config.write_text("name: cli\n")
-    run_dir = tmp_path / "run"
-    result = run("train", "--config", config, "--output-dir", run_dir, "--quiet", *sets(TINY))
-    assert result.exit_code == 0, result.output
-    assert result.stdout.strip().splitlines()[-1] == str(run_dir)
-    assert (run_dir / "model.keras").is_file()
+def test_evaluate_and_predict_a_run_from_the_command_line(trained_run, tmp_path):
+    """(`kerastl train` from the command line: `test_overwrite_replaces_a_run_whole_and_keeps_the_users_files`.)"""
+    import shutil
 
+    run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
+    shutil.rmtree(run_dir / "evaluation")  # what training's own evaluation wrote: evaluate writes it again
     evaluated = run("evaluate", run_dir)
     assert evaluated.exit_code == 0, evaluated.output
     report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
@@ -101,6 +98,37 @@ def test_python_dash_m_entry_point():
 
     done = subprocess.run([sys.executable, "-m", "kerastl", "backbones", "vgg*"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "vgg16" in done.stdout
+    refused = subprocess.run([sys.executable, "-m", "kerastl", "evaluate", "no/such/run"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "Error: No model at" in refused.stderr
+
+
+def test_the_command_ends_its_process_as_a_normal_exit_would():
+    """`main` skips the interpreter's teardown, not what a normal exit does before it: threads still running are
+    joined, atexit handlers run, piped output arrives whole."""
+    import subprocess
+    import sys
+
+    script = """
+import atexit, threading, time
+import kerastl.cli
+
+command = kerastl.cli.cli.main
+
+def command_leaving_a_thread(*args, **kwargs):
+    try:
+        command(*args, **kwargs)
+    finally:
+        threading.Thread(target=lambda: (time.sleep(0.5), print("thread finished", flush=True))).start()
+
+kerastl.cli.cli.main = command_leaving_a_thread
+atexit.register(print, "atexit handler ran")
+kerastl.cli.main(["backbones", "vgg*"])
+print("never printed")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert "vgg16" in done.stdout and lines[-2:] == ["thread finished", "atexit handler ran"]
 
 
 def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):
@@ -252,6 +280,7 @@ def test_overwrite_replaces_a_run_whole_and_keeps_the_users_files(trained_run, t
     assert refused.exit_code == 2 and "pass --overwrite to replace it" in refused.stderr
     result = run("train", "--config", "/dev/null", "--output-dir", run_dir, "--quiet", "--overwrite", *sets(cheap))
     assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(run_dir)  # --quiet: the run directory alone, for scripts
     assert (run_dir / "model.keras").read_bytes() != old_model and (run_dir / "notes.txt").read_text() == "mine"
     assert not (run_dir / "evaluation_model_last").exists() and not (run_dir / "evaluation").exists()  # nothing stale
     history = (run_dir / "history.csv").read_text().splitlines()

@@ -107,8 +107,18 @@ def config_route(digits, tmp_path_factory):
     return json.loads((run_dir / "metrics.json").read_text()), run_dir
 
 
+@pytest.fixture(scope="module")
+def python_route(digits, tmp_path_factory):
+    """The same splits trained through `fine_tune` on the arrays, writing a run folder: its history and folder."""
+    _, arrays = digits
+    run_dir = tmp_path_factory.mktemp("runs") / "python"
+    history = kerastl.fine_tune(new_model(), *arrays["train"], validation_data=arrays["validation"], test_data=arrays["test"],
+                                recipe=TINY_RECIPE, run_dir=run_dir, verbose=0)
+    return history, run_dir
+
+
 @pytest.mark.parametrize("kind", ["arrays", "dataframe", "tf.data"])
-def test_fine_tune_on_any_data_equals_the_config_route(kind, digits, config_route):
+def test_fine_tune_on_any_data_equals_the_config_route(kind, digits, config_route, request):
     """The same splits through `fine_tune` (arrays, a DataFrame, a tf.data.Dataset) and through `kerastl train --config`
     give the same model: equal test accuracy and equal validation loss at every epoch, at the same seed."""
     import tensorflow as tf
@@ -117,20 +127,19 @@ def test_fine_tune_on_any_data_equals_the_config_route(kind, digits, config_rout
     metrics, run_dir = config_route
 
     def as_kind(images, labels):
-        """(images, labels) as one object of the kind, or the arrays as a tuple."""
-        if kind == "arrays":
-            return images, labels
+        """(images, labels) as one object of the kind (a DataFrame or a tf.data.Dataset)."""
         if kind == "dataframe":
             frame = pd.DataFrame(images.reshape(len(images), -1), columns=[f"p{k}" for k in range(64)])
             frame.insert(0, "label", labels)
             return frame
         return tf.data.Dataset.from_tensor_slices((images, np.eye(3, dtype="float32")[labels])).batch(16)
 
-    model = new_model()
-    train = as_kind(*arrays["train"])
-    history = kerastl.fine_tune(model, *(train if isinstance(train, tuple) else (train,)),
-                                validation_data=as_kind(*arrays["validation"]), test_data=as_kind(*arrays["test"]),
-                                recipe=TINY_RECIPE, verbose=0)
+    if kind == "arrays":  # trained once for this module, with a run folder (which changes nothing it learns)
+        history, _ = request.getfixturevalue("python_route")
+    else:
+        train = as_kind(*arrays["train"])
+        history = kerastl.fine_tune(new_model(), train, validation_data=as_kind(*arrays["validation"]),
+                                    test_data=as_kind(*arrays["test"]), recipe=TINY_RECIPE, verbose=0)
     assert history.history["phase"] == ["head", "finetune"] and history.epoch == [0, 1]
     assert history.metrics["test_accuracy"] == metrics["test_accuracy"]
     written = pd.read_csv(run_dir / "history.csv")
@@ -138,13 +147,16 @@ def test_fine_tune_on_any_data_equals_the_config_route(kind, digits, config_rout
     assert history.metrics["baselines"]["head_init"] == "probe" and "calibration" in history.metrics
 
 
-def test_fine_tune_passes_callbacks_through_and_writes_the_run_folder_train_writes(digits, config_route, tmp_path):
+def test_fine_tune_passes_callbacks_through_and_writes_the_run_folder_train_writes(
+    digits, config_route, python_route, tmp_path, monkeypatch
+):
     """`callbacks` see every epoch of every phase; `run_dir` gets the files of a `kerastl train` run; without
     `run_dir` nothing is left on disk."""
     import keras
 
     _, arrays = digits
     _, cli_run = config_route
+    _, run_dir = python_route
 
     class CountEpochs(keras.callbacks.Callback):
         ends = 0
@@ -152,17 +164,16 @@ def test_fine_tune_passes_callbacks_through_and_writes_the_run_folder_train_writ
         def on_epoch_end(self, epoch, logs=None):
             CountEpochs.ends += 1
 
-    before = set(Path(tempfile.gettempdir()).glob("kerastl-fine-tune-*"))
+    temporary = tmp_path / "tmp"  # this test's own temporary folder: other test processes use the system's
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     model = new_model()
     recipe = Recipe(phases=(PhaseConfig("head", epochs=2, early_stopping=5),), cache_features=False)
     history = kerastl.fine_tune(model, *arrays["train"], validation_data=arrays["validation"], recipe=recipe,
                                 callbacks=[CountEpochs()], verbose=0)
     assert CountEpochs.ends == 2 and history.run_dir is None
-    assert set(Path(tempfile.gettempdir()).glob("kerastl-fine-tune-*")) == before
+    assert not list(temporary.iterdir())
 
-    run_dir = tmp_path / "python"
-    kerastl.fine_tune(new_model(), *arrays["train"], validation_data=arrays["validation"], test_data=arrays["test"],
-                      recipe=TINY_RECIPE, run_dir=run_dir, verbose=0)
     expected = {p.name for p in cli_run.iterdir()} - {"evaluation"}  # the config route's run turned evaluation on
     assert expected <= {p.name for p in run_dir.iterdir()}
     assert "checkpoints" not in {p.name for p in run_dir.iterdir()}
