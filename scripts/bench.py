@@ -217,6 +217,8 @@ def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 7
     config = work / "overhead.yaml"
     config.write_text(OVERHEAD_CONFIG)
     roots = {"kerastl": ROOT, **({baseline: _checkout(baseline, work / "baseline")} if baseline else {})}
+    for root in roots.values():
+        _check_imports_from(root, work)
     walls: dict = {name: [] for name in roots}
     epochs: dict = {name: [] for name in roots}
     for _ in range(repetitions):
@@ -224,7 +226,7 @@ def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 7
             run_dir = work / "overhead"
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(run_dir),
-                            "--overwrite", "--quiet"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(root)})
+                            "--overwrite", "--quiet"], check=True, capture_output=True, **_importing_from(root, work))
             walls[name].append(time.perf_counter() - started)
             phases = json.loads((run_dir / "metrics.json").read_text())["phases"]
             epochs[name].append(sum(sum(phase["epoch_seconds"]) for phase in phases.values()))
@@ -234,6 +236,21 @@ def bench_overhead(work: Path, baseline: str | None = None, repetitions: int = 7
         result[name] = {"wall_seconds": wall, "epoch_seconds": epoch, "fixed_seconds": wall - epoch,
                         "fixed_seconds_each": [w - e for w, e in zip(walls[name], epochs[name])]}
     return {**result.pop("kerastl"), **({"baseline": {"revision": baseline, **result[baseline]}} if baseline else {})}
+
+
+def _importing_from(root: Path, work: Path) -> dict:
+    """`subprocess.run` arguments under which `python -m kerastl` imports the kerastl of `root`: `root` on PYTHONPATH,
+    run from `work` (`-m` puts the working directory first on the path: run from this repository, every root would
+    import this repository's kerastl)."""
+    return {"cwd": work, "env": {**os.environ, "PYTHONPATH": str(root)}}
+
+
+def _check_imports_from(root: Path, work: Path) -> None:
+    """Raise unless a process started as `_importing_from(root, work)` says imports the kerastl of `root`."""
+    found = subprocess.run([sys.executable, "-c", "import kerastl; print(kerastl.__file__)"], check=True, capture_output=True,
+                           text=True, **_importing_from(root, work)).stdout.strip()
+    if Path(found).resolve().parent != (root / "kerastl").resolve():
+        raise RuntimeError(f"a process meant to import kerastl from {root} imported {found}")
 
 
 def _checkout(revision: str, folder: Path) -> Path:
