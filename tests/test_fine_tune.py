@@ -172,7 +172,7 @@ def test_fine_tune_passes_callbacks_through_and_writes_the_run_folder_train_writ
     history = kerastl.fine_tune(model, *arrays["train"], validation_data=arrays["validation"], recipe=recipe,
                                 callbacks=[CountEpochs()], verbose=0)
     assert CountEpochs.ends == 2 and history.run_dir is None
-    assert not list(temporary.iterdir())
+    assert not list(temporary.glob("kerastl-fine-tune-*"))
 
     expected = {p.name for p in cli_run.iterdir()} - {"evaluation"}  # the config route's run turned evaluation on
     assert expected <= {p.name for p in run_dir.iterdir()}
