@@ -463,16 +463,19 @@ def bench_guide(rows: int, size: int, work: Path) -> dict:
         metrics = json.loads((work / f"guide_{bn}" / "metrics.json").read_text())
         result[f"kerastl_bn_{bn}"] = {"wall_seconds": wall, "test_accuracy": metrics["test_accuracy"],
                                       "phases": {name: phase["seconds"] for name, phase in metrics["phases"].items()}}
-        started = time.perf_counter()
-        output = subprocess.run([sys.executable, "-c", _GUIDE, str(csv), str(size), bn, str(work / f"guide_{bn}.keras")],
-                                check=True, capture_output=True, text=True)
-        result[f"guide_bn_{bn}"] = {"wall_seconds": time.perf_counter() - started, **json.loads(output.stdout.strip().splitlines()[-1])}
+        result[f"guide_bn_{bn}"] = _run_guide_script(csv, size, bn, work / f"guide_{bn}.keras")
         result[f"ratio_bn_{bn}"] = result[f"guide_bn_{bn}"]["wall_seconds"] / wall
-    started = time.perf_counter()
-    output = subprocess.run([sys.executable, "-c", _GUIDE, str(csv), str(size), "frozen_layers", str(work / "guide_layers.keras")],
-                            check=True, capture_output=True, text=True)
-    result["guide_bn_frozen_layers"] = {"wall_seconds": time.perf_counter() - started, **json.loads(output.stdout.strip().splitlines()[-1])}
+    result["guide_bn_frozen_layers"] = _run_guide_script(csv, size, "frozen_layers", work / "guide_layers.keras")
     return result
+
+
+def _run_guide_script(csv: Path, size: int, bn: str, target: Path) -> dict:
+    """`_GUIDE` in a fresh process (BatchNorm `bn`: frozen, train or frozen_layers): its wall seconds, and the phase
+    seconds and test accuracy it prints."""
+    started = time.perf_counter()
+    output = subprocess.run([sys.executable, "-c", _GUIDE, str(csv), str(size), bn, str(target)],
+                            check=True, capture_output=True, text=True)
+    return {"wall_seconds": time.perf_counter() - started, **json.loads(output.stdout.strip().splitlines()[-1])}
 
 
 _STREAM = """
