@@ -728,6 +728,9 @@ def render(results: dict) -> str:
                          f"{r['fixed_seconds']:.1f} s (wall {r['wall_seconds']:.1f} s) | {b['fixed_seconds']:.1f} s (wall "
                          f"{b['wall_seconds']:.1f} s, epochs {b['epoch_seconds']:.1f} s) | {r['fixed_seconds'] / b['fixed_seconds']:.2f}× "
                          f"the fixed cost before | ≤ 10 s |")
+            lines.append(f"| the same run's wall time, before and after (commit {b['revision']}, same invocation) | "
+                         f"{r['wall_seconds']:.1f} s (epochs {r['epoch_seconds']:.1f} s) | {b['wall_seconds']:.1f} s (epochs "
+                         f"{b['epoch_seconds']:.1f} s) | {r['wall_seconds'] / b['wall_seconds']:.2f}× the wall time before | – |")
     if "guide" in results:
         r = results["guide"]
         for bn, how in (("frozen", "BatchNorm frozen as in the guide"), ("train", "BatchNorm training (`bn: auto`, weights none)")):
