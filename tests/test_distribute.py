@@ -74,21 +74,7 @@ def _free_port() -> int:
 def test_two_processes_on_one_host_train_one_model(tmp_path):
     """Two `kerastl train` processes (JAX backend, gloo collectives on CPU) end with identical weights,
     the model has trained, and the JAX-trained .keras file loads and predicts on TensorFlow."""
-    config = tmp_path / "tiny.yaml"
-    config.write_text("name: tiny\n")
-    args = [sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(tmp_path / "run")]
-    for override in TINY + ["compute.distribute=multihost", "compute.cache_features=true"]:
-        args += ["--set", override]
-    env = {**os.environ, "KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{_free_port()}",
-           "KERAS_DISTRIBUTION_NUM_PROCESSES": "2"}
-    workers = [
-        subprocess.Popen(args, env={**env, "KERAS_DISTRIBUTION_PROCESS_ID": str(k)}, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-        for k in (0, 1)
-    ]
-    outputs = [worker.communicate(timeout=600) for worker in workers]
-    for worker, (_, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-2000:]
+    _launch_two(_train_args(tmp_path, tmp_path / "run", TINY + ["compute.distribute=multihost", "compute.cache_features=true"]))
 
     compare = """
 import json, sys
@@ -161,7 +147,7 @@ def _launch_two(args, alongside=None):
         assert worker.returncode == 0, stderr[-2000:]
 
 
-def _write_digit_shards(folder: Path, rows: int = None) -> int:
+def _write_digit_shards(folder: Path, rows: int | None = None) -> int:
     """Four Parquet shards `train-K.parquet` of digits 0-2 (the first `rows` of a seeded order, else all, in four
     near-equal parts); returns how many images they hold."""
     import numpy as np
@@ -179,6 +165,7 @@ def _write_digit_shards(folder: Path, rows: int = None) -> int:
 
 
 def _train_args(tmp_path: Path, run_dir: Path, overrides) -> list[str]:
+    """`python -m kerastl train` into `run_dir` with the `--set` `overrides` (and a config naming the run)."""
     config = tmp_path / "tiny.yaml"
     config.write_text("name: tiny\n")
     args = [sys.executable, "-m", "kerastl", "train", "--config", str(config), "--output-dir", str(run_dir)]
