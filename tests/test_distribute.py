@@ -242,6 +242,7 @@ print(json.dumps({"largest_difference": max(float(np.max(np.abs(a - b))) for a, 
     assert result["head_trained"]
     assert result["largest_difference"] < 1e-4
 
+
 def test_only_several_processes_share_out_the_files(monkeypatch):
     from kerastl.training.distribute import data_shard
 
