@@ -51,12 +51,14 @@ class LabelKind:
 
     def accuracy(self, one_hot: bool = False):
         """The "accuracy" metric: per label at 0.5 (multi-label); categorical on the recipe's one-hot targets
-        (`one_hot`); else Keras' "accuracy", which follows the labels' form (integer or one-hot)."""
+        (`one_hot`); else one that follows the labels' form (integer or one-hot), as Keras' "accuracy" does."""
         import keras
+
+        from kerastl.models.losses import ClassAccuracy
 
         if self.multi_label:
             return keras.metrics.BinaryAccuracy(name="accuracy")
-        return keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else "accuracy"
+        return keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot else ClassAccuracy()
 
     def targets(self, labels: np.ndarray, num_classes: int) -> np.ndarray:
         """The [N, K] float targets `labels` stand for: one-hot rows, or the multi-hot rows as given."""

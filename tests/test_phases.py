@@ -124,17 +124,3 @@ def test_label_smoothing_reaches_the_loss(digits):  # noqa: F811
     loss = model.evaluate(digits.images[:16], labels, verbose=0)[0]
     assert loss == pytest.approx(expected, rel=1e-4)
 
-
-def test_a_compiled_phase_traces_its_training_step_once(digits):  # noqa: F811
-    """`compile_classifier` builds the optimizer for the trainable weights: built lazily inside the first trace,
-    as Keras does on one device, TensorFlow traces the training step a second time (2.3 s for MobileNetV2)."""
-    model = build_model(TINY_MODEL, 3, digits.image_shape)
-    phase = PhaseConfig(name="finetune", unfreeze="blocks:1")
-    set_trainable(model, phase)
-    compile_classifier(model, make_optimizer(phase, 1))
-    assert model.optimizer.built
-    traces = []
-    step = model.train_step
-    model.train_step = lambda data: traces.append(1) or step(data)  # runs while TensorFlow traces the step
-    model.fit(digits.images[:8], keras.utils.to_categorical(digits.labels[:8], 3), epochs=2, verbose=0)
-    assert len(traces) == 1
