@@ -91,6 +91,7 @@ def test_fit_traces_the_training_step_once(digits):
     assert len(traces) == 1
     assert len(model.optimizer.variables) > 2 * len(model.backbone.trainable_variables)  # moments of the backbone too
 
+
 def test_from_preset_checks_its_options_as_a_config_does():
     with pytest.raises(kerastl.ConfigError, match="Unknown backbone 'resnet_51'.*resnet50"):
         kerastl.ImageClassifier.from_preset("resnet_51", num_classes=3)

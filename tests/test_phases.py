@@ -123,4 +123,3 @@ def test_label_smoothing_reaches_the_loss(digits):  # noqa: F811
     compile_classifier(model, "adam", label_smoothing=0.3)
     loss = model.evaluate(digits.images[:16], labels, verbose=0)[0]
     assert loss == pytest.approx(expected, rel=1e-4)
-
