@@ -173,6 +173,25 @@ def test_complete_backup_is_left_alone(tmp_path):
     assert (tmp_path / "b" / "latest.weights.h5").read_bytes() == b"epoch 4"
 
 
+def test_each_epoch_is_backed_up_but_the_last_which_keras_deletes_unread(tmp_path):
+    import keras
+    import numpy as np
+
+    from kerastl.training.checkpoints import backed_up_epochs, epoch_backup
+
+    seen = []  # the epoch the backup holds at the end of each epoch, after the backup callback ran
+
+    class Probe(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(backed_up_epochs(tmp_path / "b"))
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    model.fit(np.ones((4, 2)), np.ones((4, 1)), epochs=3, verbose=0, callbacks=[epoch_backup(tmp_path / "b"), Probe()])
+    assert seen == [1, 2, 2]
+    assert not (tmp_path / "b").exists()  # Keras removes the backup when fit ends
+
+
 def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     """Crash after the first epoch, resume, and get the very weights of an uninterrupted run (data order, dropout and
     augmentation seeds included)."""
@@ -229,20 +248,19 @@ def test_history_csv_grows_one_row_per_finished_epoch(tmp_path):
 def test_a_run_killed_while_it_writes_its_results_resumes_to_a_complete_run(tmp_path, monkeypatch):
     """A kill after the last epoch (here: while the curves are written) leaves checkpoints and a temporary
     file; resuming writes every artifact, keeps each epoch once and removes the temporary file."""
-    import kerastl.training.finishing
+    from kerastl.analysis.drawing import PictureProcess
 
     run_dir = tmp_path / "run"
-    real_plot = kerastl.training.finishing.plot_curves
 
-    def killed_while_plotting(history, target):
+    def killed_while_plotting(self, name, target, **arguments):
         target.parent.mkdir(parents=True, exist_ok=True)
         (target.parent / ".curves.abc123.png").write_bytes(b"half a png")
         raise KeyboardInterrupt  # stands for SIGKILL: nothing after this line runs
 
-    monkeypatch.setattr(kerastl.training.finishing, "plot_curves", killed_while_plotting)
-    with pytest.raises(KeyboardInterrupt):
-        train(load_config(None, TINY), output_dir=run_dir, verbose=0)
-    monkeypatch.setattr(kerastl.training.finishing, "plot_curves", real_plot)
+    with monkeypatch.context() as patched:
+        patched.setattr(PictureProcess, "__call__", killed_while_plotting)
+        with pytest.raises(KeyboardInterrupt):
+            train(load_config(None, TINY), output_dir=run_dir, verbose=0)
     resumed = train(None, output_dir=run_dir, resume=True, verbose=0)
     assert resumed.history["epoch"].tolist() == [1, 2]
     assert (run_dir / "plots" / "curves.png").is_file() and (run_dir / "report.md").is_file()

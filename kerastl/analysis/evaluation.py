@@ -8,7 +8,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from kerastl.errors import DataError
 from kerastl.models.classifier import model_input_shape
 from kerastl.models.saved_run import read_run
 from kerastl.analysis.calibration import coverage_curve, temperature, uncalibrated
+from kerastl.analysis.drawing import draw_now
 from kerastl.analysis.gradcam import gradcam
 from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.report import write_report
@@ -67,20 +68,21 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
 
 def write_evaluation(
     folder: Path, source: ImageSource, probabilities: np.ndarray, class_names, described: str,
-    model_temperature: Optional[float], tta: int = 1, heatmaps=None,
+    model_temperature: Optional[float], tta: int = 1, heatmaps=None, draw: Callable[..., None] = draw_now,
 ) -> dict:
     """Write the evaluation of `probabilities` against `source`'s labels into `folder`; returns the metrics.
 
     Files: metrics.json; for single-label data also confusion_matrix.csv (counts),
     confusion_matrix_normalized.csv (each true class's row sums to 1), confusion_matrix.png,
     predictions.png (a sample of images with true/predicted/probability), errors.png (most
-    confidently wrong; with `heatmaps`, see `plot_errors`), reliability.png and coverage.png (confidence;
-    see `kerastl.analysis.calibration`).
+    confidently wrong; with `heatmaps`, see `error_grid`), reliability.png and coverage.png (confidence;
+    see `kerastl.analysis.calibration`). The pictures are drawn by `draw` (`kerastl.analysis.drawing`: in this
+    process, or sent to a `PictureProcess`).
     """
     import pandas as pd
 
     from kerastl.analysis.metrics import classification_metrics, confusion_matrix, multi_label_metrics, reliability
-    from kerastl.analysis.plots import plot_confusion_matrix, plot_coverage, plot_errors, plot_predictions, plot_reliability
+    from kerastl.analysis.plots import error_grid, prediction_grid
 
     metrics = multi_label_metrics if source.multi_label else classification_metrics
     report = {"data": described, "tta": tta, **metrics(probabilities, source.labels, class_names)}
@@ -90,14 +92,16 @@ def write_evaluation(
         for name, table in (("confusion_matrix", matrix), ("confusion_matrix_normalized", np.round(matrix / np.maximum(rows, 1), 6))):
             with atomic_path(folder / f"{name}.csv") as temp:
                 pd.DataFrame(table, index=pd.Index(class_names, name="true"), columns=class_names).to_csv(temp)
-        plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png")
-        plot_predictions(source, probabilities, folder / "predictions.png", described)
-        plot_errors(source.images, source.labels, probabilities, class_names, folder / "errors.png", heatmaps=heatmaps)
+        draw("plot_confusion_matrix", matrix=matrix, class_names=list(class_names), target=folder / "confusion_matrix.png")
+        draw("plot_labelled_images", target=folder / "predictions.png", **prediction_grid(source, probabilities, described))
+        errors = error_grid(source.images, source.labels, probabilities, class_names, heatmaps=heatmaps)
+        draw("plot_labelled_images", target=folder / "errors.png", **errors)
         before = uncalibrated(probabilities, model_temperature, source.label_kind) if model_temperature not in (None, 1.0) else None
         report["calibration"] = _calibration_report(probabilities, before, source.labels, model_temperature)
         curves = {"calibrated": probabilities} if before is None else {"before (T = 1)": before, f"after (T = {model_temperature:.2f})": probabilities}
-        plot_reliability({name: reliability(p, source.labels) for name, p in curves.items()}, folder / "reliability.png")
-        plot_coverage(report["calibration"]["coverage"], folder / "coverage.png")
+        draw("plot_reliability", curves={name: reliability(p, source.labels) for name, p in curves.items()},
+             target=folder / "reliability.png")
+        draw("plot_coverage", rows=report["calibration"]["coverage"], target=folder / "coverage.png")
     write_json(folder / METRICS_FILE, report)
     return report
 

@@ -34,7 +34,11 @@ def save_figure(figure, target: Path) -> None:
 
 
 def plot_curves(history, target: Path) -> None:
-    """Loss and accuracy per epoch, train and validation, with each phase boundary marked."""
+    """Loss and accuracy per epoch, train and validation, with each phase boundary marked; `history`: a DataFrame
+    (history.csv) or its rows (dicts)."""
+    import pandas as pd
+
+    history = pd.DataFrame(history)
     plt = pyplot()
     figure, axes = plt.subplots(1, 2, figsize=(11, 4))
     for axis, metric in zip(axes, ("loss", "accuracy")):
@@ -71,23 +75,23 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], target
     save_figure(figure, target)
 
 
-def plot_errors(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
-                target: Path, count: int = 16, heatmaps=None) -> int:
-    """A grid of the most confidently wrong images with true and predicted label; returns how many it shows.
-    `heatmaps(images) -> [N, H, W]` (e.g. Grad-CAM of the predicted class) are drawn over them."""
+def error_grid(images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+               count: int = 16, heatmaps=None) -> dict:
+    """The `plot_labelled_images` arguments (but `target`) of a grid of the most confidently wrong images with true and
+    predicted label. `heatmaps(images) -> [N, H, W]` (e.g. Grad-CAM of the predicted class) are drawn over them."""
     predicted = probabilities.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:count]
     titles = [f"true {class_names[labels[i]]}\npred {class_names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})" for i in wrong]
     overlays = heatmaps(np.asarray(images[wrong])) if heatmaps is not None and len(wrong) else None
     title = "most confidently wrong" + (" (Grad-CAM of the predicted class)" if overlays is not None else "")
-    plot_labelled_images(images[wrong], titles, ["tab:red"] * len(wrong), target, title, overlays=overlays, empty="no errors")
-    return len(wrong)
+    return {"images": np.asarray(images[wrong]), "titles": titles, "colors": ["tab:red"] * len(wrong), "title": title,
+            "overlays": overlays, "empty": "no errors"}
 
 
-def plot_predictions(source, probabilities: np.ndarray, target: Path, split: str, count: int = 16) -> None:
-    """A sample of `source`'s images taking the classes in turn, each titled with its true class, the
-    predicted one and its probability, green when right and red when wrong."""
+def prediction_grid(source, probabilities: np.ndarray, split: str, count: int = 16) -> dict:
+    """The `plot_labelled_images` arguments (but `target`) of a sample of `source`'s images taking the classes in turn,
+    each titled with its true class, the predicted one and its probability, green when right and red when wrong."""
     from kerastl.data.samples import balanced_indices
 
     shown = balanced_indices(source, count, np.random.default_rng(0))
@@ -95,7 +99,7 @@ def plot_predictions(source, probabilities: np.ndarray, target: Path, split: str
     names = source.class_names
     titles = [f"true {names[source.labels[i]]}\npred {names[predicted[i]]} ({probabilities[i, predicted[i]]:.2f})" for i in shown]
     colors = ["tab:green" if predicted[i] == source.labels[i] else "tab:red" for i in shown]
-    plot_labelled_images(source.images[shown], titles, colors, target, f"predictions on {split}")
+    return {"images": np.asarray(source.images[shown]), "titles": titles, "colors": colors, "title": f"predictions on {split}"}
 
 
 def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequence[str], target: Path, title: str,

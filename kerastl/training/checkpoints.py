@@ -3,7 +3,8 @@
 - `progress.json`: the phases completed and one history row per finished epoch, rewritten
   atomically at every epoch end;
 - `phase_<name>/`: Keras `BackupAndRestore` files of the phase in progress (model and optimizer
-  state, including the learning-rate schedule's step, and the epoch);
+  state, including the learning-rate schedule's step, and the epoch), written at the end of every epoch
+  but the phase's last (`epoch_backup`);
 - `after_<name>.npz`: the model weights when a phase ended (NumPy arrays, no pickle);
 - `best/`: the weights of the best epoch so far by `results.monitor` (`epoch_<N>.npz`) and
   `best.json` naming it, written after the weights (`best_keeper`).
@@ -138,10 +139,19 @@ def save_weights(model, file: Path) -> None:
 
 
 def load_weights(model, file: Path) -> None:
-    """Weights saved by `save_weights`; saved before LoRA adapters were added (`unfreeze: lora:R`), they go
-    to every weight but the adapters, and the adapters are set to compute nothing (B = 0)."""
+    """Weights saved by `save_weights` (see `set_saved_weights`)."""
+    set_saved_weights(model, read_weights(file))
+
+
+def read_weights(file: Path) -> list[np.ndarray]:
+    """The arrays `save_weights` wrote, in the order of the model's weights."""
     with np.load(file, allow_pickle=False) as saved:
-        arrays = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def set_saved_weights(model, arrays: list[np.ndarray]) -> None:
+    """Give `model` the weights `read_weights` read; saved before LoRA adapters were added (`unfreeze: lora:R`),
+    they go to every weight but the adapters, and the adapters are set to compute nothing (B = 0)."""
     if len(arrays) == len(model.weights):
         model.set_weights(arrays)
         return
@@ -200,6 +210,21 @@ def best_keeper(model, run_dir: Path, monitor: str = "val_accuracy"):
                     old.unlink()
 
     return BestKeeper()
+
+
+def epoch_backup(backup: Path):
+    """Keras `BackupAndRestore` into `backup` (double checkpoint), saving at the end of every epoch of a `fit` but its
+    last: at the end of `fit` Keras deletes the backup, so the last one would be removed unread. A kill after
+    the last epoch resumes from the epoch before it, as a kill before its backup would; what the phase ended
+    with is kept by `save_phase_weights`."""
+    import keras
+
+    class EpochBackup(keras.callbacks.BackupAndRestore):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 < self.params["epochs"]:
+                super().on_epoch_end(epoch, logs)
+
+    return EpochBackup(str(backup), double_checkpoint=True)
 
 
 def seed_states(model) -> list:

@@ -8,9 +8,10 @@ Example:
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from kerastl.analysis.duplicates import leakage_warning
 from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, temperature
 from kerastl.analysis.evaluation import write_evaluation
 from kerastl.analysis.modelcard import write_model_card
-from kerastl.analysis.plots import plot_curves
+from kerastl.analysis.drawing import picture_process
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
@@ -26,7 +27,7 @@ from kerastl.models.classifier import feature_extractor, label_kind, load_model
 from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
-from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, load_weights, read_best
+from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, read_best, read_weights, set_saved_weights
 from kerastl.training.distribute import Engine
 from kerastl.training.fitting import CACHE
 from kerastl.training.phases import compile_classifier
@@ -41,21 +42,26 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
     Without `state.write_files` the model is kept and calibrated the same way and measured, and nothing is written."""
     run_dir, progress, engine, write_files = state.run_dir, state.progress, state.engine, state.write_files
     import keras
-    import pandas as pd
 
     if not model.compiled:  # resumed after its last phase: nothing was compiled in this process
         compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
-    # matplotlib draws in one background thread while the held-out splits are predicted and the models saved.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kerastl-pictures") as pictures:
-        drawn = [pictures.submit(plot_curves, pd.DataFrame(progress.rows), run_dir / "plots" / "curves.png")] if write_files else []
+    # A child process draws the curves and the evaluation pictures while the held-out splits are predicted and the
+    # models saved (kerastl.analysis.drawing).
+    with picture_process(run_dir / CHECKPOINTS / "pictures") if write_files else nullcontext() as draw:
+        if write_files:
+            draw("plot_curves", history=progress.rows, target=run_dir / "plots" / "curves.png")
         # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
         # the held-out splits once, for calibration and every measure.
-        kept, calibration, predictions = _save_models(model, cfg, splits, state)
+        measuring = _Measuring.of(model, splits, state)
+        kept, calibration, predictions, last_weights = _save_kept_model(model, cfg, splits, state, measuring)
         tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
         if predictions is None:
             predictions = predict_splits(tested, cfg, splits)
-        if write_files and cfg.results.evaluation:
-            drawn.append(pictures.submit(_evaluate_held_out, tested, predictions, run_dir, splits))
+        if write_files and cfg.results.evaluation:  # drawn while model_last.keras is calibrated and saved
+            _evaluate_held_out(temperature(tested), predictions, run_dir, splits, draw)
+        if last_weights is not None:
+            _save_last_model(model, last_weights, cfg, splits, state, measuring)
+            kept["also_kept"] = LAST_MODEL_FILE
         metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
         metrics.kept = kept
         _add_run_facts(metrics, plan, progress, engine, splits, calibration)
@@ -64,9 +70,7 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
         if write_files:
             progress.write_history()  # without the rows a resume dropped
             write_json(run_dir / METRICS_FILE, metrics.to_dict())
-        for job in drawn:
-            job.result()  # the pictures are on disk before the report lists them; a failure fails the run
-    if write_files:
+    if write_files:  # the pictures are on disk before the report lists them; a failure to draw them fails the run
         write_report(run_dir)
         write_model_card(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
@@ -89,45 +93,67 @@ def _add_run_facts(
                               "table_files": tables or None}
 
 
-def _save_models(model, cfg: Config, splits: Splits, state: RunState) -> tuple[dict, Optional[dict], Optional[dict]]:
-    """Write `model.keras` with the weights `results.keep` asks for, and `model_last.keras` when the best
-    weights are not the last ones; each calibrated on the validation split (without `write_files`, the model
-    only takes the kept weights and their calibration). Returns what was kept, the calibration of `model.keras`
-    and, on one device, its probabilities on the held-out splits (see `_save_calibrated`; a distributed model is
-    measured as a single-device copy instead)."""
-    run_dir, progress, write_files, engine = state.run_dir, state.progress, state.write_files, state.engine
-    # One device: the held-out logits of every weights saved come through one feature extractor (its predict
-    # traced once: the run's own, traced for the frozen features, when it still holds the model's layers).
-    extractor = None  # distributed: measured as a single-device copy
-    if not engine.distributed:
-        extractor = state.extractor or feature_extractor(model)
-    average = engine.average if splits.shard is not None else None  # each process holds its own validation share
+@dataclass(frozen=True)
+class _Measuring:
+    """How a run's final models are measured. One device: the held-out logits of every weights saved come through
+    `extractor`, one feature extractor (its predict traced once: the run's own, traced for the frozen features,
+    when it still holds the model's layers); distributed (`extractor` None): as a single-device copy, with
+    `average` when each process holds its own validation share."""
+
+    extractor: Any
+    average: Optional[Callable]
+
+    @classmethod
+    def of(cls, model, splits: Splits, state: RunState) -> "_Measuring":
+        extractor = None if state.engine.distributed else state.extractor or feature_extractor(model)
+        return cls(extractor, state.engine.average if splits.shard is not None else None)
+
+
+def _save_kept_model(
+    model, cfg: Config, splits: Splits, state: RunState, measuring: _Measuring
+) -> tuple[dict, Optional[dict], Optional[dict], Optional[list]]:
+    """Give `model` the weights `results.keep` asks for, calibrate it on the validation split and write it as
+    `model.keras` (without `state.write_files` it only takes the kept weights and their calibration).
+
+    Returns:
+        What was kept, the calibration, on one device the model's probabilities on the held-out splits (see
+        `_save_calibrated`; else None), and the last weights when the best ones were kept instead and
+        `model_last.keras` is to be written (else None).
+    """
+    run_dir, progress, write_files = state.run_dir, state.progress, state.write_files
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
+    last_weights = None
     if best is not None:
         scores = {key: best[key] for key in ("val_accuracy", "val_loss") if key in best}
         kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": best.get("monitor", "val_loss"), **scores}
-        last_weights = model.get_weights()
-        load_weights(model, best_dir(run_dir) / best["file"])
-        if write_files and any(not np.array_equal(a, b) for a, b in zip(last_weights, model.get_weights())):
-            best_weights = model.get_weights()
-            model.set_weights(last_weights)
-            _save_calibrated(model, run_dir / LAST_MODEL_FILE, cfg, splits, extractor, average, predict=False)
-            model.set_weights(best_weights)
-            kept["also_kept"] = LAST_MODEL_FILE
+        best_weights, current = read_weights(best_dir(run_dir) / best["file"]), model.get_weights()
+        if len(best_weights) != len(current) or any(not np.array_equal(a, b) for a, b in zip(best_weights, current)):
+            set_saved_weights(model, best_weights)
+            last_weights = current if write_files else None
     target = run_dir / MODEL_FILE if write_files else None
-    return (kept, *_save_calibrated(model, target, cfg, splits, extractor, average, predict=extractor is not None))
+    predict = measuring.extractor is not None
+    return (kept, *_save_calibrated(model, target, cfg, splits, measuring, predict), last_weights)
+
+
+def _save_last_model(model, last_weights: list, cfg: Config, splits: Splits, state: RunState, measuring: _Measuring) -> None:
+    """Write `model_last.keras`: `model` with `last_weights`, calibrated; `model` then holds its kept weights again."""
+    kept_weights = model.get_weights()  # the calibrated temperature is one of them
+    model.set_weights(last_weights)
+    _save_calibrated(model, state.run_dir / LAST_MODEL_FILE, cfg, splits, measuring, predict=False)
+    model.set_weights(kept_weights)
 
 
 def _save_calibrated(
-    model, target: Optional[Path], cfg: Config, splits: Splits, extractor, average: Optional[Callable], predict: bool
+    model, target: Optional[Path], cfg: Config, splits: Splits, measuring: _Measuring, predict: bool
 ) -> tuple[Optional[dict], Optional[dict]]:
     """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved).
-    On one device (`extractor`: the run's traced `feature_extractor`, see `model_logits`) the held-out logits come
-    through it, computed once, for the calibration and, with `predict`, for the probabilities returned (split
-    name -> [N, K], as the calibrated model answers; else None). Distributed (`extractor` None), processes that
-    each hold their own validation share fit on it with a single-device copy and set the temperatures' `average`."""
+    On one device the held-out logits come through `measuring.extractor` (see `model_logits`), computed once, for
+    the calibration and, with `predict`, for the probabilities returned (split name -> [N, K], as the calibrated
+    model answers; else None). Distributed, processes that each hold their own validation share fit on it with a
+    single-device copy and set the temperatures' `measuring.average`."""
+    extractor = measuring.extractor
     held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
     calibrates = cfg.results.calibration == "temperature" and splits.validation is not None
     wanted = {name: source for name, source in held_out.items() if predict or (calibrates and name == "validation")}
@@ -137,7 +163,7 @@ def _save_calibrated(
         if "validation" in logits:
             calibration = calibrate_logits(model, logits["validation"], splits.validation)
         else:
-            calibration = calibrate(model, splits.validation, cfg.data.batch_size, average)
+            calibration = calibrate(model, splits.validation, cfg.data.batch_size, measuring.average)
     if target is not None:
         with atomic_path(target) as temp:
             model.save(temp)
@@ -147,12 +173,14 @@ def _save_calibrated(
     return calibration, {name: kind.probabilities(values, value).astype(np.float32) for name, values in logits.items()}
 
 
-def _evaluate_held_out(model, predictions: dict, run_dir: Path, splits: Splits) -> None:
-    """What `kerastl evaluate` writes, on the held-out split (test, else validation), into RUN_DIR/evaluation."""
+def _evaluate_held_out(model_temperature: Optional[float], predictions: dict, run_dir: Path, splits: Splits, draw) -> None:
+    """What `kerastl evaluate` writes, on the held-out split (test, else validation), into RUN_DIR/evaluation, for
+    the model whose `predictions` these are, at `model_temperature`; its pictures sent to `draw`."""
     split, source = splits.held_out()
     if source is None:
         return
-    write_evaluation(run_dir / "evaluation", source, predictions[split], splits.class_names, f"{split} split", temperature(model))
+    write_evaluation(run_dir / "evaluation", source, predictions[split], splits.class_names, f"{split} split", model_temperature,
+                     draw=draw)
 
 
 def predict_splits(model, cfg: Config, splits: Splits) -> dict[str, np.ndarray]:

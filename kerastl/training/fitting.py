@@ -19,6 +19,7 @@ from kerastl.training.checkpoints import (
     backed_up_epochs,
     backup_dir,
     best_keeper,
+    epoch_backup,
     history_recorder,
     repair_backup,
     rng_restorer,
@@ -173,7 +174,7 @@ def phase_callbacks(model, phase: PhaseConfig, cfg: Config, state: RunState, cac
     if cfg.results.keep == "best" and validated:
         callbacks.append(best_keeper(model, run_dir, cfg.results.monitor))  # before the backup too: an epoch redone after a kill is kept again
     callbacks += [
-        keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True),
+        epoch_backup(backup),
         rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored
     ]
     if phase.scope[0] == "lora":  # after the backup: restoring zeroes the adapters

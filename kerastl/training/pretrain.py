@@ -24,7 +24,7 @@ from kerastl.errors import ConfigError
 from kerastl.models.backbones import BACKBONE_LAYER_NAME
 from kerastl.models.classifier import ClassifierSpec, input_size, set_batchnorm_momentum
 from kerastl.rundir import PRETRAINED_FILE, atomic_path
-from kerastl.training.checkpoints import repair_backup
+from kerastl.training.checkpoints import epoch_backup, repair_backup
 from kerastl.training.phases import compile_classifier
 
 
@@ -115,7 +115,7 @@ def fit_from_scratch(
     The model `ClassifierSpec.build` assembles (preprocessing, backbone, pooling, a plain softmax layer), except that
     the backbone trains whole and its BatchNorm layers train too (training mode, momentum
     `cfg.pretrain.bn_momentum`). With `backup`, every epoch is backed up there (Keras
-    `BackupAndRestore`) and a rerun continues from the last one. Returns the compiled, trained
+    `BackupAndRestore`, the last epoch excepted: see `epoch_backup`) and a rerun continues from the last one. Returns the compiled, trained
     model; its backbone is layer "backbone".
     """
     import keras
@@ -142,9 +142,7 @@ def fit_from_scratch(
 
 
 def _backup_callbacks(backup: Optional[Path]) -> list:
-    import keras
-
     if backup is None:
         return []
     repair_backup(backup)
-    return [keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True)]
+    return [epoch_backup(backup)]

@@ -1,0 +1,141 @@
+"""Drawing a run's pictures in a child process, so that matplotlib works beside the end of a run (predicting,
+calibrating, saving the models) instead of taking turns with it for Python's interpreter lock.
+
+Each picture is a call of a `kerastl.analysis.plots` function. Its arguments go into a job file (NumPy arrays as
+`.npz` members, the rest as JSON beside them; no pickle), and the child, `python -m kerastl.analysis.drawing`,
+draws the jobs in the order sent. `draw_now` draws the same calls in this process.
+
+Example:
+    >>> with picture_process(run_dir / "checkpoints" / "pictures") as draw:
+    ...     draw("plot_confusion_matrix", matrix=matrix, class_names=names, target=run_dir / "confusion.png")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from kerastl.errors import RunDirError
+
+PLOTS = ("plot_curves", "plot_confusion_matrix", "plot_labelled_images", "plot_reliability", "plot_coverage")
+CALL = "__call__"  # the job file's member holding the function's name and its arguments but the arrays, as JSON
+ARRAY = "__array__"  # in that JSON, {ARRAY: member} stands for the array in that member
+
+
+def draw_now(name: str, **arguments) -> None:
+    """Draw the picture `name` (one of `PLOTS`, a function of `kerastl.analysis.plots`) in this process."""
+    from kerastl.analysis import plots
+
+    if name not in PLOTS:
+        raise ValueError(f"{name!r} is none of the pictures a run draws: {', '.join(PLOTS)}.")
+    getattr(plots, name)(**arguments)
+
+
+class PictureProcess:
+    """A child process drawing the pictures sent to it (`process(name, **arguments)`, as `draw_now`); `finish`
+    waits until every picture is on disk. Job files and the child's error output go to `jobs_dir`."""
+
+    def __init__(self, jobs_dir: Path):
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir, self.sent = jobs_dir, 0
+        self.errors = jobs_dir / "errors.txt"
+        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this kerastl, wherever it is
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        with open(self.errors, "wb") as errors:
+            self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                            stderr=errors, env=env, text=True)
+
+    def __call__(self, name: str, **arguments) -> None:
+        job = self.jobs_dir / f"job_{self.sent}.npz"
+        self.sent += 1
+        write_job(job, name, arguments)
+        try:
+            self.process.stdin.write(f"{job}\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # the child has ended: `finish` says why
+            self.finish()
+
+    def finish(self) -> None:
+        """Wait for the child to draw every picture sent; raise RunDirError if it failed."""
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+        if self.process.wait() != 0:
+            lines = self.errors.read_text(errors="replace").strip().splitlines() or ["no error output"]
+            raise RunDirError(f"Drawing the run's pictures failed (exit status {self.process.returncode}): {lines[-1]}")
+
+    def stop(self) -> None:
+        """End the child without waiting for its pictures."""
+        self.process.kill()
+        self.process.wait()
+
+
+@contextmanager
+def picture_process(jobs_dir: Path) -> Iterator[PictureProcess]:
+    """A `PictureProcess` that has drawn every picture sent when the block ends, or is stopped if the block fails."""
+    process = PictureProcess(jobs_dir)
+    try:
+        yield process
+    except BaseException:
+        process.stop()
+        raise
+    process.finish()
+
+
+def write_job(file: Path, name: str, arguments: dict) -> None:
+    """Write the call `name(**arguments)` to `file` (see `read_job`)."""
+    arrays: dict = {}
+
+    def encode(value):
+        if isinstance(value, np.ndarray):
+            arrays[f"a{len(arrays)}"] = value
+            return {ARRAY: f"a{len(arrays) - 1}"}
+        if isinstance(value, dict):
+            return {key: encode(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(item) for item in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        return str(value) if isinstance(value, Path) else value
+
+    call = json.dumps({"name": name, "arguments": encode(arguments)})
+    with open(file, "wb") as handle:
+        np.savez(handle, **{CALL: np.array(call)}, **arrays)
+
+
+def read_job(file: Path) -> tuple[str, dict]:
+    """The function name and arguments `write_job` wrote to `file`."""
+    with np.load(file, allow_pickle=False) as saved:
+        call = json.loads(str(saved[CALL]))
+        arrays = {member: saved[member] for member in saved.files if member != CALL}
+
+    def decode(value):
+        if isinstance(value, dict):
+            return arrays[value[ARRAY]] if set(value) == {ARRAY} else {key: decode(item) for key, item in value.items()}
+        return [decode(item) for item in value] if isinstance(value, list) else value
+
+    return call["name"], decode(call["arguments"])
+
+
+def main() -> None:
+    """Draw the job file named on each line of standard input, until it closes."""
+    from kerastl.analysis.plots import pyplot
+
+    pyplot()  # matplotlib imports while the run still predicts and saves
+    for line in sys.stdin:
+        job = Path(line.strip())
+        name, arguments = read_job(job)
+        draw_now(name, **arguments)
+        job.unlink()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The child process that draws a run's pictures: the same pictures as drawing in-process, errors that name the cause."""
+
+import os
+
+import numpy as np
+import pytest
+
+from kerastl.analysis.drawing import draw_now, picture_process, read_job, write_job
+from kerastl.errors import RunDirError
+
+
+def test_a_job_file_holds_the_call_arrays_included(tmp_path):
+    images = np.arange(2 * 4 * 4 * 1, dtype=np.uint8).reshape(2, 4, 4, 1)
+    arguments = {"images": images, "titles": ("a", "b"), "target": tmp_path / "x.png", "nested": {"rows": [{"v": np.float32(0.5)}]},
+                 "overlays": None}
+    write_job(tmp_path / "job.npz", "plot_labelled_images", arguments)
+    name, read = read_job(tmp_path / "job.npz")
+    assert name == "plot_labelled_images"
+    np.testing.assert_array_equal(read["images"], images)
+    assert read["images"].dtype == np.uint8
+    assert read["titles"] == ["a", "b"] and read["target"] == str(tmp_path / "x.png")
+    assert read["nested"] == {"rows": [{"v": 0.5}]} and read["overlays"] is None
+
+
+def test_the_child_process_draws_what_this_process_would(tmp_path):
+    matrix = np.array([[5, 1], [0, 4]])
+    with picture_process(tmp_path / "jobs") as draw:
+        assert draw.process.pid != os.getpid()
+        draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "child.png")
+        draw("plot_curves", history=[{"epoch": 1, "phase": "head", "loss": 1.0, "val_loss": 1.2}], target=tmp_path / "curves.png")
+    draw_now("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "here.png")
+    assert (tmp_path / "child.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert not list((tmp_path / "jobs").glob("*.npz"))  # each job file removed once drawn
+
+
+def test_a_picture_the_child_cannot_draw_fails_with_its_cause(tmp_path):
+    with pytest.raises(RunDirError, match=r"Drawing the run's pictures failed \(exit status 1\): ValueError: 'plot_nothing' is none"):
+        with picture_process(tmp_path / "jobs") as draw:
+            draw("plot_nothing", target=tmp_path / "x.png")
+    with pytest.raises(ValueError, match="plot_curves, plot_confusion_matrix"):
+        draw_now("plot_nothing")
+
+
+def test_a_failing_run_stops_the_child_without_waiting(tmp_path):
+    with pytest.raises(KeyError):
+        with picture_process(tmp_path / "jobs") as draw:
+            raise KeyError("the run failed")
+    assert draw.process.returncode is not None  # ended, not left running
