@@ -1,12 +1,12 @@
-"""The child process that draws a run's pictures: the same pictures as drawing in-process, errors that name the cause."""
+"""The child process that draws a run's pictures: the same pictures as drawing in-process; what it cannot draw is\ndrawn in-process, and a picture that cannot be drawn fails with its cause."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
-from kerastl.analysis.drawing import draw_now, picture_process, read_job, write_job
-from kerastl.errors import RunDirError
+from kerastl.analysis.drawing import PictureProcess, draw_now, picture_process, read_job, write_job
 
 
 def test_a_job_file_holds_the_call_arrays_included(tmp_path):
@@ -34,12 +34,23 @@ def test_the_child_process_draws_what_this_process_would(tmp_path):
     assert not list((tmp_path / "jobs").glob("*.npz"))  # each job file removed once drawn
 
 
-def test_a_picture_the_child_cannot_draw_fails_with_its_cause(tmp_path):
-    with pytest.raises(RunDirError, match=r"Drawing the run's pictures failed \(exit status 1\): ValueError: 'plot_nothing' is none"):
+def test_what_the_child_cannot_draw_is_drawn_here_and_a_bad_picture_fails_with_its_cause(tmp_path, monkeypatch):
+    matrix = np.array([[5, 1], [0, 4]])
+    monkeypatch.setattr(PictureProcess, "command", (sys.executable, "-c", "import sys; sys.exit('no matplotlib here')"))
+    with pytest.warns(RuntimeWarning, match=r"exit status 1: no matplotlib here\); drawing the 1 left in this process"):
         with picture_process(tmp_path / "jobs") as draw:
-            draw("plot_nothing", target=tmp_path / "x.png")
-    with pytest.raises(ValueError, match="plot_curves, plot_confusion_matrix"):
-        draw_now("plot_nothing")
+            draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "drawn.png")
+    assert (tmp_path / "drawn.png").stat().st_size > 0
+    monkeypatch.setattr(PictureProcess, "command", (str(tmp_path / "no-python"),))
+    with pytest.warns(RuntimeWarning, match="it did not start"):
+        with picture_process(tmp_path / "jobs") as draw:
+            draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "here.png")
+    assert (tmp_path / "here.png").read_bytes() == (tmp_path / "drawn.png").read_bytes()
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="'plot_nothing' is none of the pictures a run draws: plot_curves, plot_confusion_matrix"):
+        with pytest.warns(RuntimeWarning, match="ValueError: 'plot_nothing'"):  # the child failed first, with the same error
+            with picture_process(tmp_path / "jobs") as draw:
+                draw("plot_nothing", target=tmp_path / "x.png")
 
 
 def test_a_failing_run_stops_the_child_without_waiting(tmp_path):

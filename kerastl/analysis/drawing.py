@@ -3,7 +3,8 @@ calibrating, saving the models) instead of taking turns with it for Python's int
 
 Each picture is a call of a `kerastl.analysis.plots` function. Its arguments go into a job file (NumPy arrays as
 `.npz` members, the rest as JSON beside them; no pickle), and the child, `python -m kerastl.analysis.drawing`,
-draws the jobs in the order sent. `draw_now` draws the same calls in this process.
+draws the jobs in the order sent. `draw_now` draws the same calls in this process, as `PictureProcess.finish` does
+with any job the child left.
 
 Example:
     >>> with picture_process(run_dir / "checkpoints" / "pictures") as draw:
@@ -16,13 +17,12 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-
-from kerastl.errors import RunDirError
 
 PLOTS = ("plot_curves", "plot_confusion_matrix", "plot_labelled_images", "plot_reliability", "plot_coverage")
 CALL = "__call__"  # the job file's member holding the function's name and its arguments but the arrays, as JSON
@@ -40,42 +40,61 @@ def draw_now(name: str, **arguments) -> None:
 
 class PictureProcess:
     """A child process drawing the pictures sent to it (`process(name, **arguments)`, as `draw_now`); `finish`
-    waits until every picture is on disk. Job files and the child's error output go to `jobs_dir`."""
+    waits until every picture is on disk. The child is a speed-up, not a dependency: what it could not draw (it
+    did not start, or ended early) `finish` draws in this process, with a warning that names the child's error, and
+    a picture that cannot be drawn there either fails with its own error. Job files and the child's error output go
+    to `jobs_dir`."""
+
+    command = (sys.executable, "-m", __name__)
 
     def __init__(self, jobs_dir: Path):
         jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.jobs_dir, self.sent = jobs_dir, 0
+        self.jobs_dir, self.sent, self.failure = jobs_dir, 0, "it left pictures undrawn"
         self.errors = jobs_dir / "errors.txt"
         package_root = str(Path(__file__).resolve().parents[2])  # the child imports this kerastl, wherever it is
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        with open(self.errors, "wb") as errors:
-            self.process = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=errors, env=env, text=True)
+        try:
+            with open(self.errors, "wb") as errors:
+                self.process = subprocess.Popen(list(self.command), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                                stderr=errors, env=env, text=True)
+        except OSError as error:  # no interpreter to start: `finish` draws every picture here
+            self.process, self.failure = None, f"it did not start ({error})"
 
     def __call__(self, name: str, **arguments) -> None:
-        job = self.jobs_dir / f"job_{self.sent}.npz"
+        job = self.jobs_dir / f"job_{self.sent:05d}.npz"
         self.sent += 1
         write_job(job, name, arguments)
-        try:
-            self.process.stdin.write(f"{job}\n")
-            self.process.stdin.flush()
-        except BrokenPipeError:  # the child has ended: `finish` says why
-            self.finish()
+        if self.process is not None:
+            try:
+                self.process.stdin.write(f"{job}\n")
+                self.process.stdin.flush()
+            except (BrokenPipeError, OSError):  # the child has ended: `finish` draws what is left
+                pass
 
     def finish(self) -> None:
-        """Wait for the child to draw every picture sent; raise RunDirError if it failed."""
-        try:
-            self.process.stdin.close()
-        except BrokenPipeError:
-            pass
-        if self.process.wait() != 0:
-            lines = self.errors.read_text(errors="replace").strip().splitlines() or ["no error output"]
-            raise RunDirError(f"Drawing the run's pictures failed (exit status {self.process.returncode}): {lines[-1]}")
+        """Wait for the child to draw every picture sent; draw here whatever it left."""
+        if self.process is not None:
+            try:
+                self.process.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            if self.process.wait() != 0:
+                lines = self.errors.read_text(errors="replace").strip().splitlines() or ["no error output"]
+                self.failure = f"it ended with exit status {self.process.returncode}: {lines[-1]}"
+        left = sorted(self.jobs_dir.glob("job_*.npz"))
+        if left:
+            warnings.warn(f"kerastl: the process drawing the run's pictures failed ({self.failure}); "
+                          f"drawing the {len(left)} left in this process.", RuntimeWarning, stacklevel=2)
+        for job in left:
+            name, arguments = read_job(job)
+            draw_now(name, **arguments)
+            job.unlink()
 
     def stop(self) -> None:
         """End the child without waiting for its pictures."""
-        self.process.kill()
-        self.process.wait()
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
 
 
 @contextmanager
