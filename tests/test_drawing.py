@@ -24,6 +24,8 @@ def test_a_job_file_holds_the_call_arrays_included(tmp_path):
 
 def test_the_child_process_draws_what_this_process_would(tmp_path):
     matrix = np.array([[5, 1], [0, 4]])
+    (tmp_path / "jobs").mkdir()
+    write_job(tmp_path / "jobs" / "job_00007.npz", "plot_nothing", {})  # left by a killed run: not drawn again
     with picture_process(tmp_path / "jobs") as draw:
         assert draw.process.pid != os.getpid()
         draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "child.png")

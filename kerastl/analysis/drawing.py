@@ -49,6 +49,8 @@ class PictureProcess:
 
     def __init__(self, jobs_dir: Path):
         jobs_dir.mkdir(parents=True, exist_ok=True)
+        for stale in jobs_dir.glob("job_*.npz"):  # left by a run killed while it drew: this one sends its own
+            stale.unlink()
         self.jobs_dir, self.sent, self.failure = jobs_dir, 0, "it left pictures undrawn"
         self.errors = jobs_dir / "errors.txt"
         package_root = str(Path(__file__).resolve().parents[2])  # the child imports this kerastl, wherever it is
