@@ -2,6 +2,7 @@
 
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -26,10 +27,12 @@ def test_the_child_process_draws_what_this_process_would(tmp_path):
     matrix = np.array([[5, 1], [0, 4]])
     (tmp_path / "jobs").mkdir()
     write_job(tmp_path / "jobs" / "job_00007.npz", "plot_nothing", {})  # left by a killed run: not drawn again
-    with picture_process(tmp_path / "jobs") as draw:
-        assert draw.process.pid != os.getpid()
-        draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "child.png")
-        draw("plot_curves", history=[{"epoch": 1, "phase": "head", "loss": 1.0, "val_loss": 1.2}], target=tmp_path / "curves.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # nothing left for this process to draw
+        with picture_process(tmp_path / "jobs") as draw:
+            assert draw.process.pid != os.getpid()
+            draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "child.png")
+            draw("plot_curves", history=[{"epoch": 1, "phase": "head", "loss": 1.0, "val_loss": 1.2}], target=tmp_path / "curves.png")
     draw_now("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "here.png")
     assert (tmp_path / "child.png").read_bytes() == (tmp_path / "here.png").read_bytes()
     assert (tmp_path / "curves.png").stat().st_size > 0

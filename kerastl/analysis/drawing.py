@@ -2,8 +2,8 @@
 calibrating, saving the models) instead of taking turns with it for Python's interpreter lock.
 
 Each picture is a call of a `kerastl.analysis.plots` function. Its arguments go into a job file (NumPy arrays as
-`.npz` members, the rest as JSON beside them; no pickle), and the child, `python -m kerastl.analysis.drawing`,
-draws the jobs in the order sent. `draw_now` draws the same calls in this process, as `PictureProcess.finish` does
+`.npz` members, the rest as JSON beside them; no pickle), and the child, a Python process running `main`, draws
+the jobs in the order sent. `draw_now` draws the same calls in this process, as `PictureProcess.finish` does
 with any job the child left.
 
 Example:
@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import warnings
@@ -45,7 +44,10 @@ class PictureProcess:
     a picture that cannot be drawn there either fails with its own error. Job files and the child's error output go
     to `jobs_dir`."""
 
-    command = (sys.executable, "-m", __name__)
+    # The child imports this kerastl: its folder (the last argument) goes first on the child's path, unless the
+    # child finds it there already (an installed kerastl: site-packages must stay after the standard library).
+    command = (sys.executable, "-c", "import sys; root = sys.argv[-1]; sys.path[:0] = [] if root in sys.path else [root]; "
+                                     "from kerastl.analysis.drawing import main; main()")
 
     def __init__(self, jobs_dir: Path):
         jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -53,12 +55,11 @@ class PictureProcess:
             stale.unlink()
         self.jobs_dir, self.sent, self.failure = jobs_dir, 0, "it left pictures undrawn"
         self.errors = jobs_dir / "errors.txt"
-        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this kerastl, wherever it is
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        package_root = str(Path(__file__).resolve().parents[2])
         try:
             with open(self.errors, "wb") as errors:
-                self.process = subprocess.Popen(list(self.command), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                                stderr=errors, env=env, text=True)
+                self.process = subprocess.Popen([*self.command, package_root], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                                stderr=errors, text=True)
         except OSError as error:  # no interpreter to start: `finish` draws every picture here
             self.process, self.failure = None, f"it did not start ({error})"
 
@@ -157,6 +158,3 @@ def main() -> None:
         draw_now(name, **arguments)
         job.unlink()
 
-
-if __name__ == "__main__":
-    main()
