@@ -68,16 +68,30 @@ def model_logits(model, sources: dict, batch_size: int, extractor=None) -> dict[
     `extractor`: a `feature_extractor(model)` whose predict Keras has traced already (e.g. for the frozen features
     before training; it reads the weights as they are when it runs); the logits are then the head's on its features,
     and no model as large as the backbone is traced again."""
+    read = logits_reader(model, batch_size, extractor)
+    return {name: read(source.images) for name, source in sources.items()}
+
+
+def logits_reader(model, batch_size: int, extractor=None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from uint8 images to the model's logits (float64), built once so that every call reuses one traced
+    predict; with `extractor` (see `model_logits`), the head's logits on the extractor's features."""
     import keras
 
     if extractor is None:
         logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-        logits = {name: _outputs(logits_model, source.images, batch_size) for name, source in sources.items()}
-    else:
-        head = head_model(model, logits=True)
-        logits = {name: head.predict(_outputs(extractor, source.images, batch_size), batch_size=HEAD_BATCH, verbose=0)
-                  for name, source in sources.items()}
-    return {name: np.asarray(values, np.float64) for name, values in logits.items()}
+        return lambda images: np.asarray(_outputs(logits_model, images, batch_size), np.float64)
+    head = head_logits(model)
+    return lambda images: head(_outputs(extractor, images, batch_size))
+
+
+def head_logits(model) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from pooled backbone features [N, D] to the model's logits (float64), through its own head layers.
+
+    Example:
+        >>> logits = head_logits(model)(features)   # [N, K]
+    """
+    head = head_model(model, logits=True)
+    return lambda features: np.asarray(head.predict(features, batch_size=HEAD_BATCH, verbose=0), np.float64)
 
 
 def _outputs(model, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -189,9 +189,10 @@ def is_better(logs: dict, best: dict | None, monitor: str) -> bool:
     return accuracy > best_accuracy or (accuracy == best_accuracy and loss_lower)
 
 
-def best_keeper(model, run_dir: Path, monitor: str = "val_accuracy"):
+def best_keeper(model, run_dir: Path, monitor: str = "val_accuracy", logits=None):
     """A Keras callback keeping the weights of `model` (the full model, also when `fit` trains its head
-    on cached features) from the best epoch of the whole run, every phase, by `monitor` (`is_better`)."""
+    on cached features) from the best epoch of the whole run, every phase, by `monitor` (`is_better`);
+    with `logits` (a `kerastl.training.validation.ValidationLogits`), the epoch's validation logits as `logits.best`."""
     import keras
 
     folder = best_dir(run_dir)
@@ -205,6 +206,8 @@ def best_keeper(model, run_dir: Path, monitor: str = "val_accuracy"):
             save_weights(model, folder / name)
             scores = {key: float(logs[key]) for key in ("val_accuracy", "val_loss")}
             write_json(folder / "best.json", {"epoch": epoch + 1, "monitor": monitor, **scores, "file": name})
+            if logits is not None:
+                logits.best = logits.current if logits.current is not None and logits.current[0] == epoch + 1 else None
             for old in folder.glob("epoch_*.npz"):
                 if old.name != name:
                     old.unlink()

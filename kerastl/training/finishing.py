@@ -33,6 +33,7 @@ from kerastl.training.fitting import CACHE
 from kerastl.training.phases import compile_classifier
 from kerastl.training.runstate import RunState
 from kerastl.training.strategies import Plan
+from kerastl.training.validation import loss_and_accuracy
 
 
 def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) -> RunMetrics:
@@ -53,12 +54,17 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
         # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
         # the held-out splits once, for calibration and every measure.
         measuring = _Measuring.of(model, splits, state)
-        kept, calibration, predictions, last_weights = _save_kept_model(model, cfg, splits, state, measuring)
+        kept, calibration, predictions, last_weights = _keep_and_calibrate(model, cfg, splits, state, measuring)
+        evaluates = write_files and cfg.results.evaluation
+        if predictions is not None and evaluates:  # drawn while the models are saved
+            _evaluate_held_out(temperature(model), predictions, run_dir, splits, draw)
+        if write_files:
+            _save_model(model, run_dir / MODEL_FILE)
         tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
         if predictions is None:
             predictions = predict_splits(tested, cfg, splits)
-        if write_files and cfg.results.evaluation:  # drawn while model_last.keras is calibrated and saved
-            _evaluate_held_out(temperature(tested), predictions, run_dir, splits, draw)
+            if evaluates:
+                _evaluate_held_out(temperature(tested), predictions, run_dir, splits, draw)
         if last_weights is not None:
             _save_last_model(model, last_weights, cfg, splits, state, measuring)
             kept["also_kept"] = LAST_MODEL_FILE
@@ -109,22 +115,21 @@ class _Measuring:
         return cls(extractor, state.engine.average if splits.shard is not None else None)
 
 
-def _save_kept_model(
+def _keep_and_calibrate(
     model, cfg: Config, splits: Splits, state: RunState, measuring: _Measuring
 ) -> tuple[dict, Optional[dict], Optional[dict], Optional[list]]:
-    """Give `model` the weights `results.keep` asks for, calibrate it on the validation split and write it as
-    `model.keras` (without `state.write_files` it only takes the kept weights and their calibration).
+    """Give `model` the weights `results.keep` asks for and calibrate it on the validation split.
 
     Returns:
         What was kept, the calibration, on one device the model's probabilities on the held-out splits (see
-        `_save_calibrated`; else None), and the last weights when the best ones were kept instead and
+        `_calibrate`; else None), and the last weights when the best ones were kept instead and
         `model_last.keras` is to be written (else None).
     """
     run_dir, progress, write_files = state.run_dir, state.progress, state.write_files
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
-    last_weights = None
+    last_weights, known = None, state.validation_logits.of_epoch("current", last_epoch)
     if best is not None:
         scores = {key: best[key] for key in ("val_accuracy", "val_loss") if key in best}
         kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": best.get("monitor", "val_loss"), **scores}
@@ -132,41 +137,48 @@ def _save_kept_model(
         if len(best_weights) != len(current) or any(not np.array_equal(a, b) for a, b in zip(best_weights, current)):
             set_saved_weights(model, best_weights)
             last_weights = current if write_files else None
-    target = run_dir / MODEL_FILE if write_files else None
-    predict = measuring.extractor is not None
-    return (kept, *_save_calibrated(model, target, cfg, splits, measuring, predict), last_weights)
+            known = state.validation_logits.of_epoch("best", best["epoch"])
+    return (kept, *_calibrate(model, cfg, splits, measuring, measuring.extractor is not None, known), last_weights)
 
 
 def _save_last_model(model, last_weights: list, cfg: Config, splits: Splits, state: RunState, measuring: _Measuring) -> None:
     """Write `model_last.keras`: `model` with `last_weights`, calibrated; `model` then holds its kept weights again."""
     kept_weights = model.get_weights()  # the calibrated temperature is one of them
     model.set_weights(last_weights)
-    _save_calibrated(model, state.run_dir / LAST_MODEL_FILE, cfg, splits, measuring, predict=False)
+    last_epoch = state.progress.rows[-1]["epoch"]
+    _calibrate(model, cfg, splits, measuring, predict=False, known=state.validation_logits.of_epoch("current", last_epoch))
+    _save_model(model, state.run_dir / LAST_MODEL_FILE)
     model.set_weights(kept_weights)
 
 
-def _save_calibrated(
-    model, target: Optional[Path], cfg: Config, splits: Splits, measuring: _Measuring, predict: bool
+def _save_model(model, target: Path) -> None:
+    """`model.save` to `target`, written whole or not at all."""
+    with atomic_path(target) as temp:
+        model.save(temp)
+
+
+def _calibrate(
+    model, cfg: Config, splits: Splits, measuring: _Measuring, predict: bool, known: Optional[np.ndarray] = None
 ) -> tuple[Optional[dict], Optional[dict]]:
-    """Calibrate `model` on the validation split (`results.calibration`) and save it to `target` (None: not saved).
-    On one device the held-out logits come through `measuring.extractor` (see `model_logits`), computed once, for
+    """Calibrate `model` on the validation split (`results.calibration`). On one device the held-out logits come through `measuring.extractor` (see `model_logits`), computed once, for
     the calibration and, with `predict`, for the probabilities returned (split name -> [N, K], as the calibrated
-    model answers; else None). Distributed, processes that each hold their own validation share fit on it with a
-    single-device copy and set the temperatures' `measuring.average`."""
+    model answers; else None); `known`: the validation logits of these weights, kept by validation during training
+    (`kerastl.training.validation`), which are then not predicted again. Distributed, processes that each hold their
+    own validation share fit on it with a single-device copy and set the temperatures' `measuring.average`."""
     extractor = measuring.extractor
     held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
     calibrates = cfg.results.calibration == "temperature" and splits.validation is not None
     wanted = {name: source for name, source in held_out.items() if predict or (calibrates and name == "validation")}
-    logits = model_logits(model, wanted, cfg.data.batch_size, extractor) if extractor is not None else {}
+    logits = {"validation": known} if known is not None and "validation" in wanted else {}
+    wanted = {name: source for name, source in wanted.items() if name not in logits}
+    if extractor is not None and wanted:
+        logits.update(model_logits(model, wanted, cfg.data.batch_size, extractor))
     calibration = None
     if calibrates:
         if "validation" in logits:
             calibration = calibrate_logits(model, logits["validation"], splits.validation)
         else:
             calibration = calibrate(model, splits.validation, cfg.data.batch_size, measuring.average)
-    if target is not None:
-        with atomic_path(target) as temp:
-            model.save(temp)
     if not predict:
         return calibration, None
     kind, value = label_kind(model), temperature(model)
@@ -189,14 +201,6 @@ def predict_splits(model, cfg: Config, splits: Splits) -> dict[str, np.ndarray]:
             for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
 
 
-def _loss_and_accuracy(probabilities: np.ndarray, source, num_classes: int, loss) -> tuple[float, float]:
-    """What `model.evaluate` reports for `probabilities` on `source`: the compiled `loss` and accuracy
-    (categorical, or binary per label at 0.5 for multi-label sources)."""
-    kind = source.label_kind
-    targets = kind.targets(source.labels, num_classes)
-    return float(loss(targets, probabilities)), kind.accuracy_of(probabilities, source.labels)
-
-
 def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_metrics: dict, baselines: Optional[dict],
                   leakage: Optional[dict] = None) -> RunMetrics:
     """Loss (the compiled `loss`) and accuracy on the validation and test splits from their `predictions`,
@@ -209,7 +213,7 @@ def final_metrics(predictions: dict, loss, cfg: Config, splits: Splits, phase_me
         if name not in predictions:
             continue
         source = getattr(splits, name)
-        split_loss, accuracy = _loss_and_accuracy(predictions[name], source, len(splits.class_names), loss)
+        split_loss, accuracy = loss_and_accuracy(predictions[name], source, len(splits.class_names), loss)
         setattr(metrics, f"{prefix}_loss", round(split_loss, 6))
         setattr(metrics, f"{prefix}_accuracy", round(accuracy, 6))
         metrics.num_images[name] = len(source)

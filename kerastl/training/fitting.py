@@ -26,6 +26,8 @@ from kerastl.training.checkpoints import (
 )
 from kerastl.training.distribute import Engine
 from kerastl.training.runstate import RunState
+from kerastl.training.validation import ValidationLogits, validation_callback
+from kerastl.analysis.calibration import head_logits, logits_reader
 from kerastl.models.classifier import feature_extractor, head_model
 from kerastl.training.features import can_cache, extract_features, training_copies, training_features
 from kerastl.training.phases import (
@@ -70,6 +72,8 @@ def run_phase(
     details: dict = {}
     if phase.epochs > 0:
         trained_layers = set_trainable(model, phase)
+        if phase.scope[0] == "lora":
+            state.extractor = None  # LoRA changed the layers an extractor's predict was traced with
         inputs = phase_inputs(model, phase, cfg, splits, state, frozen)
         whole = engine.distributed
         batch_size, steps_per_epoch, validation_steps = batches_per_process(engine, splits, cfg.data.batch_size)
@@ -81,9 +85,18 @@ def run_phase(
         start = min(backed_up_epochs(backup) or first_epoch, last_epoch - 1)
         order = EpochOrder(start, last_epoch, cfg.seed, inputs.copies, cfg.data.sampling == "balanced", steps_per_epoch)
         train_data = epoch_dataset(inputs.train, batch_size, order, cfg.augment, whole, splits.train_targets)
-        validation_data = None if inputs.validation is None else make_dataset(inputs.validation, batch_size, drop_remainder=whole)
+        own_validation = own_validation_callback(model, phase, inputs, splits, state, cfg.data.batch_size)
+        validation_data = None
+        if inputs.validation is not None and own_validation is None:
+            validation_data = make_dataset(inputs.validation, batch_size, drop_remainder=whole)
         statistics_before = batchnorm_statistics(model)
         timer = epoch_timer()
+        callbacks = [
+            *([own_validation] if own_validation else []),  # first: every other callback reads its scores
+            timer,
+            *phase_callbacks(model, phase, cfg, state, inputs.cached, inputs.validation is not None),
+            *state.callbacks,
+        ]
         inputs.fitted.fit(
             train_data,
             validation_data=validation_data,
@@ -92,15 +105,12 @@ def run_phase(
             steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps,
             class_weight=class_weight(splits) if cfg.data.class_weight == "balanced" else None,
-            callbacks=[
-                timer,
-                *phase_callbacks(model, phase, cfg, state, inputs.cached, validation_data is not None),
-                *state.callbacks,
-            ],
+            callbacks=callbacks,
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=state.verbose,
         )
         inputs.fitted._initial_epoch = None  # BackupAndRestore sets it and Keras never clears it; the next phase must not inherit it
+        _note_weights_after_fit(state.validation_logits, callbacks, phase)
         details["batchnorm"] = check_batchnorm_policy(phase, statistics_before, batchnorm_statistics(model), trained_layers)
         details["trainable_params"] = int(sum(np.prod(w.shape) for w in model.trainable_weights))
         details["cached_features"] = inputs.cached
@@ -165,6 +175,34 @@ def phase_inputs(model, phase: PhaseConfig, cfg: Config, splits: Splits, state: 
     return PhaseInputs(head_model(model), train, validation, cached=True, copies=training_copies(cfg))
 
 
+def own_validation_callback(model, phase: PhaseConfig, inputs: PhaseInputs, splits: Splits, state: RunState, batch_size: int):
+    """The phase's validation as a callback (`kerastl.training.validation`), on one device and one process for a model
+    without regularization losses (which Keras adds to `val_loss`); None where Keras' own validation runs instead. The
+    images go through `state.extractor` (built here when the run has none yet)."""
+    if inputs.validation is None or state.engine.distributed or splits.shard is not None or model.losses:
+        return None
+    if inputs.cached:
+        read_logits = head_logits(model)
+    else:
+        if state.extractor is None:
+            state.extractor = feature_extractor(model)
+        read_logits = logits_reader(model, batch_size, state.extractor)
+    return validation_callback(model, read_logits, inputs.validation.images, inputs.validation, len(splits.class_names),
+                               inputs.fitted.loss, state.validation_logits)
+
+
+def _note_weights_after_fit(logits: ValidationLogits, callbacks: list, phase: PhaseConfig) -> None:
+    """After `fit`, Keras may have changed the weights the last epoch's validation saw: `EarlyStopping` restores its best
+    epoch's, and an optimizer with `use_ema` (`phase.ema`) sets the moving averages."""
+    import keras
+
+    if phase.ema is not None:
+        logits.current = None
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights and callback.best_weights is not None:
+            logits.after_restore(callback.best_epoch + 1)
+
+
 def phase_callbacks(model, phase: PhaseConfig, cfg: Config, state: RunState, cached: bool, validated: bool) -> list:
     """History rows, the best weights of the run, the per-epoch backup and seed states, TensorBoard, early stopping."""
     import keras
@@ -172,7 +210,7 @@ def phase_callbacks(model, phase: PhaseConfig, cfg: Config, state: RunState, cac
     progress, run_dir, backup = state.progress, state.run_dir, backup_dir(state.run_dir, phase.name)
     callbacks = [history_recorder(progress, phase.name)]  # before the backup: see kerastl.training.checkpoints
     if cfg.results.keep == "best" and validated:
-        callbacks.append(best_keeper(model, run_dir, cfg.results.monitor))  # before the backup too: an epoch redone after a kill is kept again
+        callbacks.append(best_keeper(model, run_dir, cfg.results.monitor, state.validation_logits))  # before the backup too: an epoch redone after a kill is kept again
     callbacks += [
         epoch_backup(backup),
         rng_restorer(progress, backup),  # after the backup: it reads the epoch the backup restored

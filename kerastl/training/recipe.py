@@ -218,8 +218,7 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> RunMetric
             frozen = split_features(model, splits, cfg.data.batch_size, state.verbose, extractor)
             progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", state.verbose, frozen)
         progress.save()
-        if not any(phase.scope[0] == "lora" for phase in plan.phases):  # LoRA changes the layers its predict traced
-            state.extractor = extractor
+        state.extractor = extractor
     _train_phases(model, plan, cfg, splits, state, frozen if cfg.data.cache == "memory" else None)
     return finish_run(model, cfg, splits, plan, state)
 

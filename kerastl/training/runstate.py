@@ -7,12 +7,13 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from kerastl.training.checkpoints import Progress
 from kerastl.training.distribute import ONE_DEVICE, Engine
+from kerastl.training.validation import ValidationLogits
 
 
 @dataclass
@@ -26,4 +27,5 @@ class RunState:
     callbacks: Sequence = ()  # Keras callbacks added to every phase's fit
     write_files: bool = True  # the run folder's results (model, metrics, report...); False: checkpoints only
     stages: Sequence = ()  # the optional RunStages of a config run (kerastl.training.stages), told when metrics are measured
-    extractor: Any = None  # the model's feature extractor, its predict traced for the frozen features; reused at the end
+    extractor: Any = None  # the model's feature extractor, its predict traced once: for the frozen features, validation, the end
+    validation_logits: ValidationLogits = field(default_factory=ValidationLogits)  # kept by validation, read at the end
