@@ -53,7 +53,7 @@ class PictureProcess:
         jobs_dir.mkdir(parents=True, exist_ok=True)
         for stale in jobs_dir.glob("job_*.npz"):  # left by a run killed while it drew: this one sends its own
             stale.unlink()
-        self.jobs_dir, self.sent, self.failure = jobs_dir, 0, "it left pictures undrawn"
+        self.jobs_dir, self.sent, self.failure, self.finished = jobs_dir, 0, "it left pictures undrawn", False
         self.errors = jobs_dir / "errors.txt"
         package_root = str(Path(__file__).resolve().parents[2])
         try:
@@ -75,7 +75,10 @@ class PictureProcess:
                 pass
 
     def finish(self) -> None:
-        """Wait for the child to draw every picture sent; draw here whatever it left."""
+        """Wait for the child to draw every picture sent; draw here whatever it left. Once done, it does nothing."""
+        if self.finished:
+            return
+        self.finished = True
         if self.process is not None:
             try:
                 self.process.stdin.close()

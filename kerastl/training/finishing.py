@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import shutil
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -19,7 +18,7 @@ from kerastl.analysis.duplicates import leakage_warning
 from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, temperature
 from kerastl.analysis.evaluation import write_evaluation
 from kerastl.analysis.modelcard import write_model_card
-from kerastl.analysis.drawing import picture_process
+from kerastl.analysis.drawing import PictureProcess
 from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
@@ -36,11 +35,16 @@ from kerastl.training.strategies import Plan
 from kerastl.training.validation import loss_and_accuracy
 
 
-def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) -> RunMetrics:
+def finish_run(
+    model, cfg: Config, splits: Splits, plan: Plan, state: RunState, draw: Optional[PictureProcess] = None
+) -> RunMetrics:
     """Keep the best weights (`results.keep`), calibrate (`results.calibration`), save `model.keras`
     (and `model_last.keras`), measure and write `metrics.json`, `evaluation/`, `history.csv`, the curves,
     the report and the model card, then remove the checkpoints and the disk cache; returns the metrics.
-    Without `state.write_files` the model is kept and calibrated the same way and measured, and nothing is written."""
+    Without `state.write_files` the model is kept and calibrated the same way and measured, and nothing is written.
+
+    `draw`: the run's `PictureProcess` (`kerastl.analysis.drawing`; None without `state.write_files`), started with the
+    run so that the child has imported matplotlib when the pictures come; the caller stops it if this fails."""
     run_dir, progress, engine, write_files = state.run_dir, state.progress, state.engine, state.write_files
     import keras
 
@@ -48,40 +52,44 @@ def finish_run(model, cfg: Config, splits: Splits, plan: Plan, state: RunState) 
         compile_classifier(model, keras.optimizers.Adam(), plan.phases[-1].label_smoothing, cfg.compute.jit_compile, cfg.loss)
     # A child process draws the curves and the evaluation pictures while the held-out splits are predicted and the
     # models saved (kerastl.analysis.drawing).
-    with picture_process(run_dir / CHECKPOINTS / "pictures") if write_files else nullcontext() as draw:
-        if write_files:
-            draw("plot_curves", history=progress.rows, target=run_dir / "plots" / "curves.png")
-        # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
-        # the held-out splits once, for calibration and every measure.
-        measuring = _Measuring.of(model, splits, state)
-        kept, calibration, predictions, last_weights = _keep_and_calibrate(model, cfg, splits, state, measuring)
-        evaluates = write_files and cfg.results.evaluation
-        if predictions is not None and evaluates:  # drawn while the models are saved
-            _evaluate_held_out(temperature(model), predictions, run_dir, splits, draw)
-        if write_files:
-            _save_model(model, run_dir / MODEL_FILE)
-        tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
-        if predictions is None:
-            predictions = predict_splits(tested, cfg, splits)
-            if evaluates:
-                _evaluate_held_out(temperature(tested), predictions, run_dir, splits, draw)
-        if last_weights is not None:
-            _save_last_model(model, last_weights, cfg, splits, state, measuring)
-            kept["also_kept"] = LAST_MODEL_FILE
-        metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
-        metrics.kept = kept
-        _add_run_facts(metrics, plan, progress, engine, splits, calibration)
-        for stage in state.stages:
-            stage.on_metrics(metrics, tested, splits, run_dir)
-        if write_files:
-            progress.write_history()  # without the rows a resume dropped
-            write_json(run_dir / METRICS_FILE, metrics.to_dict())
-    if write_files:  # the pictures are on disk before the report lists them; a failure to draw them fails the run
+    if write_files:
+        draw("plot_curves", history=progress.rows, target=run_dir / "plots" / "curves.png")
+    # A distributed model is tested as a single-device copy, which takes batches of any size; one device predicts
+    # the held-out splits once, for calibration and every measure.
+    measuring = _Measuring.of(model, splits, state)
+    kept, calibration, predictions, last_weights = _keep_and_calibrate(model, cfg, splits, state, measuring)
+    evaluates = write_files and cfg.results.evaluation
+    if predictions is not None and evaluates:  # drawn while the models are saved
+        _evaluate_held_out(temperature(model), predictions, run_dir, splits, draw)
+    if write_files:
+        _save_model(model, run_dir / MODEL_FILE)
+    tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
+    if predictions is None:
+        predictions = predict_splits(tested, cfg, splits)
+        if evaluates:
+            _evaluate_held_out(temperature(tested), predictions, run_dir, splits, draw)
+    if last_weights is not None:
+        _save_last_model(model, last_weights, cfg, splits, state, measuring)
+        kept["also_kept"] = LAST_MODEL_FILE
+    metrics = final_metrics(predictions, model.loss, cfg, splits, progress.phases, progress.baselines, progress.leakage)
+    metrics.kept = kept
+    _add_run_facts(metrics, plan, progress, engine, splits, calibration)
+    for stage in state.stages:
+        stage.on_metrics(metrics, tested, splits, run_dir)
+    if write_files:
+        progress.write_history()  # without the rows a resume dropped
+        write_json(run_dir / METRICS_FILE, metrics.to_dict())
+        draw.finish()  # the pictures are on disk before the report lists them; a failure to draw them fails the run
         write_report(run_dir)
         write_model_card(run_dir)
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
     shutil.rmtree(run_dir / CACHE, ignore_errors=True)
     return metrics
+
+
+def pictures_dir(run_dir: Path) -> Path:
+    """Where a run's `PictureProcess` keeps its job files (removed with the checkpoints)."""
+    return run_dir / CHECKPOINTS / "pictures"
 
 
 def _add_run_facts(

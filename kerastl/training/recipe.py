@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import shutil
+from contextlib import nullcontext
 import sys
 import tempfile
 import time
@@ -44,7 +45,8 @@ from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import head_init, split_features, start_head
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, backed_up_epochs, backup_dir, load_phase_weights, save_phase_weights
 from kerastl.training.distribute import ONE_DEVICE
-from kerastl.training.finishing import finish_run
+from kerastl.analysis.drawing import picture_process
+from kerastl.training.finishing import finish_run, pictures_dir
 from kerastl.training.fitting import run_phase
 from kerastl.training.phases import enable_lora
 from kerastl.training.runstate import RunState
@@ -205,6 +207,12 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> RunMetric
     """Train `model` on `splits` as `cfg` says, from wherever `state.progress` stands, and finish the run:
     baselines and the probe start (fresh runs on one process, single-label), each phase not done yet, then
     the kept weights, calibration and the metrics (and the run folder's files with `state.write_files`)."""
+    # The child process that draws the run's pictures starts now: its imports are done long before its pictures come.
+    with picture_process(pictures_dir(state.run_dir)) if state.write_files else nullcontext() as draw:
+        return _run_recipe(model, splits, cfg, state, draw)
+
+
+def _run_recipe(model, splits: Splits, cfg: Config, state: RunState, draw) -> RunMetrics:
     plan = plan_phases(cfg, splits.train.class_counts())
     seed_everything(cfg)
     progress, engine = state.progress, state.engine
@@ -220,7 +228,7 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> RunMetric
         progress.save()
         state.extractor = extractor
     _train_phases(model, plan, cfg, splits, state, frozen if cfg.data.cache == "memory" else None)
-    return finish_run(model, cfg, splits, plan, state)
+    return finish_run(model, cfg, splits, plan, state, draw)
 
 
 def seed_everything(cfg: Config) -> None:
