@@ -9,9 +9,10 @@ so the end of the run calibrates and measures `model.keras` and `model_last.kera
 validation split again (`kerastl.training.finishing`).
 
 Example:
-    >>> logits = ValidationLogits()
-    >>> callback = validation_callback(model, head_logits(model), cached_features, splits, logits)
-    >>> logits.current   # (epoch, [N, K] logits) of the last epoch validated
+    >>> kept = ValidationLogits()
+    >>> callback = validation_callback(model, head_logits(model), features, splits.validation, 10, model.loss, kept)
+    >>> model.fit(train_data, epochs=3, callbacks=[callback])   # first in the list: the others read its scores
+    >>> kept.current   # (epoch, [N, K] logits) of the last epoch validated
 """
 
 from __future__ import annotations
