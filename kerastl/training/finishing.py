@@ -168,11 +168,12 @@ def _save_model(model, target: Path) -> None:
 def _calibrate(
     model, cfg: Config, splits: Splits, measuring: _Measuring, predict: bool, known: Optional[np.ndarray] = None
 ) -> tuple[Optional[dict], Optional[dict]]:
-    """Calibrate `model` on the validation split (`results.calibration`). On one device the held-out logits come through `measuring.extractor` (see `model_logits`), computed once, for
-    the calibration and, with `predict`, for the probabilities returned (split name -> [N, K], as the calibrated
-    model answers; else None); `known`: the validation logits of these weights, kept by validation during training
-    (`kerastl.training.validation`), which are then not predicted again. Distributed, processes that each hold their
-    own validation share fit on it with a single-device copy and set the temperatures' `measuring.average`."""
+    """Calibrate `model` on the validation split (`results.calibration`). On one device the held-out logits come
+    through `measuring.extractor` (see `model_logits`), computed once, for the calibration and, with `predict`, for
+    the probabilities returned (split name -> [N, K], as the calibrated model answers; else None); `known`: the
+    validation logits of these weights, kept by validation during training (`kerastl.training.validation`), which
+    are then not predicted again. Distributed, processes that each hold their own validation share fit on it with a
+    single-device copy and set the temperatures' `measuring.average`."""
     extractor = measuring.extractor
     held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
     calibrates = cfg.results.calibration == "temperature" and splits.validation is not None
