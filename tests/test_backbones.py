@@ -93,7 +93,19 @@ def test_alexnet_trains_from_scratch_end_to_end(tmp_path):
 KERAS_APPLICATIONS = [name for name in backbone_names() if ":" not in get_backbone(name).constructor]
 
 
-@pytest.mark.parametrize("name", KERAS_APPLICATIONS)
+def _one_per_module(names: list[str]) -> list:
+    """`names`, the first of each `keras.applications` module by default and its larger siblings (the same
+    `preprocess_input` and pooling code, more layers) marked slow."""
+    seen: set = set()
+    params = []
+    for name in names:
+        module = get_backbone(name).module
+        params.append(pytest.param(name, marks=pytest.mark.slow) if module in seen else name)
+        seen.add(module)
+    return params
+
+
+@pytest.mark.parametrize("name", _one_per_module(KERAS_APPLICATIONS))
 def test_pooled_features_are_the_keras_applications_own(name):
     """kerastl's features (uint8 in, at the "pool" layer) equal Keras' route with the same weights:
     `preprocess_input` -> `keras.applications.X(include_top=False, pooling="avg")`, which pools where the

@@ -13,7 +13,6 @@ import pytest
 
 import kerastl
 from kerastl import DataError, PhaseConfig, Recipe
-from kerastl.config import ResultsConfig
 from tests.conftest import TINY
 
 CLASSES = ["0", "1", "2"]
@@ -329,72 +328,3 @@ def test_the_command_line_answers_help_and_config_errors_without_tensorflow(tmp_
     assert [a.split()[0] for a in answers] == ["0", "0", "0", "2"] and "resnet_51" in answers[-1]
     assert imported == "[]"
 
-
-def _validation_checks(run_dir, validation, history):
-    """For each model the run saved: its temperature is the one fitted on its own validation logits, and at T = 1 its
-    validation loss is the one the epoch it holds logged."""
-    import keras
-
-    from kerastl.analysis.calibration import fit_temperature, temperature
-
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    kept = metrics["kept"]
-    saved = {"model.keras": kept["epoch"]}
-    if kept.get("also_kept"):
-        saved[kept["also_kept"]] = kept["last_epoch"]
-    for file, epoch in saved.items():
-        model = kerastl.load_model(run_dir / file)
-        logits = keras.Model(model.input, model.get_layer("logits").output).predict(validation[0], verbose=0).astype(np.float64)
-        assert temperature(model) == pytest.approx(fit_temperature(logits, validation[1]), rel=1e-4), file
-        probabilities = keras.ops.softmax(logits)  # at T = 1, as during training; the compiled loss clips them as Keras does
-        loss = float(keras.losses.CategoricalCrossentropy()(np.eye(3)[validation[1]], probabilities))
-        assert loss == pytest.approx(history.history["val_loss"][epoch - 1], abs=1e-4), file
-    return saved
-
-
-def test_validation_is_predicted_once_and_the_end_of_the_run_reuses_it(digits, tmp_path, monkeypatch):
-    """On one device each epoch validates through the run's feature extractor, not Keras' `evaluate`, with the scores
-    `evaluate` would report; the end of the run calibrates `model.keras` and `model_last.keras` on the logits
-    validation computed for their epochs, so it predicts only the test split, once."""
-    import keras
-
-    from kerastl.training import finishing
-
-    _, arrays = digits
-    predicted, real = [], finishing.model_logits
-    monkeypatch.setattr(finishing, "model_logits", lambda model, sources, *rest: predicted.append(sorted(sources)) or real(model, sources, *rest))
-    monkeypatch.setattr(keras.Model, "evaluate", lambda *a, **k: pytest.fail("Keras' own validation ran"))
-    recipe = Recipe(phases=(PhaseConfig("head", epochs=1), PhaseConfig("finetune", epochs=1, learning_rate=1.0, unfreeze=20)),
-                    deterministic=True)
-    history = kerastl.fine_tune(new_model(), *arrays["train"], validation_data=arrays["validation"], test_data=arrays["test"],
-                                recipe=recipe, run_dir=tmp_path / "run", verbose=0)
-    saved = _validation_checks(tmp_path / "run", arrays["validation"], history)
-    assert saved == {"model.keras": 1, "model_last.keras": 2}  # the best epoch is not the last: both models checked
-    assert predicted == [["test"]]
-
-
-@pytest.mark.parametrize("change", ["early stopping restores", "weight averages"])
-def test_weights_keras_changes_after_the_last_epoch_are_measured_again(change, digits, tmp_path):
-    """`EarlyStopping(restore_best_weights=True)` and an optimizer's `use_ema` give the model other weights than the last
-    epoch validated: the end of the run predicts the validation split again for them."""
-    import keras
-
-    from kerastl.analysis.calibration import fit_temperature, temperature
-    from kerastl.labels import LabelKind
-
-    _, arrays = digits
-    phase = (PhaseConfig("head", epochs=4, learning_rate=0.03, early_stopping=1) if change == "early stopping restores"
-             else PhaseConfig("head", epochs=2, learning_rate=0.3, ema=0.5))
-    recipe = Recipe(phases=(phase,), results=ResultsConfig(keep="last"), deterministic=True)
-    history = kerastl.fine_tune(new_model(), *arrays["train"], validation_data=arrays["validation"], recipe=recipe,
-                                run_dir=tmp_path / "run", verbose=0)
-    if change == "early stopping restores":
-        losses = history.history["val_loss"]
-        assert int(np.argmin(losses)) != len(losses) - 1  # it did restore an earlier epoch
-    model, labels = kerastl.load_model(tmp_path / "run"), arrays["validation"][1]
-    logits = keras.Model(model.input, model.get_layer("logits").output).predict(arrays["validation"][0], verbose=0)
-    logits = logits.astype(np.float64)
-    single = LabelKind(False)
-    calibration = history.metrics["calibration"]  # fitted on the logits the end of the run had for these weights
-    assert calibration["loss_before"] == pytest.approx(single.cross_entropy(single.probabilities(logits), labels), abs=2e-6)
-    assert temperature(model) == pytest.approx(fit_temperature(logits, labels), rel=1e-4)
