@@ -327,4 +327,3 @@ def test_the_command_line_answers_help_and_config_errors_without_tensorflow(tmp_
     *answers, imported = done.stdout.strip().splitlines()
     assert [a.split()[0] for a in answers] == ["0", "0", "0", "2"] and "resnet_51" in answers[-1]
     assert imported == "[]"
-

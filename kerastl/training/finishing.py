@@ -87,11 +87,6 @@ def finish_run(
     return metrics
 
 
-def pictures_dir(run_dir: Path) -> Path:
-    """Where a run's `PictureProcess` keeps its job files (removed with the checkpoints)."""
-    return run_dir / CHECKPOINTS / "pictures"
-
-
 def _add_run_facts(
     metrics: RunMetrics, plan: Plan, progress: Progress, engine: Engine, splits: Splits, calibration: Optional[dict]
 ) -> None:

@@ -11,10 +11,10 @@ Example:
 from __future__ import annotations
 
 import shutil
-from contextlib import nullcontext
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -35,6 +35,7 @@ from kerastl.config import (
     dump_config,
     section_from_dict,
 )
+from kerastl.analysis.drawing import picture_process
 from kerastl.analysis.duplicates import held_out_leakage
 from kerastl.data.pipeline import Splits
 from kerastl.data.samples import save_run_samples
@@ -45,8 +46,7 @@ from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import head_init, split_features, start_head
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, backed_up_epochs, backup_dir, load_phase_weights, save_phase_weights
 from kerastl.training.distribute import ONE_DEVICE
-from kerastl.analysis.drawing import picture_process
-from kerastl.training.finishing import finish_run, pictures_dir
+from kerastl.training.finishing import finish_run
 from kerastl.training.fitting import run_phase
 from kerastl.training.phases import enable_lora
 from kerastl.training.runstate import RunState
@@ -208,7 +208,7 @@ def run_recipe(model, splits: Splits, cfg: Config, state: RunState) -> RunMetric
     baselines and the probe start (fresh runs on one process, single-label), each phase not done yet, then
     the kept weights, calibration and the metrics (and the run folder's files with `state.write_files`)."""
     # The child process that draws the run's pictures starts now: its imports are done long before its pictures come.
-    with picture_process(pictures_dir(state.run_dir)) if state.write_files else nullcontext() as draw:
+    with picture_process(state.run_dir / CHECKPOINTS / "pictures") if state.write_files else nullcontext() as draw:
         return _run_recipe(model, splits, cfg, state, draw)
 
 
