@@ -131,6 +131,24 @@ print("never printed")
     assert "vgg16" in done.stdout and lines[-2:] == ["thread finished", "atexit handler ran"]
 
 
+@pytest.mark.parametrize("ends_with_the_command", [True, False])
+def test_the_command_freezes_what_importing_tensorflow_made_only_in_its_own_process(monkeypatch, ends_with_the_command):
+    """`main`'s process: the objects the import leaves are out of the cycle collector's reach, the collector
+    itself on again. Any other process (a test runner, a notebook) keeps its collector as it was."""
+    import gc
+
+    import kerastl.cli
+
+    monkeypatch.setattr(kerastl.cli, "_PROCESS_ENDS_WITH_THE_COMMAND", ends_with_the_command)
+    gc.unfreeze()
+    try:
+        kerastl.cli._import_tensorflow_quietly()
+        assert gc.isenabled()
+        assert (gc.get_freeze_count() > 100_000) == ends_with_the_command
+    finally:
+        gc.unfreeze()
+
+
 def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):
     from kerastl.data.sources import read_source
 
