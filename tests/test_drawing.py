@@ -63,3 +63,27 @@ def test_a_failing_run_stops_the_child_without_waiting(tmp_path):
         with picture_process(tmp_path / "jobs") as draw:
             raise KeyError("the run failed")
     assert draw.process.returncode is not None  # ended, not left running
+
+
+@pytest.mark.parametrize("count", [1, 5])
+def test_a_labelled_grid_shows_every_image_whole_with_its_title_in_its_colour(tmp_path, count):
+    """Each image a block of its own colour (nearest-pixel upscaling keeps a solid image solid), in a grid of up to 4
+    columns; each title drawn in the colour given for it."""
+    from PIL import Image
+
+    from kerastl.analysis.plots import plot_labelled_images
+
+    solid = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0), (0, 250, 250)][:count]
+    images = np.stack([np.full((12, 16, 3), colour, np.uint8) for colour in solid])
+    plot_labelled_images(images, [f"image {k}" for k in range(count)], ["tab:purple"] * count, tmp_path / "grid.png", "grid")
+    with Image.open(tmp_path / "grid.png") as picture:
+        pixels = np.asarray(picture.convert("RGB")).astype(int)
+    for colour in solid:
+        rows, columns = np.nonzero((np.abs(pixels - colour) <= 2).all(axis=-1))
+        assert len(rows) > 1000, colour  # drawn
+        block = pixels[rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+        assert (np.abs(block - colour) <= 2).all(axis=-1).mean() > 0.98, colour  # one solid block: not cut, not mixed
+        assert abs((columns.max() - columns.min()) / (rows.max() - rows.min()) - 16 / 12) < 0.05  # its aspect kept
+    purple = (np.abs(pixels - (148, 103, 189)) <= 40).all(axis=-1)  # tab:purple, anti-aliased text
+    assert purple.sum() > 20 * count
+    assert pixels.shape[1] < 400 if count == 1 else pixels.shape[1] > 800  # one image: a one-column picture

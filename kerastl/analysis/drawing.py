@@ -152,9 +152,11 @@ def read_job(file: Path) -> tuple[str, dict]:
 
 def main() -> None:
     """Draw the job file named on each line of standard input, until it closes."""
+    import pandas  # noqa: F401  (plot_curves' table: 0.5 s when the first picture comes, otherwise)
+
     from kerastl.analysis.plots import pyplot
 
-    pyplot()  # matplotlib imports while the run still predicts and saves
+    pyplot()  # matplotlib and pandas import while the run still trains, not when its pictures come
     for line in sys.stdin:
         job = Path(line.strip())
         name, arguments = read_job(job)

@@ -104,25 +104,35 @@ def prediction_grid(source, probabilities: np.ndarray, split: str, count: int = 
 
 def plot_labelled_images(images: np.ndarray, titles: Sequence[str], colors: Sequence[str], target: Path, title: str,
                          overlays: np.ndarray | None = None, empty: str = "no images") -> None:
-    """Images in a grid of 4 columns, each with its title in its colour; with `overlays` ([N, H, W] in
-    [0, 1]) each image is shown with its heatmap over it (Grad-CAM)."""
+    """Images in a grid of (up to) 4 columns, each with its title in its colour above it; with `overlays` ([N, h, w] in
+    [0, 1]) each image is shown with its heatmap stretched over it (Grad-CAM).
+
+    One axes in image pixels holds every image (a cell each, its title in a band above it): a subplot per image
+    took 0.3 s for 16 digits, this 0.2 s."""
     plt = pyplot()
-    columns = 4
+    columns = min(4, max(1, len(images)))
     rows = max(1, -(-len(images) // columns))
-    title_lines = max((title.count("\n") + 1 for title in titles), default=1)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, (2.1 + 0.22 * title_lines) * rows + 0.4), squeeze=False,
-                                subplot_kw=NO_TICKS)
-    for axis in axes.ravel():
-        axis.axis("off")
-    for k, (axis, image) in enumerate(zip(axes.ravel(), images)):
+    title_lines = max((text.count("\n") + 1 for text in titles), default=1)
+    height, width = images.shape[1:3] if len(images) else (1, 1)
+    gap = 0.08 * width
+    cell_width = width + gap  # drawn 2.4 inches wide
+    band = (0.05 + 0.15 * title_lines) * cell_width / 2.4  # the title's lines, 0.15 inch each, in pixels
+    cell_height = band + height + gap
+    figure = plt.figure(figsize=(2.4 * columns, 2.4 * rows * cell_height / cell_width + 0.4))
+    axis = figure.add_axes((0, 0, 1, 1 - 0.4 / figure.get_figheight()))
+    axis.axis("off")
+    for k, image in enumerate(images):
+        left, top = (k % columns) * cell_width + gap / 2, (k // columns) * cell_height + band
+        extent = (left, left + width, top + height, top)
         gray = image.shape[-1] == 1
-        axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255)
+        axis.imshow(image[..., 0] if gray else image, cmap="gray" if gray else None, vmin=0, vmax=255, extent=extent)
         if overlays is not None:
-            axis.imshow(overlays[k], cmap="jet", alpha=0.45, vmin=0, vmax=1,
-                        extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
-        axis.set_title(titles[k], fontsize=8, color=colors[k])
+            axis.imshow(overlays[k], cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=extent)
+        axis.text(left + width / 2, top - 0.02 * height, titles[k], ha="center", va="bottom", fontsize=8, color=colors[k])
     if not len(images):
-        axes[0, 0].text(0.5, 0.5, empty, ha="center", va="center")
+        axis.text(0.5, 0.5, empty, ha="center", va="center", transform=axis.transAxes)
+    axis.set_xlim(0, columns * cell_width)
+    axis.set_ylim(rows * cell_height, 0)
     figure.suptitle(title, fontsize=10)
     save_figure(figure, target)
 
