@@ -67,7 +67,7 @@ def test_a_failing_run_stops_the_child_without_waiting(tmp_path):
 
 @pytest.mark.parametrize("count", [1, 5])
 def test_a_labelled_grid_shows_every_image_whole_with_its_title_in_its_colour(tmp_path, count):
-    """Each image a block of its own colour (nearest-pixel upscaling keeps a solid image solid), in a grid of up to 4
+    """Each image a block of its own colour (a solid image stays solid when scaled), in a grid of up to 4
     columns; each title drawn in the colour given for it."""
     from PIL import Image
 
