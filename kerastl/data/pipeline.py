@@ -273,6 +273,7 @@ def epoch_dataset(
     count = len(source) // order.copies
     draw = _balanced_draw(source.labels[:count]) if order.balanced else None
 
+    @tf.autograph.experimental.do_not_convert  # no Python control flow on tensors: nothing for AutoGraph to convert
     def one_epoch(epoch):
         seeds = tf.stack([tf.constant(order.seed, tf.int64), epoch])
         if draw is None:
@@ -300,6 +301,7 @@ def _batches(source: ImageSource, indices, augment, seed: int, num_classes=None,
     labels = tf.constant(source.labels if targets is None else np.asarray(targets, np.float32))
     as_given = source.multi_label or targets is not None  # multi-hot labels or soft targets: already [N, K]
 
+    @tf.autograph.experimental.do_not_convert
     def batch(idx):
         rows = tf.gather(labels, idx % count)
         return gather(idx), tf.cast(rows, tf.float32) if as_given else tf.one_hot(rows, depth)
@@ -341,9 +343,13 @@ def image_gatherer(images: np.ndarray):
             rows = tf.numpy_function(lambda i: np.asarray(images[i]), [idx], tf.as_dtype(images.dtype), stateful=False)
             return tf.ensure_shape(rows, [None, *images.shape[1:]])
 
-        return gather
-    constant = tf.constant(images)
-    return lambda idx: tf.gather(constant, idx)
+    else:
+        constant = tf.constant(images)
+
+        def gather(idx):
+            return tf.gather(constant, idx)
+
+    return tf.autograph.experimental.do_not_convert(gather)  # plain TensorFlow ops: nothing for AutoGraph to convert
 
 
 def image_batches(images: np.ndarray, batch_size: int):
@@ -353,7 +359,8 @@ def image_batches(images: np.ndarray, batch_size: int):
 
     count, gather = len(images), image_gatherer(images)
     padded = -(-count // batch_size) * batch_size
-    indices = tf.data.Dataset.range(padded).batch(batch_size).map(lambda idx: tf.minimum(idx, count - 1))
+    last_image = tf.autograph.experimental.do_not_convert(lambda idx: tf.minimum(idx, count - 1))
+    indices = tf.data.Dataset.range(padded).batch(batch_size).map(last_image)
     return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
