@@ -85,32 +85,11 @@ _PROCESS_ENDS_WITH_THE_COMMAND = False  # set by `main`: the command's process i
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow and start its devices with their C++ chatter (CUDA probes, absl notices) kept off
-    stderr. The devices start here, not at the first operation: the CLI owns its process.
+    """Import TensorFlow and start its devices quietly (`kerastl.startup.import_tensorflow`), as the process
+    the command ends with when `main` runs it."""
+    from kerastl.startup import import_tensorflow
 
-    In a process that ends with the command (`main`), Python's cycle collector is off during the import and
-    the objects it leaves are then frozen (`gc.freeze`): the import makes about 760,000 objects that live
-    until the process ends, and collecting among them while they are made and at every later full
-    collection took 1.7 s of a 2-epoch run here (`scripts/bench.py --only overhead`; resident memory
-    844 MB instead of 841 MB). The collector is on again for the command's own work. A process that goes
-    on after the command (click's test runner, a notebook) keeps its collector as it was.
-    """
-    import gc
-
-    from kerastl.quiet import native_stderr_silenced
-
-    paused = _PROCESS_ENDS_WITH_THE_COMMAND and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        with native_stderr_silenced():
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()
-    finally:
-        if paused:
-            gc.freeze()
-            gc.enable()
+    import_tensorflow(owns_process=_PROCESS_ENDS_WITH_THE_COMMAND)
 
 
 @click.group(
