@@ -1,3 +1,5 @@
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -6,6 +8,7 @@ from kerastl.config import AugmentConfig, HeadConfig, ModelConfig, PhaseConfig
 from kerastl.data.pipeline import make_dataset
 from kerastl.data.sources import read_source
 from kerastl.models.classifier import ClassifierSpec, build_model, load_model
+from kerastl.models.saving import save_keras_file
 from kerastl.training.phases import make_optimizer, set_trainable
 
 TINY_MODEL = ModelConfig(weights="none", input_size=32, backbone_options={"alpha": 0.35})
@@ -114,9 +117,30 @@ def test_cosine_schedule_with_warmup():
 
 def test_saved_model_reloads_and_predicts_the_same(tmp_path, digits):
     model = build_model(TINY_MODEL, 3, digits.image_shape, augment=AugmentConfig(preset="light"))
-    model.save(tmp_path / "m.keras")
+    save_keras_file(model, tmp_path / "m.keras")
     reloaded = load_model(tmp_path / "m.keras")
     np.testing.assert_allclose(reloaded.predict(digits.images[:8], verbose=0), model.predict(digits.images[:8], verbose=0), atol=1e-6)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["m.keras"]  # no temporary file left beside it
+
+
+def test_saving_builds_no_throwaway_layer_per_layer_saved(tmp_path, monkeypatch):
+    """Keras 3.15 looks up the attributes its saving skips under another key than it stores them, and builds a
+    `Layer` to find them for every layer it saves; `save_keras_file` stores them where Keras looks."""
+    from keras.src.layers.layer import Layer
+
+    model = build_model(TINY_MODEL, 3, (8, 8, 1))
+    save_keras_file(model, tmp_path / "first.keras")
+    built, build = [], Layer.__init__
+
+    @functools.wraps(build)
+    def counting_build(self, *args, **kwargs):
+        built.append(type(self))
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(Layer, "__init__", counting_build)
+    save_keras_file(model, tmp_path / "second.keras")
+    assert built.count(Layer) == 0  # (the model's `head` and `preprocessor` views build their own Functional)
+    assert len(model.layers) > 1 and (tmp_path / "second.keras").stat().st_size > 0
 
 
 def test_the_model_carries_its_facts_and_a_model_saved_before_them_still_works(tmp_path):

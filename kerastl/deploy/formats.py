@@ -241,7 +241,9 @@ def _tflite_interpreter(path: Path):
 
 
 def _write_keras(job: ExportJob) -> Runner:
-    job.model.save(job.staging / MODEL_FILE)
+    from kerastl.models.saving import save_keras_file
+
+    save_keras_file(job.model, job.staging / MODEL_FILE)
     write_labels(job.staging, job.class_names)
     return _load_keras(job.staging / MODEL_FILE).run
 

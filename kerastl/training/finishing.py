@@ -23,7 +23,8 @@ from kerastl.analysis.report import write_report
 from kerastl.config import Config
 from kerastl.data.pipeline import Splits, make_dataset
 from kerastl.models.classifier import feature_extractor, label_kind, load_model
-from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, atomic_path, write_json
+from kerastl.models.saving import save_keras_file
+from kerastl.rundir import LAST_MODEL_FILE, METRICS_FILE, MODEL_FILE, write_json
 from kerastl.run_metrics import RunMetrics
 from kerastl.training.baselines import health_warning, prediction_health, probe_warning
 from kerastl.training.checkpoints import CHECKPOINTS, Progress, best_dir, read_best, read_weights, set_saved_weights
@@ -62,7 +63,7 @@ def finish_run(
     if predictions is not None and evaluates:  # drawn while the models are saved
         _evaluate_held_out(temperature(model), predictions, run_dir, splits, draw)
     if write_files:
-        _save_model(model, run_dir / MODEL_FILE)
+        save_keras_file(model, run_dir / MODEL_FILE)
     tested = load_model(run_dir / MODEL_FILE) if engine.distributed else model
     if predictions is None:
         predictions = predict_splits(tested, cfg, splits)
@@ -150,14 +151,8 @@ def _save_last_model(model, last_weights: list, cfg: Config, splits: Splits, sta
     model.set_weights(last_weights)
     last_epoch = state.progress.rows[-1]["epoch"]
     _calibrate(model, cfg, splits, measuring, predict=False, known=state.validation_logits.of_epoch("current", last_epoch))
-    _save_model(model, state.run_dir / LAST_MODEL_FILE)
+    save_keras_file(model, state.run_dir / LAST_MODEL_FILE)
     model.set_weights(kept_weights)
-
-
-def _save_model(model, target: Path) -> None:
-    """`model.save` to `target`, written whole or not at all."""
-    with atomic_path(target) as temp:
-        model.save(temp)
 
 
 def _calibrate(
