@@ -154,6 +154,27 @@ def test_held_out_logits_through_an_already_traced_extractor_follow_the_weights(
     np.testing.assert_allclose(after, model_logits(model, {"x": source}, 8)["x"], rtol=1e-4, atol=1e-4)
 
 
+def test_frozen_features_and_held_out_logits_predict_in_one_inference_batch(monkeypatch):
+    """The extractor traced for the frozen features predicts the held-out logits in batches of the same shape (a
+    new shape would trace the backbone again): at least 64 images, a multiple of the training batch."""
+    from kerastl.analysis.calibration import model_logits
+    from kerastl.data.images import ImageSource
+    from kerastl.data.pipeline import inference_batch_size
+    from kerastl.models.classifier import build_model, feature_extractor
+    from kerastl.training.features import extract_features
+    from tests.test_model import TINY_MODEL
+
+    assert [inference_batch_size(size) for size in (16, 32, 48, 64, 128)] == [64, 64, 48, 64, 128]
+    source = ImageSource(np.zeros((70, 8, 8, 1), np.uint8), np.arange(70) % 2, ["a", "b"], "zeros")
+    model = build_model(TINY_MODEL, 2, (8, 8, 1))
+    extractor, batches = feature_extractor(model), []
+    predict = extractor.predict
+    monkeypatch.setattr(extractor, "predict", lambda data, **kwargs: (batches.append({int(batch.shape[0]) for batch in data}), predict(data, **kwargs))[1])
+    features = extract_features(model, source.images, 32, 0, extractor=extractor)
+    logits = model_logits(model, {"x": source}, 32, extractor)["x"]
+    assert batches == [{64}, {64}] and features.shape[0] == logits.shape[0] == 70
+
+
 def test_evaluate_a_runs_other_model_file_into_its_own_folder(trained_run, tmp_path):
     import shutil
 

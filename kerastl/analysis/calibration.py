@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from kerastl.analysis.metrics import expected_calibration_error
-from kerastl.data.pipeline import image_batches
+from kerastl.data.pipeline import image_batches, inference_batch_size
 from kerastl.data.sources import ImageSource
 from kerastl.labels import LabelKind
 from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, head_model, label_kind
@@ -95,8 +95,9 @@ def head_logits(model) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def _outputs(model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """`model`'s outputs on every row of `images` (streamed in whole batches, see `image_batches`)."""
-    return model.predict(image_batches(images, batch_size), verbose=0)[: len(images)]
+    """`model`'s outputs on every row of `images` (streamed in whole batches of `inference_batch_size(batch_size)`,
+    the frozen features' batch: an extractor traced for them predicts these without a new trace)."""
+    return model.predict(image_batches(images, inference_batch_size(batch_size)), verbose=0)[: len(images)]
 
 
 def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:

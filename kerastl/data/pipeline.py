@@ -352,6 +352,24 @@ def image_gatherer(images: np.ndarray):
     return tf.autograph.experimental.do_not_convert(gather)  # plain TensorFlow ops: nothing for AutoGraph to convert
 
 
+INFERENCE_IMAGES_PER_BATCH = 64  # at least; see inference_batch_size
+
+
+def inference_batch_size(batch_size: int) -> int:
+    """The batch a run predicts in (frozen features, held-out logits): the largest multiple of the training batch
+    `batch_size` up to 64 images, and never less than `batch_size`. Prediction keeps no activations for a
+    backward pass, so it fits where training does. On this 2-core CPU a MobileNetV2 feature extractor predicts
+    1.4 times as many 32-px images per second in batches of 64 as of 32 (α 1.0: 2,106 against 1,522; α 0.35:
+    3,355 against 2,393), and as many at 224 px (96 both); the digits run's frozen features took 2.62 s against
+    3.08 s (medians of six fresh processes each). A multiple of the training batch splits evenly among replicas.
+
+    Example:
+        >>> inference_batch_size(32), inference_batch_size(48), inference_batch_size(128)
+        (64, 48, 128)
+    """
+    return batch_size * max(1, INFERENCE_IMAGES_PER_BATCH // batch_size)
+
+
 def image_batches(images: np.ndarray, batch_size: int):
     """A `tf.data.Dataset` of the images in order, the last batch filled up by repeating the last
     image, so every batch is whole (a distributed model gives each replica an equal share)."""
