@@ -125,6 +125,10 @@ def train(config_path, output_dir, resume_dir, overrides, overwrite, tensorboard
         config = load_config(config_path or Path(resume_dir) / CONFIG_FILE, overrides)
     else:
         config = None  # resume with the run's own config
+    if _PROCESS_ENDS_WITH_THE_COMMAND:  # the run's picture child imports beside TensorFlow's import (see start_ahead)
+        from kerastl.analysis.drawing import start_ahead
+
+        start_ahead()
     _import_tensorflow_quietly()
     from kerastl.training.trainer import train as run_training
 

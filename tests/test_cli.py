@@ -131,6 +131,40 @@ print("never printed")
     assert "vgg16" in done.stdout and lines[-2:] == ["thread finished", "atexit handler ran"]
 
 
+def test_train_starts_its_picture_child_before_importing_tensorflow_only_in_its_own_process(monkeypatch):
+    """`main`'s process starts the run's picture child before TensorFlow imports (`drawing.start_ahead`); a process
+    that goes on after the command (here click's test runner) starts none it might leave behind."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import kerastl.startup
+    from kerastl.analysis import drawing
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+    script = f"""
+import kerastl.cli, kerastl.startup
+from kerastl.analysis import drawing
+def import_tensorflow(owns_process):
+    print("children started before TensorFlow:", len(drawing._STARTED_AHEAD), flush=True)
+    print(drawing._STARTED_AHEAD[0][1] if drawing._STARTED_AHEAD else "", flush=True)
+    raise SystemExit(3)
+kerastl.startup.import_tensorflow = import_tensorflow
+kerastl.cli.main(["train", "--config", {str(config)!r}])
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    started, errors = done.stdout.splitlines()
+    assert (done.returncode, started) == (3, "children started before TensorFlow: 1"), done.stderr[-2000:]
+    assert not Path(errors).exists()  # the error output file of the child nobody took, removed at exit
+
+    def import_tensorflow(owns_process):
+        raise SystemExit(3)
+
+    monkeypatch.setattr(kerastl.startup, "import_tensorflow", import_tensorflow)
+    assert CliRunner().invoke(cli, ["train", "--config", str(config)]).exit_code == 3
+    assert drawing._STARTED_AHEAD == []
+
+
 @pytest.mark.parametrize("ends_with_the_command", [True, False])
 def test_the_command_freezes_what_importing_tensorflow_made_only_in_its_own_process(monkeypatch, ends_with_the_command):
     """`main`'s process: the objects the import leaves are out of the cycle collector's reach, the collector

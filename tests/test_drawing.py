@@ -58,6 +58,32 @@ def test_what_the_child_cannot_draw_is_drawn_here_and_a_bad_picture_fails_with_i
                 draw("plot_nothing", target=tmp_path / "x.png")
 
 
+def test_a_child_started_ahead_draws_the_next_runs_pictures_and_only_those(tmp_path, monkeypatch):
+    """`start_ahead` (the command line, before TensorFlow imports): the next PictureProcess takes that child, which
+    draws its pictures; its error output, a temporary file, is gone after; the run after starts its own child. A
+    child started ahead that fails is reported from that file as any other."""
+    from kerastl.analysis import drawing
+
+    matrix = np.array([[5, 1], [0, 4]])
+    drawing.start_ahead()
+    (ahead, errors), = drawing._STARTED_AHEAD
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the child drew everything
+        with picture_process(tmp_path / "jobs") as draw:
+            assert draw.process is ahead
+            draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "ahead.png")
+        with picture_process(tmp_path / "jobs") as draw:
+            assert draw.process is not ahead and draw.errors == tmp_path / "jobs" / "errors.txt"
+    assert (tmp_path / "ahead.png").stat().st_size > 0 and not errors.exists() and not drawing._STARTED_AHEAD
+    monkeypatch.setattr(PictureProcess, "command", (sys.executable, "-c", "import sys; sys.exit('no matplotlib ahead')"))
+    drawing.start_ahead()
+    (_, errors), = drawing._STARTED_AHEAD
+    with pytest.warns(RuntimeWarning, match=r"exit status 1: no matplotlib ahead\); drawing the 1 left in this process"):
+        with picture_process(tmp_path / "jobs") as draw:
+            draw("plot_confusion_matrix", matrix=matrix, class_names=["cat", "dog"], target=tmp_path / "here.png")
+    assert (tmp_path / "here.png").read_bytes() == (tmp_path / "ahead.png").read_bytes() and not errors.exists()
+
+
 def test_a_failing_run_stops_the_child_without_waiting(tmp_path):
     with pytest.raises(KeyError):
         with picture_process(tmp_path / "jobs") as draw:

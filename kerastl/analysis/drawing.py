@@ -13,9 +13,12 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,7 +45,7 @@ class PictureProcess:
     waits until every picture is on disk. The child is a speed-up, not a dependency: what it could not draw (it
     did not start, or ended early) `finish` draws in this process, with a warning that names the child's error, and
     a picture that cannot be drawn there either fails with its own error. Job files and the child's error output go
-    to `jobs_dir`."""
+    to `jobs_dir` (the error output of a child `start_ahead` started, to a temporary file removed once read)."""
 
     # The child imports this kerastl: its folder (the last argument) goes first on the child's path, unless the
     # child finds it there already (an installed kerastl: site-packages must stay after the standard library).
@@ -54,12 +57,12 @@ class PictureProcess:
         for stale in jobs_dir.glob("job_*.npz"):  # left by a run killed while it drew: this one sends its own
             stale.unlink()
         self.jobs_dir, self.sent, self.failure, self.finished = jobs_dir, 0, "it left pictures undrawn", False
+        if _STARTED_AHEAD:  # see `start_ahead`; its error output went to a temporary file
+            self.process, self.errors = _STARTED_AHEAD.pop()
+            return
         self.errors = jobs_dir / "errors.txt"
-        package_root = str(Path(__file__).resolve().parents[2])
         try:
-            with open(self.errors, "wb") as errors:
-                self.process = subprocess.Popen([*self.command, package_root], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                                stderr=errors, text=True)
+            self.process = _start_child(self.errors)
         except OSError as error:  # no interpreter to start: `finish` draws every picture here
             self.process, self.failure = None, f"it did not start ({error})"
 
@@ -87,6 +90,7 @@ class PictureProcess:
             if self.process.wait() != 0:
                 lines = self.errors.read_text(errors="replace").strip().splitlines() or ["no error output"]
                 self.failure = f"it ended with exit status {self.process.returncode}: {lines[-1]}"
+            self._remove_temporary_errors()
         left = sorted(self.jobs_dir.glob("job_*.npz"))
         if left:
             warnings.warn(f"kerastl: the process drawing the run's pictures failed ({self.failure}); "
@@ -101,6 +105,39 @@ class PictureProcess:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
+            self._remove_temporary_errors()
+
+    def _remove_temporary_errors(self) -> None:
+        if self.errors.parent != self.jobs_dir:  # a child started ahead: its errors are read by now
+            self.errors.unlink(missing_ok=True)
+
+
+_STARTED_AHEAD: list = []  # (child, its error output file) `start_ahead` started, for the next PictureProcess
+
+
+def start_ahead() -> None:
+    """Start the child of the next `PictureProcess` now, before its run is known. The command line starts it before
+    it imports TensorFlow: the child's own imports (matplotlib and pandas, about 1.3 s of one core here) then run
+    beside that import, which keeps one core busy, instead of beside the run's first computations, which keep both.
+    A child nobody takes ends with this process (its standard input closes), and its error output file at exit."""
+    if _STARTED_AHEAD:
+        return
+    handle, name = tempfile.mkstemp(prefix="kerastl-pictures-", suffix=".txt")
+    os.close(handle)
+    errors = Path(name)
+    atexit.register(errors.unlink, missing_ok=True)
+    try:
+        _STARTED_AHEAD.append((_start_child(errors), errors))
+    except OSError:  # the PictureProcess tries again, and says why it cannot
+        errors.unlink()
+
+
+def _start_child(errors: Path) -> subprocess.Popen:
+    """Start `PictureProcess.command`, its error output written to `errors`."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    with open(errors, "wb") as output:
+        return subprocess.Popen([*PictureProcess.command, package_root], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=output, text=True)
 
 
 @contextmanager
