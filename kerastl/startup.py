@@ -18,7 +18,7 @@ from kerastl.quiet import native_stderr_silenced
 
 # Packages that importing TensorFlow and Keras imports only because they are installed, for features a command's
 # process never uses: matplotlib for `keras.visualization` (kerastl draws in a child process,
-# `kerastl.analysis.drawing`), 0.7 s; JAX for TFLite's converter of JAX functions, 0.5 s (Keras on the JAX backend,
+# `kerastl.analysis.drawing`); JAX for TFLite's converter of JAX functions (Keras on the JAX backend,
 # `compute.distribute: multihost`, does need it and keeps it).
 UNUSED_BY_THE_IMPORT = ("matplotlib",)
 UNUSED_BY_THE_IMPORT_ON_TENSORFLOW = ("jax",)
@@ -29,8 +29,8 @@ def import_tensorflow(owns_process: bool) -> None:
     notices) kept off stderr. The devices start here, not at the first operation.
 
     `owns_process`: the process ends with the command (`kerastl.cli.main`). Then
-    - the packages in `UNUSED_BY_THE_IMPORT` are kept out of the import (1.2 s of the 2-epoch digits run's
-      fixed cost, `scripts/bench.py --only overhead`); they import as usual afterwards, for whoever asks;
+    - the packages in `UNUSED_BY_THE_IMPORT` are kept out of the import (with both left out, importing TensorFlow
+      and starting its devices took 3.2–3.9 s against 4.6–5.1 s here); they import as usual afterwards;
     - Python's cycle collector is off during the import and the objects it leaves are then frozen
       (`gc.freeze`): the import makes about 760,000 objects that live until the process ends, and collecting
       among them while they are made and at every later full collection took 1.7 s of that run (resident
