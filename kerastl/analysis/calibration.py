@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from kerastl.analysis.metrics import expected_calibration_error
-from kerastl.data.pipeline import image_batches, inference_batch_size
+from kerastl.data.pipeline import predict_images
 from kerastl.data.sources import ImageSource
 from kerastl.labels import LabelKind
 from kerastl.models.classifier import LOGITS_LAYER, OUTPUT_LAYER, head_model, label_kind
@@ -79,9 +79,9 @@ def logits_reader(model, batch_size: int, extractor=None) -> Callable[[np.ndarra
 
     if extractor is None:
         logits_model = keras.Model(model.input, model.get_layer(LOGITS_LAYER).output)
-        return lambda images: np.asarray(_outputs(logits_model, images, batch_size), np.float64)
+        return lambda images: np.asarray(predict_images(logits_model, images, batch_size), np.float64)
     head = head_logits(model)
-    return lambda images: head(_outputs(extractor, images, batch_size))
+    return lambda images: head(predict_images(extractor, images, batch_size))
 
 
 def head_logits(model) -> Callable[[np.ndarray], np.ndarray]:
@@ -92,12 +92,6 @@ def head_logits(model) -> Callable[[np.ndarray], np.ndarray]:
     """
     head = head_model(model, logits=True)
     return lambda features: np.asarray(head.predict(features, batch_size=HEAD_BATCH, verbose=0), np.float64)
-
-
-def _outputs(model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """`model`'s outputs on every row of `images` (streamed in whole batches of `inference_batch_size(batch_size)`,
-    the frozen features' batch: an extractor traced for them predicts these without a new trace)."""
-    return model.predict(image_batches(images, inference_batch_size(batch_size)), verbose=0)[: len(images)]
 
 
 def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:

@@ -382,6 +382,12 @@ def image_batches(images: np.ndarray, batch_size: int):
     return indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
+def predict_images(model, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """`model.predict` on every row of `images`, streamed in whole batches of `inference_batch_size(batch_size)`
+    (`image_batches`): every prediction a run makes through one model has one batch shape, so Keras traces it once."""
+    return model.predict(image_batches(images, inference_batch_size(batch_size)), verbose=0)[: len(images)]
+
+
 def batch_augmentation(augment: AugmentConfig, seed: int):
     """A batch function applying keras-cv's GridMask, then Keras' MixUp and/or CutMix; None when all are off.
 

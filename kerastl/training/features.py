@@ -22,7 +22,7 @@ import numpy as np
 
 from kerastl.models.augment import augmentation_layers
 from kerastl.config import Config, PhaseConfig
-from kerastl.data.pipeline import image_batches, inference_batch_size
+from kerastl.data.pipeline import inference_batch_size, predict_images
 from kerastl.data.store import ArrayStore
 from kerastl.models.backbone_layers import backbone_input
 from kerastl.models.classifier import feature_extractor, model_facts
@@ -85,18 +85,15 @@ def extract_features(
 
 
 def _append_features(extractor, images: np.ndarray, batch_size: int, store: ArrayStore, verbose) -> None:
-    """Run `extractor` over `images` (streamed from memory or a disk cache in whole batches of
-    `inference_batch_size(batch_size)`, see `image_batches`) and append their features to `store`,
-    `BATCHES_PER_CHUNK` batches at a time."""
+    """Run `extractor` over `images` (streamed from memory or a disk cache, see `predict_images`) and append their
+    features to `store`, `BATCHES_PER_CHUNK` inference batches at a time."""
     import keras
 
-    batch = inference_batch_size(batch_size)
-    rows = batch * BATCHES_PER_CHUNK
+    rows = inference_batch_size(batch_size) * BATCHES_PER_CHUNK
     bar = keras.utils.Progbar(len(images), verbose=0 if verbose == 0 else 1, unit_name="image")
     for start in range(0, len(images), rows):
         chunk = images[start : start + rows]
-        features = extractor.predict(image_batches(chunk, batch), verbose=0)
-        store.append(np.asarray(features[: len(chunk)], np.float32))
+        store.append(np.asarray(predict_images(extractor, chunk, batch_size), np.float32))
         bar.update(start + len(chunk))
 
 
