@@ -77,6 +77,27 @@ def test_each_epoch_draws_every_image_once_from_its_own_copy():
     np.testing.assert_array_equal(labels, rows % count % 2)  # each version keeps its image's label
 
 
+def test_every_pipeline_a_run_feeds_a_model_runs_without_the_autotuning_model():
+    """Deleting an iterator waits for tf.data's autotuning thread to wake (seconds after a long fit here):
+    training, validation, prediction and augmented pipelines all leave it off, and still deliver their batches."""
+    from kerastl.config import AugmentConfig
+    from kerastl.data.pipeline import EpochOrder, epoch_dataset, image_batches, make_dataset
+    from kerastl.data.sources import from_arrays
+
+    source = from_arrays(np.arange(40, dtype=np.uint8).reshape(10, 2, 2, 1), np.arange(10) % 2)
+    unlabelled = type(source)(source.images, None, source.class_names, source.origin)
+    pipelines = {  # name: (dataset, images it yields)
+        "training": (epoch_dataset(source, 4, EpochOrder(0, 2, seed=1)), 20),
+        "augmented training": (epoch_dataset(source, 4, EpochOrder(0, 2, seed=1), AugmentConfig(mixup=0.2)), 20),
+        "validation": (make_dataset(source, 4), 10),
+        "unlabelled": (make_dataset(unlabelled, 4), 10),
+        "prediction": (image_batches(source.images, 4), 12),  # the last batch filled up
+    }
+    for name, (dataset, count) in pipelines.items():
+        assert dataset.options().autotune.enabled is False, name
+        assert sum(len(batch[0] if isinstance(batch, tuple) else batch) for batch in dataset) == count, name
+
+
 @pytest.mark.parametrize(
     "overrides, expected",
     [
