@@ -47,6 +47,25 @@ def trained_run(tmp_path_factory):
     return train(load_config(None, TRAINED_RUN), output_dir=run_dir, verbose=0)
 
 
+
+@pytest.fixture
+def predict_inputs(monkeypatch):
+    """What each `keras.Model.predict` call of the test is given: "pipeline without autotuning" for a tf.data pipeline
+    without tf.data's autotuning model (`kerastl.data.pipeline.streamed`: the iterator of one with it, as Keras builds
+    for a NumPy array, can wait seconds for the autotuning thread when the predict ends), else the input's type."""
+    import keras
+
+    inputs = []
+    keras_predict = keras.Model.predict
+
+    def recording_predict(model, x, *args, **kwargs):
+        options = x.options() if hasattr(x, "options") else None
+        inputs.append("pipeline without autotuning" if options and options.autotune.enabled is False else type(x).__name__)
+        return keras_predict(model, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict", recording_predict)
+    return inputs
+
 def small_cnn(include_top=False, weights=None, input_shape=(32, 32, 3), name="small_cnn"):
     """Three convolutions (stride 1, 2, 2): an 8 x 8 feature map at 32 px whose cells see about 11 pixels
     each; trains from scratch in seconds, so tests can check what a model that learned does."""

@@ -35,14 +35,16 @@ def test_backbones_table():
     assert "mobilenet_v2" in result.output and "2,257,984" in result.output and "resnet50" not in result.output
 
 
-def test_evaluate_and_predict_a_run_from_the_command_line(trained_run, tmp_path):
-    """(`kerastl train` from the command line: `test_overwrite_replaces_a_run_whole_and_keeps_the_users_files`.)"""
+def test_evaluate_and_predict_a_run_from_the_command_line(trained_run, tmp_path, predict_inputs):
+    """(`kerastl train` from the command line: `test_overwrite_replaces_a_run_whole_and_keeps_the_users_files`.)
+    Both feed the model kerastl's own pipelines (`predict_inputs`)."""
     import shutil
 
     run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
     shutil.rmtree(run_dir / "evaluation")  # what training's own evaluation wrote: evaluate writes it again
     evaluated = run("evaluate", run_dir)
     assert evaluated.exit_code == 0, evaluated.output
+    assert predict_inputs == ["pipeline without autotuning"]
     report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-5)
@@ -62,8 +64,10 @@ def test_evaluate_and_predict_a_run_from_the_command_line(trained_run, tmp_path)
     rows = pd.DataFrame(digits.images[:3].reshape(3, -1), columns=[f"pixel{i}" for i in range(64)])
     rows.to_csv(tmp_path / "rows.csv", index=False)
     Image.fromarray(digits.images[0, ..., 0]).save(tmp_path / "zero.png")
+    predict_inputs.clear()
     predicted = run("predict", run_dir, tmp_path / "rows.csv", tmp_path / "zero.png")
     assert predicted.exit_code == 0, predicted.output
+    assert predict_inputs == ["pipeline without autotuning"]
     lines = [line.split("\t") for line in predicted.stdout.strip().splitlines()]
     assert [line[0] for line in lines] == [f"{tmp_path / 'rows.csv'}:row {i}" for i in (1, 2, 3)] + [str(tmp_path / "zero.png")]
     assert all(line[1] in {"0", "1", "2"} and 0 < float(line[2]) <= 1 for line in lines)
@@ -181,6 +185,7 @@ def test_the_command_freezes_what_importing_tensorflow_made_only_in_its_own_proc
         assert (gc.get_freeze_count() > 100_000) == ends_with_the_command
     finally:
         gc.unfreeze()
+
 
 
 def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):

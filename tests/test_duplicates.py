@@ -144,3 +144,23 @@ def test_deduplicate_near_removes_planted_copies_and_few_distinct_pictures(plant
     assert set(range(60)) <= rows
     assert 400 - len(rows & set(range(400))) <= 8  # distinct patches removed as near copies of others: at most 2%
     assert any("data.deduplicate: near removed" in note and "of 460 images" in note for note in kept.conversions())
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_nearest_finds_the_rank_th_most_similar_row_by_brute_force(rank, exclude_self, monkeypatch):
+    """The nearest (an argmax) and second-nearest (a partial sort) similarities and rows, in chunks, against a full
+    sort of every similarity; rows split over two chunks."""
+    from kerastl.data import similarity
+
+    rng = np.random.default_rng(3)
+    reference = rng.normal(size=(300, 16)).astype(np.float32)
+    queries = reference if exclude_self else rng.normal(size=(250, 16)).astype(np.float32)
+    expected = queries @ reference.T
+    if exclude_self:
+        np.fill_diagonal(expected, -1.0)
+    rows = np.argsort(-expected, axis=1, kind="stable")[:, rank - 1]
+    monkeypatch.setattr(similarity, "CHUNK", 128)
+    best, where = similarity.nearest(queries, reference, exclude_self=exclude_self, rank=rank)
+    np.testing.assert_array_equal(where, rows)
+    np.testing.assert_allclose(best, expected[np.arange(len(queries)), rows], rtol=1e-6)

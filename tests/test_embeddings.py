@@ -30,7 +30,7 @@ def model_and_data(small_cnn_backbone, tmp_path_factory):
     return model, folder, digits
 
 
-def test_embed_writes_the_models_own_features_with_ids_and_labels(model_and_data):
+def test_embed_writes_the_models_own_features_with_ids_and_labels(model_and_data, predict_inputs):
     from kerastl.models.classifier import feature_extractor
 
     model, folder, digits = model_and_data
@@ -38,6 +38,7 @@ def test_embed_writes_the_models_own_features_with_ids_and_labels(model_and_data
     result = CliRunner().invoke(cli, ["embed", str(folder / "model.keras"), str(folder / "pictures"), str(folder / "rows.csv"),
                                       "--output", str(output)])
     assert result.exit_code == 0, result.output
+    assert predict_inputs == ["pipeline without autotuning"]
     table = pd.read_parquet(output)
     assert len(table) == 18 and list(table.columns[:3]) == ["id", "label", "f0"] and table.shape[1] == 2 + 32
     assert table["id"].iloc[-1] == f"{folder / 'rows.csv'}:row 6" and table["label"].iloc[-1] == str(digits.labels[17])

@@ -19,7 +19,7 @@ import numpy as np
 
 from kerastl.config import DataConfig
 from kerastl.data.inputs import read_inputs
-from kerastl.data.pipeline import read_data_source
+from kerastl.data.pipeline import predict_in_batches, read_data_source
 from kerastl.data.sources import is_table
 from kerastl.errors import DataError
 
@@ -47,7 +47,7 @@ def embed(model, inputs: Sequence[str | Path], weights: Optional[str] = "imagene
 
     classifier = load_for_features(model, weights)
     ids, labels, images = read_images(inputs, tuple(classifier.input.shape[1:]), model_resize(classifier))
-    features = feature_extractor(classifier).predict(images, batch_size=batch_size, verbose=verbose)
+    features = predict_in_batches(feature_extractor(classifier), images, batch_size, verbose)
     table = pd.DataFrame(np.asarray(features, np.float32), columns=[f"f{i}" for i in range(features.shape[1])])
     table.insert(0, "label", labels)
     table.insert(0, "id", ids)

@@ -13,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from kerastl.config import Config
-from kerastl.data.pipeline import load_splits, read_data_source
+from kerastl.data.pipeline import load_splits, predict_images, read_data_source
 from kerastl.data.samples import HELDOUT_FILE, load_heldout
 from kerastl.data.sources import ImageSource
 from kerastl.errors import DataError
@@ -55,7 +55,7 @@ def evaluate(run: str | Path, data: Optional[str] = None, tta: int = 1, verbose:
     folder = run_dir / ("evaluation" if saved.model_file.name == MODEL_FILE else f"evaluation_{saved.model_file.stem}")
     source, described = _evaluation_source(run_dir, cfg, data, model, class_names, progress=verbose != 0)
     probabilities = tta_probabilities(
-        lambda images: model.predict(images, batch_size=cfg.data.batch_size, verbose=verbose),
+        lambda images: predict_images(model, images, cfg.data.batch_size, verbose),
         source.images, cfg.augment, tta, seed=cfg.seed,
     )
     heatmaps = (lambda images: gradcam(model, images)[0]) if explain else None

@@ -399,10 +399,23 @@ def image_batches(images: np.ndarray, batch_size: int):
     return streamed(indices.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
 
 
-def predict_images(model, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """`model.predict` on every row of `images`, streamed in whole batches of `inference_batch_size(batch_size)`
-    (`image_batches`): every prediction a run makes through one model has one batch shape, so Keras traces it once."""
-    return model.predict(image_batches(images, inference_batch_size(batch_size)), verbose=0)[: len(images)]
+def predict_images(model, images: np.ndarray, batch_size: int, verbose: int | str = 0) -> np.ndarray:
+    """`model.predict` on every row of `images` in whole batches of `inference_batch_size(batch_size)`
+    (`predict_in_batches`): every prediction a run makes through one model has one batch shape, so Keras traces it once."""
+    return predict_in_batches(model, images, inference_batch_size(batch_size), verbose)
+
+
+def predict_in_batches(model, images: np.ndarray, batch_size: Optional[int] = None, verbose: int | str = 0) -> np.ndarray:
+    """`model.predict` on every row of `images`, streamed in whole batches of `batch_size` (`image_batches`, so
+    without tf.data's autotuning model, see `streamed`; a NumPy array given to `predict` gets Keras' own pipeline,
+    with it), with Keras' progress bar at `verbose`. `batch_size` None: `INFERENCE_IMAGES_PER_BATCH`, or all the
+    images when there are fewer (one image is not padded to a batch of 64).
+
+    Example:
+        >>> probabilities = predict_in_batches(model, images, batch_size=32)   # [N, K]
+    """
+    batch_size = batch_size or max(1, min(INFERENCE_IMAGES_PER_BATCH, len(images)))
+    return model.predict(image_batches(images, batch_size), verbose=verbose)[: len(images)]
 
 
 def batch_augmentation(augment: AugmentConfig, seed: int):

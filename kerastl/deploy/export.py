@@ -20,7 +20,7 @@ from typing import Optional
 import numpy as np
 
 from kerastl.config import config_to_dict
-from kerastl.data.pipeline import load_splits
+from kerastl.data.pipeline import load_splits, predict_in_batches
 from kerastl.data.samples import CALIBRATION_SAMPLES, balanced_indices, load_calibration, load_heldout, stratified_indices
 from kerastl.data.sources import ImageSource, is_table
 from kerastl.deploy.formats import FORMATS, MIN_TOP1_AGREEMENT, ExportFormat, ExportJob, quantizations
@@ -115,7 +115,7 @@ def check_parity(model, predict_exported, samples: ImageSource, export_format: E
     `ties` and left out of the agreement (a model at chance, whose probabilities are all near 1/K, has
     only ties).
     """
-    expected = model.predict(samples.images, verbose=0)
+    expected = predict_in_batches(model, samples.images)
     got = predict_exported(samples.images)
     kind = samples.label_kind
     answer = kind.decisions

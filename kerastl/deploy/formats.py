@@ -249,10 +249,11 @@ def _write_keras(job: ExportJob) -> Runner:
 
 
 def _load_keras(path: Path) -> Loaded:
+    from kerastl.data.pipeline import predict_in_batches
     from kerastl.models.classifier import load_model, model_input_shape, model_resize
 
     model = load_model(path)
-    return Loaded(lambda images: model.predict(images, verbose=0), model_input_shape(model), int(model.output_shape[-1]),
+    return Loaded(lambda images: predict_in_batches(model, images), model_input_shape(model), int(model.output_shape[-1]),
                   model_resize(model))
 
 
