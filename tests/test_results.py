@@ -154,6 +154,23 @@ def test_held_out_logits_through_an_already_traced_extractor_follow_the_weights(
     np.testing.assert_allclose(after, model_logits(model, {"x": source}, 8)["x"], rtol=1e-4, atol=1e-4)
 
 
+
+def test_head_logits_read_in_chunks_are_the_heads_predictions(monkeypatch):
+    """`head_logits` reads `HEAD_BATCH` rows at a time with `predict_on_batch`: every row, in order, as `predict` answers."""
+    from kerastl.analysis import calibration
+    from kerastl.models.classifier import build_model, head_model
+    from tests.test_model import TINY_MODEL
+
+    rng = np.random.default_rng(0)
+    model = build_model(TINY_MODEL, 3, (8, 8, 1))
+    head = head_model(model, logits=True)
+    model.get_layer("logits").kernel.assign(rng.normal(0, 1, model.get_layer("logits").kernel.shape).astype("float32"))
+    features = rng.normal(0, 1, (20, head.input_shape[-1])).astype("float32")
+    monkeypatch.setattr(calibration, "HEAD_BATCH", 8)  # chunks of 8, 8 and 4
+    logits = calibration.head_logits(model)(features)
+    assert logits.shape == (20, 3) and logits.dtype == np.float64
+    np.testing.assert_allclose(logits, head.predict(features, verbose=0), rtol=1e-6, atol=1e-6)
+
 def test_frozen_features_and_held_out_logits_predict_in_one_inference_batch(monkeypatch):
     """The extractor traced for the frozen features predicts the held-out logits in batches of the same shape (a
     new shape would trace the backbone again): at least 64 images, a multiple of the training batch."""

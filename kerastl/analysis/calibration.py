@@ -85,13 +85,22 @@ def logits_reader(model, batch_size: int, extractor=None) -> Callable[[np.ndarra
 
 
 def head_logits(model) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from pooled backbone features [N, D] to the model's logits (float64), through its own head layers.
+    """A function from pooled backbone features [N, D] to the model's logits (float64), through its own head layers,
+    `HEAD_BATCH` rows at a time with Keras' `predict_on_batch`: `predict` builds a tf.data pipeline and an iterator
+    for every call, 0.08 s per call on 270 digits features here against 0.002 s (the same logits), and a run reads
+    the head's logits at every epoch's validation and for each held-out split.
 
     Example:
         >>> logits = head_logits(model)(features)   # [N, K]
     """
     head = head_model(model, logits=True)
-    return lambda features: np.asarray(head.predict(features, batch_size=HEAD_BATCH, verbose=0), np.float64)
+
+    def logits(features: np.ndarray) -> np.ndarray:
+        chunks = [head.predict_on_batch(np.asarray(features[start:start + HEAD_BATCH]))
+                  for start in range(0, len(features), HEAD_BATCH)]
+        return np.concatenate(chunks).astype(np.float64)
+
+    return logits
 
 
 def calibrate_logits(model, logits: np.ndarray, source: ImageSource) -> dict:
