@@ -33,7 +33,9 @@ def test_a_teacher_of_other_classes_is_one_data_error(trained_run):
         teacher_targets(cfg, load_splits(cfg.data, cfg.seed, image_size=32), verbose=0)
 
 
-def test_distill_cli_writes_a_student_run_that_compares_and_exports(trained_run, tmp_path, small_cnn_backbone):
+def test_distill_cli_writes_a_student_run_that_compares_and_exports(trained_run, tmp_path, small_cnn_backbone, predict_inputs):
+    """Every prediction of the student's run (the teacher's targets, the timing of both) and of its export's parity check
+    goes through kerastl's own pipelines (`predict_inputs`)."""
     student_dir = tmp_path / "student"
     result = CliRunner().invoke(cli, [
         "distill", str(trained_run.run_dir), "--student", "small_cnn", "--output-dir", str(student_dir), "--quiet",
@@ -53,3 +55,4 @@ def test_distill_cli_writes_a_student_run_that_compares_and_exports(trained_run,
     assert load_config(student_dir / "config.yaml").distill.teacher == str(trained_run.run_dir)
     exported = CliRunner().invoke(cli, ["export", str(student_dir), "--format", "savedmodel", "--output", str(tmp_path / "export")])
     assert exported.exit_code == 0, exported.output
+    assert predict_inputs and set(predict_inputs) == {"pipeline without autotuning"}
