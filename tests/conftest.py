@@ -47,7 +47,6 @@ def trained_run(tmp_path_factory):
     return train(load_config(None, TRAINED_RUN), output_dir=run_dir, verbose=0)
 
 
-
 @pytest.fixture
 def predict_inputs(monkeypatch):
     """What each `keras.Model.predict` call of the test is given: "pipeline without autotuning" for a tf.data pipeline
@@ -65,6 +64,7 @@ def predict_inputs(monkeypatch):
 
     monkeypatch.setattr(keras.Model, "predict", recording_predict)
     return inputs
+
 
 def small_cnn(include_top=False, weights=None, input_shape=(32, 32, 3), name="small_cnn"):
     """Three convolutions (stride 1, 2, 2): an 8 x 8 feature map at 32 px whose cells see about 11 pixels

@@ -187,7 +187,6 @@ def test_the_command_freezes_what_importing_tensorflow_made_only_in_its_own_proc
         gc.unfreeze()
 
 
-
 def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):
     from kerastl.data.sources import read_source
 
