@@ -34,10 +34,13 @@ def _validation_checks(run_dir, validation, history):
     return saved
 
 
-def test_validation_is_predicted_once_and_the_end_of_the_run_reuses_it(digits, tmp_path, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_validation_is_predicted_once_and_the_end_of_the_run_reuses_it(keep, digits, tmp_path, monkeypatch):  # noqa: F811
     """On one device each epoch validates through the run's feature extractor, not Keras' `evaluate`, with the scores
     `evaluate` would report; the end of the run calibrates `model.keras` and `model_last.keras` on the logits
-    validation computed for their epochs, so it predicts only the test split, once."""
+    validation computed for their epochs. The test split is predicted only for weights whose backbone has trained:
+    for a head epoch's (kept as the best here) its logits are the head's on the frozen features computed before
+    training. Either way the test scores are those of `model.keras` itself."""
     import keras
 
     from kerastl.training import finishing
@@ -47,12 +50,21 @@ def test_validation_is_predicted_once_and_the_end_of_the_run_reuses_it(digits, t
     monkeypatch.setattr(finishing, "model_logits", lambda model, sources, *rest: predicted.append(sorted(sources)) or real(model, sources, *rest))
     monkeypatch.setattr(keras.Model, "evaluate", lambda *a, **k: pytest.fail("Keras' own validation ran"))
     recipe = Recipe(phases=(PhaseConfig("head", epochs=1), PhaseConfig("finetune", epochs=1, learning_rate=1.0, unfreeze=20)),
-                    deterministic=True)
+                    results=ResultsConfig(keep=keep), deterministic=True)
     history = kerastl.fine_tune(new_model(), *arrays["train"], validation_data=arrays["validation"], test_data=arrays["test"],
                                 recipe=recipe, run_dir=tmp_path / "run", verbose=0)
     saved = _validation_checks(tmp_path / "run", arrays["validation"], history)
-    assert saved == {"model.keras": 1, "model_last.keras": 2}  # the best epoch is not the last: both models checked
-    assert predicted == [["test"]]
+    if keep == "best":
+        assert saved == {"model.keras": 1, "model_last.keras": 2}  # the best epoch is not the last: both models checked
+        assert predicted == []
+    else:
+        assert saved == {"model.keras": 2}
+        assert predicted == [["test"]]
+    images, labels = arrays["test"]
+    probabilities = kerastl.load_model(tmp_path / "run" / "model.keras").predict(images, verbose=0)
+    assert history.metrics["test_accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == labels), abs=1e-6)
+    loss = float(keras.losses.CategoricalCrossentropy()(np.eye(3)[labels], probabilities))
+    assert history.metrics["test_loss"] == pytest.approx(loss, abs=1e-4)
 
 
 @pytest.mark.parametrize("change", ["early stopping restores", "weight averages"])

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from kerastl.analysis.duplicates import leakage_warning
-from kerastl.analysis.calibration import calibrate, calibrate_logits, model_logits, temperature
+from kerastl.analysis.calibration import calibrate, calibrate_logits, head_logits, model_logits, temperature
 from kerastl.analysis.evaluation import write_evaluation
 from kerastl.analysis.modelcard import write_model_card
 from kerastl.analysis.drawing import PictureProcess
@@ -133,7 +133,7 @@ def _keep_and_calibrate(
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
-    last_weights, known = None, state.validation_logits.of_epoch("current", last_epoch)
+    last_weights, held = None, ("current", last_epoch)
     if best is not None:
         scores = {key: best[key] for key in ("val_accuracy", "val_loss") if key in best}
         kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": best.get("monitor", "val_loss"), **scores}
@@ -141,8 +141,25 @@ def _keep_and_calibrate(
         if len(best_weights) != len(current) or any(not np.array_equal(a, b) for a, b in zip(best_weights, current)):
             set_saved_weights(model, best_weights)
             last_weights = current if write_files else None
-            known = state.validation_logits.of_epoch("best", best["epoch"])
+            held = ("best", best["epoch"])
+    known = _known_logits(model, state, measuring, *held)
     return (kept, *_calibrate(model, cfg, splits, measuring, measuring.extractor is not None, known), last_weights)
+
+
+def _known_logits(model, state: RunState, measuring: _Measuring, which: str, epoch: int) -> dict[str, np.ndarray]:
+    """The held-out logits of the weights `model` holds, those of `epoch`, that the run computed already: the
+    validation logits validation kept (`which`: "current" or "best", see `ValidationLogits`) and, on one device, for an
+    epoch whose backbone is still the frozen one (a head phase's), the head's on the held-out splits' frozen features
+    (`RunState.frozen_held_out`): the backbone does not run over them again."""
+    known = {}
+    validation = state.validation_logits.of_epoch(which, epoch)
+    if validation is not None:
+        known["validation"] = validation
+    frozen = state.frozen_held_out.of_epoch(epoch) if state.frozen_held_out and measuring.extractor is not None else {}
+    if any(name not in known for name in frozen):
+        head = head_logits(model)
+        known.update({name: head(features) for name, features in frozen.items() if name not in known})
+    return known
 
 
 def _save_last_model(model, last_weights: list, cfg: Config, splits: Splits, state: RunState, measuring: _Measuring) -> None:
@@ -150,25 +167,25 @@ def _save_last_model(model, last_weights: list, cfg: Config, splits: Splits, sta
     kept_weights = model.get_weights()  # the calibrated temperature is one of them
     model.set_weights(last_weights)
     last_epoch = state.progress.rows[-1]["epoch"]
-    _calibrate(model, cfg, splits, measuring, predict=False, known=state.validation_logits.of_epoch("current", last_epoch))
+    _calibrate(model, cfg, splits, measuring, predict=False, known=_known_logits(model, state, measuring, "current", last_epoch))
     save_keras_file(model, state.run_dir / LAST_MODEL_FILE)
     model.set_weights(kept_weights)
 
 
 def _calibrate(
-    model, cfg: Config, splits: Splits, measuring: _Measuring, predict: bool, known: Optional[np.ndarray] = None
+    model, cfg: Config, splits: Splits, measuring: _Measuring, predict: bool, known: Optional[dict] = None
 ) -> tuple[Optional[dict], Optional[dict]]:
     """Calibrate `model` on the validation split (`results.calibration`). On one device the held-out logits come
     through `measuring.extractor` (see `model_logits`), computed once, for the calibration and, with `predict`, for
-    the probabilities returned (split name -> [N, K], as the calibrated model answers; else None); `known`: the
-    validation logits of these weights, kept by validation during training (`kerastl.training.validation`), which
-    are then not predicted again. Distributed, processes that each hold their own validation share fit on it with a
+    the probabilities returned (split name -> [N, K], as the calibrated model answers; else None); `known`: held-out
+    logits of these weights the run has already (split name -> logits, see `_known_logits`), which are then not
+    predicted again. Distributed, processes that each hold their own validation share fit on it with a
     single-device copy and set the temperatures' `measuring.average`."""
     extractor = measuring.extractor
     held_out = {name: source for name, source in (("validation", splits.validation), ("test", splits.test)) if source is not None}
     calibrates = cfg.results.calibration == "temperature" and splits.validation is not None
     wanted = {name: source for name, source in held_out.items() if predict or (calibrates and name == "validation")}
-    logits = {"validation": known} if known is not None and "validation" in wanted else {}
+    logits = {name: values for name, values in (known or {}).items() if name in wanted}
     wanted = {name: source for name, source in wanted.items() if name not in logits}
     if extractor is not None and wanted:
         logits.update(model_logits(model, wanted, cfg.data.batch_size, extractor))

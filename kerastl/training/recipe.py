@@ -49,7 +49,7 @@ from kerastl.training.distribute import ONE_DEVICE
 from kerastl.training.finishing import finish_run
 from kerastl.training.fitting import run_phase
 from kerastl.training.phases import enable_lora
-from kerastl.training.runstate import RunState
+from kerastl.training.runstate import FrozenHeldOut, RunState
 from kerastl.training.strategies import Plan, plan_phases
 
 
@@ -227,6 +227,7 @@ def _run_recipe(model, splits: Splits, cfg: Config, state: RunState, draw) -> Ru
             progress.baselines = start_head(model, cfg, splits, head_init(cfg) == "probe", state.verbose, frozen)
         progress.save()
         state.extractor = extractor
+        state.frozen_held_out = FrozenHeldOut({name: frozen[name] for name in ("validation", "test") if name in frozen})
     _train_phases(model, plan, cfg, splits, state, frozen if cfg.data.cache == "memory" else None)
     return finish_run(model, cfg, splits, plan, state, draw)
 
@@ -279,6 +280,8 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunStat
             rows, details = run_phase(model, phase, cfg, splits, state, frozen)
         if phase.scope[0] != "head":
             frozen = None  # the backbone has trained: its features are no longer these
+        if state.frozen_held_out is not None and progress.rows:
+            state.frozen_held_out.after_phase(phase.scope[0] != "head", progress.rows[-1]["epoch"])
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
             **details,
