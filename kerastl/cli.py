@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -585,6 +584,8 @@ def main(argv=None) -> NoReturn:
     command's files are closed by then, and threads are joined, `atexit` handlers run and the standard
     streams flushed first, as at a normal exit. The exit status is click's (2 for the user's errors).
     """
+    from kerastl.startup import end_process
+
     global _PROCESS_ENDS_WITH_THE_COMMAND
     _PROCESS_ENDS_WITH_THE_COMMAND = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -593,24 +594,7 @@ def main(argv=None) -> NoReturn:
         status = 0
     except SystemExit as stop:
         status = stop.code
-    _end_process(status)
-
-
-def _end_process(status) -> NoReturn:
-    """Exit with `status` (as `sys.exit` reads it) after what a normal exit does first, skipping the teardown."""
-    import atexit
-    import threading
-
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()  # the handlers registered with atexit (logging, tracking clients), as Python runs them
-    if status is not None and not isinstance(status, int):
-        print(status, file=sys.stderr)
-        status = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status or 0)
+    end_process(status)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,24 @@ def test_the_child_process_draws_what_this_process_would(tmp_path):
     assert not list((tmp_path / "jobs").glob("*.npz"))  # each job file removed once drawn
 
 
+def test_the_child_ends_once_its_pictures_are_drawn_without_the_interpreters_teardown(tmp_path, monkeypatch):
+    """The run waits for its picture child to end (`PictureProcess.finish`): the child skips the interpreter's teardown
+    of matplotlib and pandas, not what a normal exit does before it (atexit handlers run, its error output is whole)."""
+    marker = ("import atexit, sys\n"
+              "class Marker:\n"
+              "    def __del__(self):\n"
+              "        print('torn down', file=sys.stderr, flush=True)\n"
+              "marker = Marker()\n"  # a global of __main__: freed only by the teardown
+              "atexit.register(print, 'atexit handler ran', file=sys.stderr)\n")
+    monkeypatch.setattr(PictureProcess, "command", (sys.executable, "-c", marker + PictureProcess.command[-1]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the child drew everything
+        with picture_process(tmp_path / "jobs") as draw:
+            draw("plot_confusion_matrix", matrix=np.array([[5, 1], [0, 4]]), class_names=["cat", "dog"], target=tmp_path / "c.png")
+    assert draw.process.returncode == 0 and (tmp_path / "c.png").stat().st_size > 0
+    assert (tmp_path / "jobs" / "errors.txt").read_text().splitlines() == ["atexit handler ran"]
+
+
 def test_what_the_child_cannot_draw_is_drawn_here_and_a_bad_picture_fails_with_its_cause(tmp_path, monkeypatch):
     matrix = np.array([[5, 1], [0, 4]])
     monkeypatch.setattr(PictureProcess, "command", (sys.executable, "-c", "import sys; sys.exit('no matplotlib here')"))

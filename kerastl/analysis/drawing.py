@@ -22,7 +22,7 @@ import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import numpy as np
 
@@ -187,11 +187,14 @@ def read_job(file: Path) -> tuple[str, dict]:
     return call["name"], decode(call["arguments"])
 
 
-def main() -> None:
-    """Draw the job file named on each line of standard input, until it closes."""
+def main() -> NoReturn:
+    """Draw the job file named on each line of standard input, until it closes; then end the process without the
+    interpreter's teardown of matplotlib and pandas (`kerastl.startup.end_process`), which `PictureProcess.finish`
+    would wait for: 0.2 s of the digits run's end."""
     import pandas  # noqa: F401  (plot_curves' table: 0.5 s when the first picture comes, otherwise)
 
     from kerastl.analysis.plots import pyplot
+    from kerastl.startup import end_process
 
     pyplot()  # matplotlib and pandas import while the run still trains, not when its pictures come
     for line in sys.stdin:
@@ -199,4 +202,5 @@ def main() -> None:
         name, arguments = read_job(job)
         draw_now(name, **arguments)
         job.unlink()
+    end_process(0)
 
