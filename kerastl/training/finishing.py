@@ -133,7 +133,7 @@ def _keep_and_calibrate(
     last_epoch = progress.rows[-1]["epoch"] if progress.rows else 0
     best = read_best(run_dir) if cfg.results.keep == "best" else None
     kept = {"model": "last", "epoch": last_epoch, "last_epoch": last_epoch}
-    last_weights, held = None, ("current", last_epoch)
+    last_weights, validated = None, ("current", last_epoch)  # the validation logits these weights have, and their epoch
     if best is not None:
         scores = {key: best[key] for key in ("val_accuracy", "val_loss") if key in best}
         kept = {"model": "best", "epoch": best["epoch"], "last_epoch": last_epoch, "monitor": best.get("monitor", "val_loss"), **scores}
@@ -141,8 +141,8 @@ def _keep_and_calibrate(
         if len(best_weights) != len(current) or any(not np.array_equal(a, b) for a, b in zip(best_weights, current)):
             set_saved_weights(model, best_weights)
             last_weights = current if write_files else None
-            held = ("best", best["epoch"])
-    known = _known_logits(model, state, measuring, *held)
+            validated = ("best", best["epoch"])
+    known = _known_logits(model, state, measuring, *validated)
     return (kept, *_calibrate(model, cfg, splits, measuring, measuring.extractor is not None, known), last_weights)
 
 
