@@ -154,7 +154,6 @@ def test_held_out_logits_through_an_already_traced_extractor_follow_the_weights(
     np.testing.assert_allclose(after, model_logits(model, {"x": source}, 8)["x"], rtol=1e-4, atol=1e-4)
 
 
-
 def test_head_logits_read_in_chunks_are_the_heads_predictions(monkeypatch):
     """`head_logits` reads `HEAD_BATCH` rows at a time with `predict_on_batch`: every row, in order, as `predict` answers."""
     from kerastl.analysis import calibration
@@ -170,6 +169,7 @@ def test_head_logits_read_in_chunks_are_the_heads_predictions(monkeypatch):
     logits = calibration.head_logits(model)(features)
     assert logits.shape == (20, 3) and logits.dtype == np.float64
     np.testing.assert_allclose(logits, head.predict(features, verbose=0), rtol=1e-6, atol=1e-6)
+
 
 def test_frozen_features_and_held_out_logits_predict_in_one_inference_batch(monkeypatch):
     """The extractor traced for the frozen features predicts the held-out logits in batches of the same shape (a
