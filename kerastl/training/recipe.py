@@ -278,10 +278,11 @@ def _train_phases(model, plan: Plan, cfg: Config, splits: Splits, state: RunStat
         started = time.perf_counter()
         with state.engine.scope():
             rows, details = run_phase(model, phase, cfg, splits, state, frozen)
-        if phase.scope[0] != "head":
+        trains_backbone = phase.scope[0] != "head"
+        if trains_backbone:
             frozen = None  # the backbone has trained: its features are no longer these
         if state.frozen_held_out is not None and progress.rows:
-            state.frozen_held_out.after_phase(phase.scope[0] != "head", progress.rows[-1]["epoch"])
+            state.frozen_held_out.after_phase(trains_backbone, progress.rows[-1]["epoch"])
         progress.phases[phase.name] = {
             "epochs": len(rows), "seconds": round(time.perf_counter() - started, 2), "unfreeze": phase.unfreeze or "head",
             **details,
