@@ -19,9 +19,10 @@ from kerastl.quiet import native_stderr_silenced
 
 # Packages that importing TensorFlow and Keras imports only because they are installed, for features a command's
 # process never uses: matplotlib for `keras.visualization` (kerastl draws in a child process,
-# `kerastl.analysis.drawing`); JAX for TFLite's converter of JAX functions (Keras on the JAX backend,
-# `compute.distribute: multihost`, does need it and keeps it).
-UNUSED_BY_THE_IMPORT = ("matplotlib",)
+# `kerastl.analysis.drawing`); scikit-learn for `keras.wrappers` (a run's scikit-learn calls go to that child,
+# `kerastl.offload`; a command that needs scikit-learn itself imports it when it does); JAX for TFLite's converter
+# of JAX functions (Keras on the JAX backend, `compute.distribute: multihost`, does need it and keeps it).
+UNUSED_BY_THE_IMPORT = ("matplotlib", "sklearn")
 UNUSED_BY_THE_IMPORT_ON_TENSORFLOW = ("jax",)
 
 
@@ -30,8 +31,9 @@ def import_tensorflow(owns_process: bool) -> None:
     notices) kept off stderr. The devices start here, not at the first operation.
 
     `owns_process`: the process ends with the command (`kerastl.cli.main`). Then
-    - the packages in `UNUSED_BY_THE_IMPORT` are kept out of the import (with both left out, importing TensorFlow
-      and starting its devices took 3.2–3.9 s against 4.6–5.1 s here); they import as usual afterwards;
+    - the packages in `UNUSED_BY_THE_IMPORT` are kept out of the import (with matplotlib and JAX left out,
+      importing TensorFlow and starting its devices took 3.2–3.9 s against 4.6–5.1 s here; with scikit-learn
+      also left out, 2.9–3.1 s against 3.7–4.3 s); they import as usual afterwards;
     - Python's cycle collector is off during the import and the objects it leaves are then frozen
       (`gc.freeze`): the import makes about 760,000 objects that live until the process ends, and collecting
       among them while they are made and at every later full collection took 1.7 s of that run (resident

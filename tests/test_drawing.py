@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from kerastl.analysis.drawing import PictureProcess, draw_now, picture_process, read_job, write_job
+from kerastl.analysis.drawing import PictureProcess, draw_now, picture_process
+from kerastl.jobs import read_job, write_job
 
 
 def test_a_job_file_holds_the_call_arrays_included(tmp_path):

@@ -10,27 +10,29 @@ import pytest
 from kerastl.startup import keras_backend_name
 
 
-def test_the_command_process_imports_tensorflow_without_matplotlib_and_jax_which_import_later_as_usual():
-    """In the process `main` owns, Keras' gallery plotting and TFLite's JAX converter find their packages missing,
-    so the import skips them; the run can still import both afterwards. A fresh process, so that nothing is
-    imported before."""
+def test_the_command_process_imports_tensorflow_without_matplotlib_sklearn_and_jax_which_import_later_as_usual():
+    """In the process `main` owns, Keras' gallery plotting, Keras' scikit-learn wrappers and TFLite's JAX converter
+    find their packages missing, so the import skips them; the run can still import all three afterwards. A fresh
+    process, so that nothing is imported before."""
     script = """
 import sys
 import kerastl.cli
 kerastl.cli._PROCESS_ENDS_WITH_THE_COMMAND = True
 kerastl.cli._import_tensorflow_quietly()
-print("imported with TensorFlow:", sorted(name for name in ("matplotlib", "jax") if name in sys.modules))
+print("imported with TensorFlow:", sorted(name for name in ("matplotlib", "sklearn", "jax") if name in sys.modules))
 from keras.src.visualization import plot_image_gallery
+from keras.src.wrappers import fixes
 from tensorflow.lite.python import util
-print("left without:", plot_image_gallery.plt is None, util._jit is None)
-import matplotlib.pyplot, jax
-print("imported after:", matplotlib.pyplot.__name__, jax.__name__)
+print("left without:", plot_image_gallery.plt is None, fixes.sklearn is None, util._jit is None)
+import matplotlib.pyplot, sklearn.linear_model, jax
+print("imported after:", matplotlib.pyplot.__name__, sklearn.linear_model.__name__, jax.__name__)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "KERAS_BACKEND": "tensorflow"})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == [
-        "imported with TensorFlow: []", "left without: True True", "imported after: matplotlib.pyplot jax"]
+        "imported with TensorFlow: []", "left without: True True True",
+        "imported after: matplotlib.pyplot sklearn.linear_model jax"]
 
 
 @pytest.mark.parametrize(("environment", "keras_json", "expected"), [

@@ -1,10 +1,11 @@
 """Drawing a run's pictures in a child process, so that matplotlib works beside the end of a run (predicting,
 calibrating, saving the models) instead of taking turns with it for Python's interpreter lock.
 
-Each picture is a call of a `kerastl.analysis.plots` function. Its arguments go into a job file (NumPy arrays as
-`.npz` members, the rest as JSON beside them; no pickle), and the child, a Python process running `main`, draws
-the jobs in the order sent. `draw_now` draws the same calls in this process, as `PictureProcess.finish` does
-with any job the child left.
+Each picture is a call of a `kerastl.analysis.plots` function. Its arguments go into a job file (`kerastl.jobs`:
+NumPy arrays as `.npz` members, the rest as JSON beside them; no pickle), and the child, a Python process running
+`main`, draws the jobs in the order sent. `draw_now` draws the same calls in this process, as
+`PictureProcess.finish` does with any job the child left. The child also answers `kerastl.jobs.ask_child`: the
+calls of `kerastl.offload` (scikit-learn's part of a run), computed in turn with the pictures.
 
 Example:
     >>> with picture_process(run_dir / "checkpoints" / "pictures") as draw:
@@ -14,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import subprocess
 import sys
@@ -24,11 +24,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, NoReturn
 
-import numpy as np
+from kerastl.jobs import CHILDREN, DONE, read_job, result_file, write_job
 
 PLOTS = ("plot_curves", "plot_confusion_matrix", "plot_labelled_images", "plot_reliability", "plot_coverage")
-CALL = "__call__"  # the job file's member holding the function's name and its arguments but the arrays, as JSON
-ARRAY = "__array__"  # in that JSON, {ARRAY: member} stands for the array in that member
+COMPUTES = "--computes"  # the child's flag: it imports what `kerastl.offload`'s calls need while it waits
 
 
 def draw_now(name: str, **arguments) -> None:
@@ -65,6 +64,8 @@ class PictureProcess:
             self.process = _start_child(self.errors)
         except OSError as error:  # no interpreter to start: `finish` draws every picture here
             self.process, self.failure = None, f"it did not start ({error})"
+        else:
+            CHILDREN.append(self.process)
 
     def __call__(self, name: str, **arguments) -> None:
         job = self.jobs_dir / f"job_{self.sent:05d}.npz"
@@ -90,7 +91,7 @@ class PictureProcess:
             if self.process.wait() != 0:
                 lines = self.errors.read_text(errors="replace").strip().splitlines() or ["no error output"]
                 self.failure = f"it ended with exit status {self.process.returncode}: {lines[-1]}"
-            self._remove_temporary_errors()
+            self._forget()
         left = sorted(self.jobs_dir.glob("job_*.npz"))
         if left:
             warnings.warn(f"kerastl: the process drawing the run's pictures failed ({self.failure}); "
@@ -105,10 +106,14 @@ class PictureProcess:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
-            self._remove_temporary_errors()
+            self._forget()
 
-    def _remove_temporary_errors(self) -> None:
-        if self.errors.parent != self.jobs_dir:  # a child started ahead: its errors are read by now
+    def _forget(self) -> None:
+        """The child has ended: it answers no more calls, and a temporary error output file is read by now."""
+        if self.process in CHILDREN:
+            CHILDREN.remove(self.process)
+        self.process.stdout.close()
+        if self.errors.parent != self.jobs_dir:  # a child started ahead
             self.errors.unlink(missing_ok=True)
 
 
@@ -117,9 +122,10 @@ _STARTED_AHEAD: list = []  # (child, its error output file) `start_ahead` starte
 
 def start_ahead() -> None:
     """Start the child of the next `PictureProcess` now, before its run is known. The command line starts it before
-    it imports TensorFlow: the child's own imports (matplotlib and pandas, about 1.3 s of one core here) then run
-    beside that import, which keeps one core busy, instead of beside the run's first computations, which keep both.
-    A child nobody takes ends with this process (its standard input closes), and its error output file at exit."""
+    it imports TensorFlow: the child's own imports (scikit-learn for `kerastl.offload`'s calls, then matplotlib and
+    pandas: about 2.3 s of one core here) then run beside that import, which keeps one core busy, instead of beside
+    the run's first computations, which keep both. A child nobody takes ends with this process (its standard input
+    closes), and its error output file at exit."""
     if _STARTED_AHEAD:
         return
     handle, name = tempfile.mkstemp(prefix="kerastl-pictures-", suffix=".txt")
@@ -127,17 +133,22 @@ def start_ahead() -> None:
     errors = Path(name)
     atexit.register(errors.unlink, missing_ok=True)
     try:
-        _STARTED_AHEAD.append((_start_child(errors), errors))
+        child = _start_child(errors, computes=True)
     except OSError:  # the PictureProcess tries again, and says why it cannot
         errors.unlink()
+        return
+    _STARTED_AHEAD.append((child, errors))
+    CHILDREN.append(child)
 
 
-def _start_child(errors: Path) -> subprocess.Popen:
-    """Start `PictureProcess.command`, its error output written to `errors`."""
+def _start_child(errors: Path, computes: bool = False) -> subprocess.Popen:
+    """Start `PictureProcess.command`, its error output written to `errors`; with `computes`, the child imports what
+    `kerastl.offload`'s calls need while it waits for its first job."""
     package_root = str(Path(__file__).resolve().parents[2])
+    flags = [COMPUTES] if computes else []
     with open(errors, "wb") as output:
-        return subprocess.Popen([*PictureProcess.command, package_root], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=output, text=True)
+        return subprocess.Popen([*PictureProcess.command, *flags, package_root], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=output, text=True)
 
 
 @contextmanager
@@ -152,55 +163,46 @@ def picture_process(jobs_dir: Path) -> Iterator[PictureProcess]:
     process.finish()
 
 
-def write_job(file: Path, name: str, arguments: dict) -> None:
-    """Write the call `name(**arguments)` to `file` (see `read_job`)."""
-    arrays: dict = {}
-
-    def encode(value):
-        if isinstance(value, np.ndarray):
-            arrays[f"a{len(arrays)}"] = value
-            return {ARRAY: f"a{len(arrays) - 1}"}
-        if isinstance(value, dict):
-            return {key: encode(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [encode(item) for item in value]
-        if isinstance(value, np.generic):
-            return value.item()
-        return str(value) if isinstance(value, Path) else value
-
-    call = json.dumps({"name": name, "arguments": encode(arguments)})
-    with open(file, "wb") as handle:
-        np.savez(handle, **{CALL: np.array(call)}, **arrays)
-
-
-def read_job(file: Path) -> tuple[str, dict]:
-    """The function name and arguments `write_job` wrote to `file`."""
-    with np.load(file, allow_pickle=False) as saved:
-        call = json.loads(str(saved[CALL]))
-        arrays = {member: saved[member] for member in saved.files if member != CALL}
-
-    def decode(value):
-        if isinstance(value, dict):
-            return arrays[value[ARRAY]] if set(value) == {ARRAY} else {key: decode(item) for key, item in value.items()}
-        return [decode(item) for item in value] if isinstance(value, list) else value
-
-    return call["name"], decode(call["arguments"])
-
-
 def main() -> NoReturn:
-    """Draw the job file named on each line of standard input, until it closes; then end the process without the
-    interpreter's teardown of matplotlib and pandas (`kerastl.startup.end_process`), which `PictureProcess.finish`
-    would wait for: 0.2 s of the digits run's end."""
+    """Draw, or compute (`kerastl.jobs.ask_child`), the job file named on each line of standard input, until it closes; then end
+    the process without the interpreter's teardown of matplotlib and pandas (`kerastl.startup.end_process`), which
+    `PictureProcess.finish` would wait for: 0.2 s of the digits run's end. Standard output carries the answers
+    alone: whatever else writes to it goes to the error output."""
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    if COMPUTES in sys.argv:
+        from kerastl.offload import import_computations
+
+        import_computations()  # first: the run's split comes before any picture
     import pandas  # noqa: F401  (plot_curves' table: 0.5 s when the first picture comes, otherwise)
 
     from kerastl.analysis.plots import pyplot
     from kerastl.startup import end_process
 
+    from kerastl.offload import COMPUTATIONS
+
     pyplot()  # matplotlib and pandas import while the run still trains, not when its pictures come
     for line in sys.stdin:
         job = Path(line.strip())
         name, arguments = read_job(job)
-        draw_now(name, **arguments)
-        job.unlink()
+        if name in COMPUTATIONS:
+            answers.write(f"{_computed_here(job, name, arguments)}\n")
+            answers.flush()
+        else:
+            draw_now(name, **arguments)
+            job.unlink()
     end_process(0)
+
+
+def _computed_here(job: Path, name: str, arguments: dict) -> str:
+    """Compute the call in `job` and write its result beside it: `DONE`, or "failed" with the error on stderr (the
+    caller then computes it itself, and raises the error there)."""
+    from kerastl.offload import compute_now
+
+    try:
+        write_job(result_file(job), name, {"value": compute_now(name, **arguments)})
+    except Exception as error:  # noqa: BLE001 (any error: the caller's own call raises it)
+        print(f"kerastl: {name} failed in the child process: {type(error).__name__}: {error}", file=sys.stderr)
+        return "failed"
+    return DONE
 

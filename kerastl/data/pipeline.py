@@ -24,6 +24,7 @@ from kerastl.data.images import pixel_hashes
 from kerastl.data.similarity import first_of_each_group
 from kerastl.data.pictures import aspect_differs, describe_changes
 from kerastl.data.sources import ImageSource, ReadOptions, in_many_files, read_source
+from kerastl.data.splitting import stratified_split
 from kerastl.data.store import keep_only, on_disk
 from kerastl.errors import DataError
 
@@ -156,48 +157,6 @@ def drop_near_duplicates(source: ImageSource) -> ImageSource:
     note = (f"data.deduplicate: near removed {removed} of {len(source)} images of {source.origin} (equal to an earlier "
             f"image, or its near copy: thumbnail similarity >= {threshold}).")
     return replace(kept, conversions=(*kept.conversions, note))
-
-
-def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
-    """Split off each named fraction of `source`, keeping the class proportions in every part."""
-    from sklearn.model_selection import train_test_split
-
-    if not fractions:
-        return source, {}
-    if not source.label_kind.stratifies:  # label sets: a seeded random split
-        return _random_split(source, fractions, seed)
-    counts = source.class_counts()
-    needed = len(fractions) + 1
-    smallest = int(np.argmin(counts))
-    if counts[smallest] < needed:
-        raise DataError(
-            f"{source.origin}: class {source.class_names[smallest]!r} has {counts[smallest]} image(s), too few for "
-            f"a stratified split into train + {' + '.join(fractions)}; it needs at least {needed}."
-        )
-    remaining = np.arange(len(source))
-    parts, left = {}, 1.0
-    try:
-        for name, fraction in fractions.items():
-            remaining, taken = train_test_split(
-                remaining, test_size=fraction / left, random_state=seed, stratify=source.labels[remaining]
-            )
-            parts[name] = source.take(np.sort(taken))
-            left -= fraction
-    except ValueError as exc:
-        raise DataError(f"{source.origin}: cannot split {len(source)} images stratified by class: {exc}") from None
-    return source.take(np.sort(remaining)), parts
-
-
-def _random_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
-    order = np.random.default_rng(seed).permutation(len(source))
-    parts, start = {}, 0
-    for name, fraction in fractions.items():
-        size = max(1, round(fraction * len(source)))
-        parts[name] = source.take(np.sort(order[start : start + size]))
-        start += size
-    if start >= len(source):
-        raise DataError(f"{source.origin}: {len(source)} images are too few to split into train + {' + '.join(fractions)}.")
-    return source.take(np.sort(order[start:])), parts
 
 
 def label_targets(source: ImageSource, num_classes: int) -> np.ndarray:

@@ -22,7 +22,8 @@ from kerastl.config import Config
 from kerastl.weights import Weights
 from kerastl.data.pipeline import Splits
 from kerastl.run_metrics import RunMetrics
-from kerastl.training.linear_probe import KNN_NEIGHBOURS, LinearProbe, fit_probe, knn_accuracy
+from kerastl.offload import computed
+from kerastl.training.linear_probe import LinearProbe
 
 COLLAPSE_SHARE = 0.9  # one class predicted for at least this share of the images ...
 COLLAPSE_EXCESS = 0.25  # ... and for this much more than its share of the true labels: collapsed
@@ -73,25 +74,16 @@ def frozen_features(model, sources: dict, batch_size: int, verbose: int | str = 
 
 def measure_baselines(features: dict[str, np.ndarray], sources: dict, num_classes: int) -> tuple[dict, LinearProbe]:
     """The linear probe and k-NN on frozen `features` (from `frozen_features`): fitted on "train",
-    the probe's L2 strength chosen on "validation", accuracies on "validation" and "test".
+    the probe's L2 strength chosen on "validation", accuracies on "validation" and "test"
+    (`kerastl.training.linear_probe.frozen_baselines`, through `kerastl.offload`).
 
     Returns:
         The baselines for metrics.json, e.g. `{"linear_probe": {"c": 0.1, "val_accuracy": 0.8, "test_accuracy": 0.79},
         "knn": {"k": 10, "test_accuracy": 0.6}}`, and the fitted probe.
     """
-    train_labels = sources["train"].labels
-    probe = fit_probe(
-        features["train"], train_labels, features.get("validation"),
-        sources["validation"].labels if "validation" in features else None, num_classes,
-    )
-    baselines = {"linear_probe": {"c": probe.c}, "knn": {"k": min(KNN_NEIGHBOURS, len(train_labels))}}
-    for split in ("validation", "test"):
-        if split in features:
-            key = "val_accuracy" if split == "validation" else "test_accuracy"
-            labels = sources[split].labels
-            baselines["linear_probe"][key] = round(probe.accuracy(features[split], labels), 6)
-            baselines["knn"][key] = round(knn_accuracy(features["train"], train_labels, features[split], labels), 6)
-    return baselines, probe
+    labels = {split: sources[split].labels for split in features}
+    answer = computed("frozen_baselines", features=features, labels=labels, num_classes=num_classes)
+    return answer["scores"], LinearProbe(**answer["probe"])
 
 
 def init_head_from_probe(model, probe: LinearProbe) -> None:

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -101,6 +101,26 @@ def _all_classes(model, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     full_coef[model.classes_] = coef
     full_intercept[model.classes_] = intercept
     return full_coef, full_intercept
+
+
+def frozen_baselines(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], num_classes: int) -> dict:
+    """The linear probe and k-NN on frozen `features` (split name -> [N, D]: "train", and "validation" and "test"
+    where present) with those splits' `labels`: fitted on "train", the probe's L2 strength chosen on "validation",
+    accuracies on "validation" and "test". A function of arrays only, so that `kerastl.offload` can run it in the
+    command's child process.
+
+    Returns:
+        {"scores": the baselines for metrics.json, e.g. `{"linear_probe": {"c": 0.1, "val_accuracy": 0.8,
+        "test_accuracy": 0.79}, "knn": {"k": 10, "test_accuracy": 0.6}}`, "probe": the fitted `LinearProbe`'s fields}.
+    """
+    probe = fit_probe(features["train"], labels["train"], features.get("validation"), labels.get("validation"), num_classes)
+    scores = {"linear_probe": {"c": probe.c}, "knn": {"k": min(KNN_NEIGHBOURS, len(labels["train"]))}}
+    for split in ("validation", "test"):
+        if split in features:
+            key = "val_accuracy" if split == "validation" else "test_accuracy"
+            scores["linear_probe"][key] = round(probe.accuracy(features[split], labels[split]), 6)
+            scores["knn"][key] = round(knn_accuracy(features["train"], labels["train"], features[split], labels[split]), 6)
+    return {"scores": scores, "probe": asdict(probe)}
 
 
 def knn_accuracy(

@@ -20,6 +20,19 @@ def test_split_is_stratified_seeded_and_disjoint():
     assert np.abs(full - val).max() < 0.02
 
 
+def test_the_stratified_split_is_scikit_learns_train_test_split_one_fraction_after_the_other():
+    """The split runs through `kerastl.offload` (in a command's child process), and stays the one runs had."""
+    from sklearn.model_selection import train_test_split
+
+    source = read_source("builtin:digits")
+    train, parts = stratified_split(source, {"validation": 0.2, "test": 0.1}, seed=7)
+    remaining, validation = train_test_split(np.arange(1797), test_size=0.2, random_state=7, stratify=source.labels)
+    remaining, test = train_test_split(remaining, test_size=0.1 / 0.8, random_state=7, stratify=source.labels[remaining])
+    for part, indices in ((train, remaining), (parts["validation"], validation), (parts["test"], test)):
+        np.testing.assert_array_equal(part.images, source.images[np.sort(indices)])
+        np.testing.assert_array_equal(part.labels, source.labels[np.sort(indices)])
+
+
 def test_separate_split_files_share_the_training_classes(tmp_path):
     import pandas as pd
 

@@ -77,9 +77,14 @@ def test_image_shape_inferred_from_pixel_count(count, shape):
     assert infer_image_shape(count, None, "hwc", "t") == shape
 
 
-def test_builtin_digits_offline():
-    src = read_source("builtin:digits")
-    assert src.images.shape == (1797, 8, 8, 1) and src.images.max() == 255
+def test_builtin_digits_offline_are_scikit_learns_digits_scaled_to_0_255():
+    """Read from the file scikit-learn ships, without its `load_digits` (whose import a run's process avoids)."""
+    from sklearn.datasets import load_digits
+
+    src, digits = read_source("builtin:digits"), load_digits()
+    assert src.images.shape == (1797, 8, 8, 1) and src.images.dtype == np.uint8 and src.images.max() == 255
+    np.testing.assert_array_equal(src.images[..., 0], np.round(digits.images * (255.0 / 16.0)).astype(np.uint8))
+    np.testing.assert_array_equal(src.labels, digits.target)
     assert src.class_names == tuple(str(i) for i in range(10))
 
 
