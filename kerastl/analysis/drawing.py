@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator, NoReturn
 
 from kerastl.jobs import CHILDREN, DONE, read_job, result_file, write_job
+from kerastl.offload import COMPUTATIONS, compute_now, import_computations
 
 PLOTS = ("plot_curves", "plot_confusion_matrix", "plot_labelled_images", "plot_reliability", "plot_coverage")
 COMPUTES = "--computes"  # the child's flag: it imports what `kerastl.offload`'s calls need while it waits
@@ -164,22 +165,18 @@ def picture_process(jobs_dir: Path) -> Iterator[PictureProcess]:
 
 
 def main() -> NoReturn:
-    """Draw, or compute (`kerastl.jobs.ask_child`), the job file named on each line of standard input, until it closes; then end
-    the process without the interpreter's teardown of matplotlib and pandas (`kerastl.startup.end_process`), which
-    `PictureProcess.finish` would wait for: 0.2 s of the digits run's end. Standard output carries the answers
-    alone: whatever else writes to it goes to the error output."""
+    """Draw, or compute (`kerastl.jobs.ask_child`), the job file named on each line of standard input, until it
+    closes; then end the process without the interpreter's teardown of matplotlib and pandas
+    (`kerastl.startup.end_process`), which `PictureProcess.finish` would wait for: 0.2 s of the digits run's end.
+    Standard output carries the answers alone: whatever else writes to it goes to the error output."""
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     if COMPUTES in sys.argv:
-        from kerastl.offload import import_computations
-
         import_computations()  # first: the run's split comes before any picture
     import pandas  # noqa: F401  (plot_curves' table: 0.5 s when the first picture comes, otherwise)
 
     from kerastl.analysis.plots import pyplot
     from kerastl.startup import end_process
-
-    from kerastl.offload import COMPUTATIONS
 
     pyplot()  # matplotlib and pandas import while the run still trains, not when its pictures come
     for line in sys.stdin:
@@ -197,8 +194,6 @@ def main() -> NoReturn:
 def _computed_here(job: Path, name: str, arguments: dict) -> str:
     """Compute the call in `job` and write its result beside it: `DONE`, or "failed" with the error on stderr (the
     caller then computes it itself, and raises the error there)."""
-    from kerastl.offload import compute_now
-
     try:
         write_job(result_file(job), name, {"value": compute_now(name, **arguments)})
     except Exception as error:  # noqa: BLE001 (any error: the caller's own call raises it)

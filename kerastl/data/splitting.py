@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from kerastl.data.images import ImageSource
 from kerastl.errors import DataError
 from kerastl.offload import computed
 
 
-def stratified_split(source, fractions: dict[str, float], seed: int) -> tuple:
-    """Split off each named fraction of `source` (an `ImageSource`), keeping the class proportions in every part;
+def stratified_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
+    """Split off each named fraction of `source`, keeping the class proportions in every part;
     sets of labels (multi-label sources) take a seeded random split. Returns (train part, {name: part}).
 
     Raises:
@@ -63,7 +64,7 @@ def stratified_parts(labels: np.ndarray, fractions: list[float], seed: int) -> l
     return [np.sort(remaining), *parts]
 
 
-def _random_split(source, fractions: dict[str, float], seed: int) -> tuple:
+def _random_split(source: ImageSource, fractions: dict[str, float], seed: int) -> tuple[ImageSource, dict]:
     order = np.random.default_rng(seed).permutation(len(source))
     parts, start = {}, 0
     for name, fraction in fractions.items():
