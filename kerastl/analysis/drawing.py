@@ -65,8 +65,6 @@ class PictureProcess:
             self.process = _start_child(self.errors)
         except OSError as error:  # no interpreter to start: `finish` draws every picture here
             self.process, self.failure = None, f"it did not start ({error})"
-        else:
-            CHILDREN.append(self.process)
 
     def __call__(self, name: str, **arguments) -> None:
         job = self.jobs_dir / f"job_{self.sent:05d}.npz"
@@ -134,22 +132,22 @@ def start_ahead() -> None:
     errors = Path(name)
     atexit.register(errors.unlink, missing_ok=True)
     try:
-        child = _start_child(errors, computes=True)
+        _STARTED_AHEAD.append((_start_child(errors, computes=True), errors))
     except OSError:  # the PictureProcess tries again, and says why it cannot
         errors.unlink()
-        return
-    _STARTED_AHEAD.append((child, errors))
-    CHILDREN.append(child)
 
 
 def _start_child(errors: Path, computes: bool = False) -> subprocess.Popen:
-    """Start `PictureProcess.command`, its error output written to `errors`; with `computes`, the child imports what
-    `kerastl.offload`'s calls need while it waits for its first job."""
+    """Start `PictureProcess.command`, its error output written to `errors`, and count it among `CHILDREN` until its
+    PictureProcess sees it end; with `computes`, the child imports what `kerastl.offload`'s calls need while it waits
+    for its first job."""
     package_root = str(Path(__file__).resolve().parents[2])
     flags = [COMPUTES] if computes else []
     with open(errors, "wb") as output:
-        return subprocess.Popen([*PictureProcess.command, *flags, package_root], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=output, text=True)
+        child = subprocess.Popen([*PictureProcess.command, *flags, package_root], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=output, text=True)
+    CHILDREN.append(child)
+    return child
 
 
 @contextmanager

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from kerastl.config import Config, HeadConfig
-from kerastl.data.pipeline import make_dataset, read_data_source, stratified_split
+from kerastl.data.pipeline import make_dataset, read_data_source
+from kerastl.data.splitting import stratified_split
 from kerastl.data.sources import ImageSource
 from kerastl.weights import Weights
 from kerastl.errors import ConfigError

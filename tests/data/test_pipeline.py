@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from kerastl.config import AugmentConfig, load_config
-from kerastl.data.pipeline import EpochOrder, epoch_dataset, load_splits, make_dataset, stratified_split
+from kerastl.data.pipeline import EpochOrder, epoch_dataset, load_splits, make_dataset
+from kerastl.data.splitting import stratified_split
 from kerastl.data.sources import from_arrays, read_source
 from kerastl.errors import DataError
 
