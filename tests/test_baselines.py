@@ -47,6 +47,23 @@ def test_probe_logits_match_scikit_learn_including_two_classes():
     np.testing.assert_allclose(ours, reference.predict_proba(standardized), atol=1e-4)
 
 
+def test_probe_chosen_on_validation_is_the_optimum_at_its_c():
+    """The grid is fitted with warm starts in float32; the probe returned is still the regularized optimum at the C it
+    chose, as a tightly converged float64 fit from zero finds it."""
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = _blobs(40, 4, spread=2.5)
+    val_features, val_labels = _blobs(15, 4, seed=1, spread=2.5)
+    probe = fit_probe(features, labels, val_features, val_labels)
+    assert probe.c == 0.01  # not the grid's first C: its fit started from the first's solution
+    standardized = (features - probe.mean) / probe.scale
+    reference = LogisticRegression(C=probe.c, max_iter=20000, tol=1e-10).fit(standardized, labels)
+    logits = probe.logits(features)
+    ours = np.exp(logits - logits.max(axis=1, keepdims=True))
+    ours /= ours.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(ours, reference.predict_proba(standardized), atol=2e-3)
+
+
 def test_probe_never_predicts_a_class_missing_from_training():
     features, labels = _blobs(10, 3)
     keep = labels != 1
