@@ -24,6 +24,13 @@ def _blobs(n_per_class, num_classes, dims=6, seed=0, spread=1.0):
     return centres[labels] + rng.normal(0, spread, (len(labels), dims)) * 50 + 300, labels  # large, un-normalized
 
 
+def _probabilities(probe, features):
+    """The probe's softmax probabilities on `features`."""
+    logits = probe.logits(features)
+    exponentials = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return exponentials / exponentials.sum(axis=1, keepdims=True)
+
+
 def test_probe_separates_large_unnormalized_features_and_picks_c_on_validation():
     features, labels = _blobs(30, 3, spread=0.02)
     val_features, val_labels = _blobs(10, 3, seed=0, spread=0.02)
@@ -41,10 +48,7 @@ def test_probe_logits_match_scikit_learn_including_two_classes():
     probe = fit_probe(features, labels)  # no validation: C = 1
     standardized = StandardScaler().fit_transform(features)
     reference = LogisticRegression(C=1.0, max_iter=2000).fit(standardized, labels)
-    logits = probe.logits(features)
-    ours = np.exp(logits - logits.max(axis=1, keepdims=True))
-    ours /= ours.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(ours, reference.predict_proba(standardized), atol=1e-4)
+    np.testing.assert_allclose(_probabilities(probe, features), reference.predict_proba(standardized), atol=1e-4)
 
 
 def test_probe_chosen_on_validation_is_the_optimum_at_its_c():
@@ -58,10 +62,7 @@ def test_probe_chosen_on_validation_is_the_optimum_at_its_c():
     assert probe.c == 0.01  # not the grid's first C: its fit started from the first's solution
     standardized = (features - probe.mean) / probe.scale
     reference = LogisticRegression(C=probe.c, max_iter=20000, tol=1e-10).fit(standardized, labels)
-    logits = probe.logits(features)
-    ours = np.exp(logits - logits.max(axis=1, keepdims=True))
-    ours /= ours.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(ours, reference.predict_proba(standardized), atol=2e-3)
+    np.testing.assert_allclose(_probabilities(probe, features), reference.predict_proba(standardized), atol=2e-3)
 
 
 def test_probe_never_predicts_a_class_missing_from_training():
@@ -86,10 +87,7 @@ def test_head_started_from_the_probe_computes_the_probe(norm):
     features = extract_features(model, images, 16, verbose=0)
     probe = fit_probe(features, labels, num_classes=4)
     init_head_from_probe(model, probe)
-    logits = probe.logits(features)
-    expected = np.exp(logits - logits.max(axis=1, keepdims=True))
-    expected /= expected.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(model.predict(images, verbose=0), expected, atol=1e-5)
+    np.testing.assert_allclose(model.predict(images, verbose=0), _probabilities(probe, features), atol=1e-5)
     assert probe.accuracy(features, labels) == 1.0
 
 
