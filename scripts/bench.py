@@ -45,6 +45,10 @@ Benchmarks (the data is generated or built in, so the script runs offline):
   near` on `builtin:digits` and `builtin:photos` with 10% of the images copied with grey-level noise (±6): the
   threshold and recall of its second-neighbour rule beside the nearest-neighbour rule of the leakage check, and the
   images it removes from the data as shipped.
+- probe: seconds of the linear probe's C grid as a run fits it (warm starts, float32, BLAS on one thread) vs. the same
+  grid as scikit-learn's defaults fit it (each C from zero, float64, BLAS threads as loaded), on the frozen features of
+  `kerastl probe --config configs/offline_transfer.yaml`; the median of three interleaved repetitions, and both C and
+  accuracies.
 - tune: on the learning tasks, per seed, `kerastl tune` (random search of the default space within a time budget per
   task, `--tune-time TASK=DURATION`), then the chosen config's test accuracy beside the default recipe's (the config
   as given, trained by the same call) and the linear probe's on the same split; mean ± std over `--seeds`.
@@ -66,7 +70,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("startup", "overhead", "guide", "pipeline", "reading", "folders", "frozen", "endtoend", "memory", "accuracy", "learning", "tune",
-              "duplicates")
+              "duplicates", "probe")
 LEARNING_TASKS = {  # task -> overrides of the default config
     "photos": ["data.source=builtin:photos", "model.input_size=64", "data.split.validation=0.25", "data.split.test=0.25"],
     "digits": ["data.source=builtin:digits", "data.max_per_class=40", "model.input_size=32", "augment.flip=false"],
@@ -564,6 +568,57 @@ def bench_learning(work: Path, seeds: int, recipes: tuple[str, ...], previous: d
     return {"seeds": seeds, "tasks": LEARNING_TASKS, "recipes": LEARNING_RECIPES, **results}
 
 
+def bench_probe(work: Path, repetitions: int = 3) -> dict:
+    """Seconds of the linear probe's C grid (`frozen_baselines`: warm starts, float32, BLAS on one thread) against
+    the same grid fitted as scikit-learn's defaults fit it (each C from zero, float64, BLAS threads as loaded), on the
+    frozen features `kerastl probe --config configs/offline_transfer.yaml` computes (VGG16 with the HED weights on
+    `builtin:photos`, 64 px); medians of interleaved repetitions, and both probes' C and accuracies."""
+    from dataclasses import replace
+
+    from kerastl.config import load_config
+    from kerastl.data.pipeline import load_splits
+    from kerastl.models.classifier import ClassifierSpec, input_size
+    from kerastl.models.hed import convert_hed_vgg16
+    from kerastl.training.baselines import frozen_features
+    from kerastl.training.linear_probe import frozen_baselines
+
+    weights = convert_hed_vgg16(work / "vgg16_hed.weights.h5")
+    cfg = load_config(ROOT / "configs" / "offline_transfer.yaml", [f"model.weights={weights}"])
+    splits = load_splits(cfg.data, cfg.seed, image_size=input_size(cfg.model), progress=False)
+    model = replace(ClassifierSpec.from_config(cfg, splits.class_names, splits.train.image_shape), augment=None).build()
+    sources = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    features = frozen_features(model, sources, cfg.data.batch_size)
+    labels = {name: source.labels for name, source in sources.items()}
+    routes = {"kerastl": lambda: frozen_baselines(features, labels, len(splits.class_names))["scores"]["linear_probe"],
+              "cold": lambda: _cold_probe(features, labels)}
+    seconds = median_seconds(routes, repetitions)
+    result = {name: {"seconds": seconds[name], **route()} for name, route in routes.items()}
+    return {**result, "train_features": list(features["train"].shape), "ratio": seconds["kerastl"] / seconds["cold"]}
+
+
+def _cold_probe(features: dict, labels: dict) -> dict:
+    """The probe's grid as scikit-learn's defaults fit it: every C from zero, in float64, BLAS threads as loaded."""
+    import warnings
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from kerastl.training.linear_probe import C_GRID
+
+    mean, scale = features["train"].mean(axis=0), features["train"].std(axis=0)
+    scale[scale < 1e-6] = 1.0
+    standard = {name: (np.asarray(values, np.float64) - mean) / scale for name, values in features.items()}
+    best = None
+    for c in C_GRID:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitted = LogisticRegression(C=c, max_iter=2000).fit(standard["train"], labels["train"])
+        scores = {f"{key}_accuracy": float(fitted.score(standard[split], labels[split])) for key, split in (("val", "validation"), ("test", "test"))}
+        if best is None or scores["val_accuracy"] > best["val_accuracy"]:
+            best = {"c": c, **scores}
+    return best
+
+
 def bench_duplicates(repetitions: int = 3) -> dict:
     import io
 
@@ -783,6 +838,13 @@ def render(results: dict) -> str:
                          f"{d['threshold']}: recall {d['recall']:.2f} | the leakage check's nearest-neighbour rule: "
                          f"threshold {d['nearest_rule_threshold']}, recall {d['nearest_rule_recall']:.2f} | removes "
                          f"{d['removed_as_shipped']} of the {d['images']} as shipped | – |")
+    if "probe" in results:
+        r = results["probe"]
+        k, c = r["kerastl"], r["cold"]
+        lines.append(f"| linear probe: the C grid on {r['train_features'][0]} × {r['train_features'][1]} HED-VGG16 photo features "
+                     f"(`configs/offline_transfer.yaml`) | {k['seconds']:.2f} s (C {k['c']}, val {k['val_accuracy']:.3f}, test "
+                     f"{k['test_accuracy']:.3f}) | {c['seconds']:.2f} s (each C from zero, float64, BLAS threads as loaded; C {c['c']}, "
+                     f"val {c['val_accuracy']:.3f}, test {c['test_accuracy']:.3f}) | {r['ratio']:.2f}× the time | – |")
     if "tune" in results:
         lines += _tune_table(results["tune"])
     if "learning" in results:
@@ -872,7 +934,7 @@ def main(only, rows, reading_rows, memory_rows, overhead_baseline, guide_rows, p
                    "folders": lambda: bench_folders(photos, (224, 64), work), "frozen": lambda: bench_frozen(frozen_size, work),
                    "endtoend": lambda: bench_endtoend(size, work), "guide": lambda: bench_guide(guide_rows, 96, work), "memory": lambda: bench_memory(memory_rows, work),
                    "accuracy": lambda: bench_accuracy(work), "learning": lambda: bench_learning(work, seeds, recipes, results.get("learning", {})),
-                   "duplicates": lambda: bench_duplicates(),
+                   "duplicates": lambda: bench_duplicates(), "probe": lambda: bench_probe(work),
                    "tune": lambda: bench_tune(work, seeds, {**TUNE_TIME, **dict(t.split("=", 1) for t in tune_times)})}
         for name in chosen:
             click.echo(f"running {name} ...", err=True)

@@ -65,6 +65,24 @@ def test_probe_chosen_on_validation_is_the_optimum_at_its_c():
     np.testing.assert_allclose(_probabilities(probe, features), reference.predict_proba(standardized), atol=2e-3)
 
 
+def test_probe_fits_with_blas_on_one_thread(monkeypatch):
+    """NumPy's and SciPy's OpenBLAS, both multithreaded, made each lbfgs fit several times slower here: every fit of
+    the grid runs with BLAS limited to one thread, and the limit is lifted afterwards."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {info["filepath"]: info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    seen, fit = [], LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: seen.append(blas_threads()) or fit(self, *a, **k))
+    before = blas_threads()
+    features, labels = _blobs(20, 3)
+    fit_probe(features, labels, *_blobs(5, 3, seed=1))
+    assert len(seen) == 5 and all(set(threads.values()) == {1} for threads in seen)
+    assert blas_threads() == before
+
+
 def test_probe_never_predicts_a_class_missing_from_training():
     features, labels = _blobs(10, 3)
     keep = labels != 1
