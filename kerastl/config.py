@@ -546,6 +546,7 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     if hint is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"Config key {path!r} must be a mapping, got {value!r}.")
+        _check_finite(value, path)
         return dict(value)
     if hint is bool:
         if isinstance(value, bool):
@@ -572,6 +573,16 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and path.split(".")[-2:-1] == ["classes"]:
             return str(value)
     raise ConfigError(f"Config key {path!r} must be {_describe(hint)}, got {value!r}.")
+
+
+def _check_finite(value: Any, path: str) -> None:
+    """Raise ConfigError at the first infinite or NaN number in a free-form mapping (`model.backbone_options`,
+    `tune.space`), lists and mappings within it included."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"Config key {path!r} must be a finite number, got {value!r}.")
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        _check_finite(item, f"{path}.{key}")
 
 
 def _describe(hint: Any) -> str:

@@ -11,7 +11,7 @@ import types
 import typing
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kerastl.config import Config, ConfigError, PhaseConfig, config_from_dict, load_config
@@ -82,8 +82,10 @@ def numbers_in(value):
         yield value
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomized, as test_fuzz_data's: the same examples on every run, so a failure is the code's, not the draw's.
+@settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(KEYS), value=values)
+@example(key=("model", "backbone_options"), value={"": math.inf})  # a random run found it: free-form mappings took inf
 def test_any_value_at_any_key_is_a_config_or_one_config_error(key, value):
     try:
         cfg = config_from_dict(with_value(key, value))
@@ -138,7 +140,7 @@ def test_every_optional_section_is_fuzzed():
     assert ("distill", "temperature") in KEYS and ("distill", "alpha") in KEYS
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(key=st.sampled_from(KEYS), text=st.text(max_size=40))
 def test_any_command_line_override_is_a_config_or_one_config_error(key, text):
     try:
@@ -155,7 +157,7 @@ def test_a_number_that_is_not_finite_is_refused_at_every_float_key(key, value):
 
 
 @pytest.mark.slow
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.sampled_from(KEYS), value=values)
 def test_many_more_values_at_any_key(key, value):
     test_any_value_at_any_key_is_a_config_or_one_config_error.hypothesis.inner_test(key, value)
