@@ -600,7 +600,6 @@ def _cold_probe(features: dict, labels: dict) -> dict:
     """The probe's grid as scikit-learn's defaults fit it: every C from zero, in float64, BLAS threads as loaded."""
     import warnings
 
-    import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     from kerastl.training.linear_probe import C_GRID

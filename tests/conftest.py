@@ -98,6 +98,17 @@ def small_cnn_backbone():
     patch.undo()
 
 
+def write_pixel_csv(path, images, labels):
+    """`images` as a pixel CSV at `path`: a `label` column (`labels`, or one label for every row), then p0, p1, ...
+    one column per pixel; returns `path`."""
+    import pandas as pd
+
+    frame = pd.DataFrame(images.reshape(len(images), -1)).add_prefix("p")
+    frame.insert(0, "label", labels)
+    frame.to_csv(path, index=False)
+    return path
+
+
 def small_cnn_overrides(source: str, *extra: str) -> list[str]:
     """Config overrides training `small_cnn` from scratch on a one-channel `source`: one head epoch, then
     the whole network (`phases.1.epochs` in `extra`, which win over these)."""

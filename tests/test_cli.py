@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from kerastl.cli import cli
-from tests.conftest import TINY
+from tests.conftest import TINY, write_pixel_csv
 
 
 def run(*args):
@@ -191,9 +191,7 @@ def test_evaluate_rejects_labels_the_model_does_not_know(trained_run, tmp_path):
     from kerastl.data.sources import read_source
 
     digits = read_source("builtin:digits").select(["7"], None, seed=0)
-    frame = pd.DataFrame(digits.images[:4].reshape(4, -1), columns=[f"p{i}" for i in range(64)])
-    frame.insert(0, "label", 7)
-    frame.to_csv(tmp_path / "sevens.csv", index=False)
+    write_pixel_csv(tmp_path / "sevens.csv", digits.images[:4], 7)
     before = sorted(p.name for p in trained_run.run_dir.rglob("*"))
     result = run("evaluate", trained_run.run_dir, "--data", f"csv:{tmp_path / 'sevens.csv'}")
     assert result.exit_code == 2
@@ -351,9 +349,7 @@ def test_evaluate_on_other_data_scores_the_model_on_that_data(trained_run, tmp_p
 
     run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")
     digits = read_source("builtin:digits").select(["0", "1", "2"], max_per_class=20, seed=7)
-    frame = pd.DataFrame(digits.images.reshape(len(digits), -1), columns=[f"p{i}" for i in range(64)])
-    frame.insert(0, "label", np.array(digits.class_names)[digits.labels])
-    frame.to_csv(tmp_path / "more.csv", index=False)
+    write_pixel_csv(tmp_path / "more.csv", digits.images, np.array(digits.class_names)[digits.labels])
     result = run("evaluate", run_dir, "--data", f"csv:{tmp_path / 'more.csv'}", "--quiet")
     assert result.exit_code == 0, result.output
     report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())

@@ -10,7 +10,7 @@ from PIL import Image
 
 from kerastl.cli import cli
 from kerastl.config import load_config
-from tests.conftest import small_cnn_overrides
+from tests.conftest import small_cnn_overrides, write_pixel_csv
 
 SIDE = 32  # the images' side, and the small CNN's input
 
@@ -106,9 +106,7 @@ def test_evaluate_explain_draws_grad_cam_over_the_error_gallery(trained_run, mon
 
     run_dir = shutil.copytree(trained_run.run_dir, tmp_path / "run")  # the shared run's own evaluation stays as it is
     digits = read_source("builtin:digits").select(["0", "1", "2"], max_per_class=20, seed=7)
-    frame = pd.DataFrame(digits.images.reshape(len(digits), -1), columns=[f"p{i}" for i in range(64)])
-    frame.insert(0, "label", np.array(digits.class_names)[(digits.labels + 1) % 3])
-    frame.to_csv(tmp_path / "mislabelled.csv", index=False)
+    write_pixel_csv(tmp_path / "mislabelled.csv", digits.images, np.array(digits.class_names)[(digits.labels + 1) % 3])
 
     explained = []
 

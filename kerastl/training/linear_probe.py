@@ -82,20 +82,20 @@ def fit_probe(
     # own regularization path does: 0.34x the time of cold starts on 2,048-d ResNet50 features of 1,257 digits.
     model = LogisticRegression(max_iter=2000, warm_start=True)
     best = None
-    for c in grid:
-        # BLAS on one thread: NumPy and SciPy each load their own OpenBLAS, and with both multithreaded their threads
-        # wait on each other's cores between lbfgs's many small calls (5.2 s against 0.34 s for the grid on 288 HED
-        # VGG16 photo features; 3.1-3.8 s against 1.0-1.1 s for 60 iterations on 5,028 x 2,048 features, 2 cores).
-        with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
-            warnings.simplefilter("ignore")  # lbfgs convergence notes on tiny or separable data
+    # BLAS on one thread: NumPy and SciPy each load their own OpenBLAS, and with both multithreaded their threads
+    # wait on each other's cores between lbfgs's many small calls (5.2 s against 0.34 s for the grid on 288 HED
+    # VGG16 photo features; 3.1-3.8 s against 1.0-1.1 s for 60 iterations on 5,028 x 2,048 features, 2 cores).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
+        warnings.simplefilter("ignore")  # lbfgs convergence notes on tiny or separable data
+        for c in grid:
             model.set_params(C=c).fit(standardized, train_labels)
-        coef, intercept = _all_classes(model, num_classes or int(np.max(train_labels)) + 1)
-        probe = LinearProbe(mean, scale, coef, intercept, c, None)
-        if len(grid) == 1:
-            return probe
-        accuracy = probe.accuracy(val_features, val_labels)
-        if best is None or accuracy > best.val_accuracy:
-            best = LinearProbe(mean, scale, coef, intercept, c, accuracy)
+            coef, intercept = _all_classes(model, num_classes or int(np.max(train_labels)) + 1)
+            probe = LinearProbe(mean, scale, coef, intercept, c, None)
+            if len(grid) == 1:
+                return probe
+            accuracy = probe.accuracy(val_features, val_labels)
+            if best is None or accuracy > best.val_accuracy:
+                best = LinearProbe(mean, scale, coef, intercept, c, accuracy)
     return best
 
 
