@@ -77,8 +77,15 @@ def test_multi_label_run_learns_evaluates_predicts_and_exports(tagged_csv, tmp_p
 
     model = load_model(tmp_path / "run")
     assert label_kind(model).multi_label and model.loss.__class__.__name__ == "BinaryCrossentropy"
-    probabilities = model.predict(np.zeros((2, 8, 8, 1), "uint8"), verbose=0)
-    assert probabilities.shape == (2, 3) and not np.allclose(probabilities.sum(axis=1), 1)  # independent sigmoids
+    import keras
+
+    from kerastl.analysis.calibration import temperature
+
+    images = np.random.default_rng(0).integers(0, 16, (4, 8, 8, 1)).astype("uint8")
+    probabilities = model.predict(images, verbose=0)
+    logits = keras.Model(model.input, model.get_layer("logits").output).predict(images, verbose=0).astype(np.float64)
+    assert probabilities.shape == (4, 3)  # independent sigmoids of the calibrated logits, not a softmax over them
+    np.testing.assert_allclose(probabilities, 1 / (1 + np.exp(-logits / temperature(model))), rtol=1e-4, atol=1e-6)
     from kerastl.config import load_config
     from kerastl.data.pipeline import load_splits, make_dataset
 
