@@ -14,6 +14,7 @@ from kerastl.analysis.duplicates import by_chance, duplicate_pairs, held_out_lea
 from kerastl.cli import cli
 from kerastl.data.builtin import read_builtin
 from kerastl.data.images import ImageSource
+from tests.conftest import write_pixel_csv
 
 KINDS = ("exact", "jpeg60", "flip")
 
@@ -88,9 +89,7 @@ def test_every_run_reports_held_out_images_that_duplicate_training_images(small_
 
 def test_kerastl_data_duplicates_writes_the_pairs_and_their_picture(tmp_path):
     digits = read_builtin("digits")
-    copies = pd.DataFrame(digits.images[:10].reshape(10, -1), columns=[f"pixel{i}" for i in range(64)])
-    copies.insert(0, "label", digits.labels[:10])
-    copies.to_csv(tmp_path / "test.csv", index=False)
+    write_pixel_csv(tmp_path / "test.csv", digits.images[:10], digits.labels[:10])
     config = tmp_path / "config.yaml"
     config.write_text(f"data: {{source: 'builtin:digits', test: '{tmp_path / 'test.csv'}', image_shape: [8, 8],"
                       " split: {validation: 0.2, test: 0.0}}\nmodel: {weights: none}\naugment: {flip: false}\n")
@@ -109,9 +108,7 @@ def test_deduplicate_exact_keeps_one_of_each_group_before_splitting(tmp_path):
 
     digits = read_builtin("digits")
     rows = np.concatenate([np.arange(60), np.arange(10), np.arange(5)])  # rows 0-9 twice more, 0-4 three times more
-    table = pd.DataFrame(digits.images[rows].reshape(len(rows), -1), columns=[f"pixel{i}" for i in range(64)])
-    table.insert(0, "label", digits.labels[rows])
-    table.to_csv(tmp_path / "digits.csv", index=False)
+    write_pixel_csv(tmp_path / "digits.csv", digits.images[rows], digits.labels[rows])
     data = DataConfig(source=str(tmp_path / "digits.csv"), image_shape=(8, 8), split=SplitConfig(0.2, 0.2))
     kept = load_splits(dataclasses.replace(data, deduplicate="exact"), seed=0)
     parts = [kept.train, kept.validation, kept.test]

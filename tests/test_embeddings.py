@@ -9,6 +9,7 @@ from PIL import Image
 
 from kerastl.cli import cli
 from kerastl.data.builtin import read_builtin
+from tests.conftest import write_pixel_csv
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +25,7 @@ def model_and_data(small_cnn_backbone, tmp_path_factory):
     for i in range(12):
         (folder / "pictures" / str(digits.labels[i])).mkdir(parents=True, exist_ok=True)
         Image.fromarray(digits.images[i, :, :, 0]).save(folder / "pictures" / str(digits.labels[i]) / f"d{i}.png")
-    table = pd.DataFrame(digits.images[12:18].reshape(6, -1), columns=[f"pixel{i}" for i in range(64)])
-    table.insert(0, "label", digits.labels[12:18])
-    table.to_csv(folder / "rows.csv", index=False)
+    write_pixel_csv(folder / "rows.csv", digits.images[12:18], digits.labels[12:18])
     return model, folder, digits
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import kerastl
 from kerastl import DataError, PhaseConfig, Recipe
-from tests.conftest import TINY
+from tests.conftest import TINY, write_pixel_csv
 
 CLASSES = ["0", "1", "2"]
 TINY_MODEL = dict(weights=None, input_size=32, image_shape=(8, 8, 1), backbone_options={"alpha": 0.35}, augment="none",
@@ -44,9 +44,7 @@ def digits(tmp_path_factory):
     arrays = {}
     for name, index in parts.items():
         arrays[name] = (images[index], labels[index])
-        frame = pd.DataFrame(images[index].reshape(len(index), -1), columns=[f"pixel{k}" for k in range(64)])
-        frame.insert(0, "label", labels[index])
-        frame.to_csv(folder / f"{name}.csv", index=False)
+        write_pixel_csv(folder / f"{name}.csv", images[index], labels[index])
     return folder, arrays
 
 

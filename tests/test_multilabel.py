@@ -3,14 +3,13 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from kerastl.config import load_config
 from kerastl.data.sources import encode_label_sets, from_arrays, read_source
 from kerastl.errors import ConfigError, DataError
 from kerastl.analysis.metrics import multi_label_metrics
-from tests.conftest import small_cnn_overrides
+from tests.conftest import small_cnn_overrides, write_pixel_csv
 from tests.test_cli import run, sets
 
 
@@ -21,11 +20,8 @@ def tags(digit: int) -> str:
 @pytest.fixture(scope="module")
 def tagged_csv(tmp_path_factory):
     digits = read_source("builtin:digits")
-    frame = pd.DataFrame(digits.images.reshape(len(digits), -1), columns=[f"pixel{i}" for i in range(64)])
-    frame.insert(0, "label", [tags(int(digits.class_names[k])) for k in digits.labels])
-    path = tmp_path_factory.mktemp("data") / "tagged.csv"
-    frame.iloc[:400].to_csv(path, index=False)
-    return path
+    labels = [tags(int(digits.class_names[k])) for k in digits.labels[:400]]
+    return write_pixel_csv(tmp_path_factory.mktemp("data") / "tagged.csv", digits.images[:400], labels)
 
 
 def test_label_sets_become_multi_hot_columns():
