@@ -1,6 +1,8 @@
 """data.cache: disk: tables and folders are written to memory-mapped files under the run directory,
 split without loading them, and stream into tf.data exactly as images held in memory do."""
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,6 +59,52 @@ def test_disk_cache_reads_image_folders(tmp_path):
                      cache_dir=cache)
     assert isinstance(splits.train.images, np.memmap) and splits.train.images.shape == (12, 224, 224, 3)
     assert len(list(cache.iterdir())) == 1
+
+
+@pytest.fixture
+def folder_with_a_bad_picture(tmp_path):
+    """Two class folders of 40 distinct PNGs each, and one file in the first that is not a picture (sorted 10th)."""
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (tmp_path / "photos" / label).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "photos" / label / f"{i:02d}.png")
+    (tmp_path / "photos" / "a" / "09b.png").write_bytes(b"not a picture")
+    return tmp_path / "photos"
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_a_folder_read_around_a_skipped_picture_keeps_each_picture_with_its_label(folder_with_a_bad_picture, tmp_path, cache):
+    """Reading threads write each picture into its own row; the rows after a skipped file move up, in memory and in
+    the disk cache's file (which ends after the last picture kept)."""
+    from kerastl.data.pictures import decode_picture
+    from kerastl.data.sources import read_source
+
+    cache_dir = tmp_path / "cache" if cache == "disk" else None
+    source = read_source(f"folder:{folder_with_a_bad_picture}", image_size=(12, 16), bad_images="skip", cache_dir=cache_dir)
+    assert source.images.shape == (80, 12, 16, 3) and source.skipped == (str(folder_with_a_bad_picture / "a" / "09b.png"),)
+    for index in (0, 8, 9, 10, 39, 40, 79):  # around the skipped file and the class boundary
+        path = source.ids[index]
+        np.testing.assert_array_equal(source.images[index], decode_picture(path, (12, 16), 3)[0])
+        assert source.class_names[source.labels[index]] == Path(path).parent.name
+    if cache == "disk":
+        assert isinstance(source.images, np.memmap) and Path(source.images.filename).stat().st_size == source.images.nbytes
+
+
+def test_a_folder_read_holds_its_pictures_once(folder_with_a_bad_picture):
+    """The decoded pictures go straight into the array returned: reading never holds a second copy of them (peak
+    traced memory under 1.25x the images; chunks joined at the end took 2x)."""
+    import tracemalloc
+
+    from kerastl.data.sources import read_source
+
+    tracemalloc.start()
+    try:
+        images = read_source(f"folder:{folder_with_a_bad_picture}", image_size=64, bad_images="skip").images
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert images.nbytes == 80 * 64 * 64 * 3 and peak < 1.25 * images.nbytes, (peak, images.nbytes)
 
 
 def test_a_bad_table_leaves_no_cache_file(tmp_path):

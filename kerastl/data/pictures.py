@@ -64,7 +64,7 @@ def decode_picture(
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    height, width = (size, size) if isinstance(size, int) else size
+    height, width, _ = picture_shape(size, channels)
     try:
         with _opened(path) as source, Image.open(source) as picture:
             changes = ["16-bit"] if _decoded_from_16_bits(picture) else []
@@ -88,6 +88,12 @@ def decode_picture(
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DataError(f"{path}: corrupt or unreadable image ({exc}).") from None
     return (array[..., None] if channels == 1 else array), tuple(changes)
+
+
+def picture_shape(size: int | tuple[int, int], channels: int) -> tuple[int, int, int]:
+    """The shape (H, W, channels) of what `decode_picture` returns at `size` (one side or (H, W))."""
+    height, width = (size, size) if isinstance(size, int) else size
+    return height, width, channels
 
 
 def aspect_differs(height: int, width: int, target: tuple[int, int]) -> bool:

@@ -26,10 +26,10 @@ import pandas as pd
 from kerastl.data.builtin import read_builtin
 from kerastl.data.images import ImageSource
 from kerastl.data.pixels import PixelScale
-from kerastl.data.pictures import IMAGE_SUFFIXES, decode_picture, describe_changes
+from kerastl.data.pictures import IMAGE_SUFFIXES, decode_picture, describe_changes, picture_shape
 from kerastl.data.shards import join_sources, share
 from kerastl.data.storage import data_path, is_pattern, is_uri, matching_files
-from kerastl.data.store import ArrayStore
+from kerastl.data.store import ArrayStore, RowStore
 from kerastl.errors import ConfigError, DataError, KerastlError
 from kerastl.progress import progress_bar
 from kerastl.registry import Registry
@@ -601,7 +601,7 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
         files += images
         labels += [index] * len(images)
     size = options.image_size or 224
-    store, keep, changes = ArrayStore(options.cache_dir), [], {}
+    store, keep, changes = RowStore(options.cache_dir, len(files), picture_shape(size, channels)), [], {}
 
     def decode(path):
         try:
@@ -611,32 +611,33 @@ def _read_folder(location: str, options: ReadOptions) -> ImageSource:
                 raise
             return None
 
-    def decode_many(paths):  # in a worker thread: the pictures decoded (None: skipped), and those read as one array
-        decoded = [decode(path) for path in paths]
-        read = [picture for picture, _ in filter(None, decoded)]
-        return decoded, (np.stack(read) if read else None)
+    def decode_many(start):  # in a worker thread: each picture into its row; the changes of each (None: skipped)
+        changed = []
+        for index, path in enumerate(files[start : start + PICTURES_PER_TASK], start):
+            picture, picture_changes = decode(path) or (None, None)
+            if picture is not None:
+                store.rows[index] = picture
+            changed.append(picture_changes)
+        return changed
 
     starts = range(0, len(files), PICTURES_PER_TASK)
     try:
         with ThreadPoolExecutor() as pool, progress_bar(f"reading {root.name}", len(files), options.progress) as advance:
-            tasks = pool.map(decode_many, [files[start : start + PICTURES_PER_TASK] for start in starts])
-            for start, (decoded, read) in zip(starts, tasks):
-                for index, item in enumerate(decoded, start):
-                    if item is None:
+            for start, changed in zip(starts, pool.map(decode_many, starts)):
+                for index, picture_changes in enumerate(changed, start):
+                    if picture_changes is None:
                         skipped.append(str(files[index]))
                         continue
                     keep.append(index)
-                    for change in item[1]:
+                    for change in picture_changes:
                         changes[change] = changes.get(change, 0) + 1
-                if read is not None:
-                    store.append(read)
-                advance(start + len(decoded))
+                advance(start + len(changed))
         if not keep:
             raise DataError(f"{root}: none of the {len(files)} image files could be read.")
     except BaseException:
         store.discard()
         raise
-    images = store.finish()
+    images = store.finish(keep)
     labels = np.array(labels, dtype=np.int64)[keep]
     paths = np.array([str(files[index]) for index in keep])
     return ImageSource(images, labels, tuple(p.name for p in class_dirs), str(root), tuple(skipped), ids=paths,

@@ -1,8 +1,9 @@
 """Where decoded images (and cached backbone features) are kept: in memory (a NumPy array), or on disk
 (`data.cache: disk`) as raw files, memory-mapped, so data larger than memory trains with bounded memory.
 
-A disk store writes each chunk as it is read; splitting a memory-mapped source copies the chosen rows
-chunk by chunk into a new file beside it, never the whole set into memory.
+A disk store writes each chunk as it is read (`ArrayStore`: tables, features), or each row into its place in a file
+of all the rows (`RowStore`: image folders, decoded by several threads at once); splitting a memory-mapped source
+copies the chosen rows chunk by chunk into a new file beside it, never the whole set into memory.
 
 Example:
     >>> store = ArrayStore(Path("runs/big/cache"))       # None keeps images in memory
@@ -13,9 +14,10 @@ Example:
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -53,6 +55,43 @@ class ArrayStore:
         """Drop what was written (after a read failed)."""
         if self.handle is not None:
             self.handle.close()
+            self.path.unlink(missing_ok=True)
+
+
+class RowStore:
+    """`count` rows of one `shape` written in any order, each into its place (`store.rows[i] = image`, from reading
+    threads at once), in memory or, with `directory`, in a memory-mapped file. Unlike `ArrayStore` no chunk is copied
+    into a whole at the end: reading N images holds N images, not 2N.
+
+    Example:
+        >>> store = RowStore(None, len(files), (224, 224, 3))
+        >>> store.rows[7] = picture                           # uint8 [224, 224, 3]
+        >>> images = store.finish(kept=[0, 1, 2, 4, 5, 6, 7])  # row 3 unreadable: the rows after it move up
+    """
+
+    def __init__(self, directory: Optional[str | Path], count: int, shape: tuple, dtype=np.uint8):
+        self.path = None if directory is None else _new_file(Path(directory))
+        self.rows = (np.empty((count, *shape), dtype) if self.path is None
+                     else np.memmap(self.path, np.dtype(dtype), "w+", shape=(count, *shape)))
+
+    def finish(self, kept: Sequence[int]) -> np.ndarray:
+        """The rows `kept` (ascending), moved up in place over the ones left out: an array in memory, or the file
+        (cut to them) mapped read-only."""
+        for row, index in enumerate(kept):
+            if row != index:
+                self.rows[row] = self.rows[index]
+        rows, shape, dtype = self.rows, self.rows.shape[1:], self.rows.dtype
+        if self.path is None:
+            return rows if len(kept) == len(rows) else rows[: len(kept)]
+        rows.flush()
+        del rows, self.rows  # the writable map closes before the file is cut
+        os.truncate(self.path, len(kept) * int(np.prod(shape)) * dtype.itemsize)
+        return np.memmap(self.path, dtype, "r", shape=(len(kept), *shape))
+
+    def discard(self) -> None:
+        """Drop what was written (after a read failed)."""
+        self.rows = None
+        if self.path is not None:
             self.path.unlink(missing_ok=True)
 
 
