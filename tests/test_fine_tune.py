@@ -23,11 +23,12 @@ TINY_RECIPE = Recipe(phases=(PhaseConfig("head", epochs=1), PhaseConfig("finetun
                      deterministic=True)
 
 
-def new_model():
+def new_model(**options):
+    """The tiny MobileNetV2 for digits 0-2, seeded; `options`: other `from_preset` arguments."""
     import keras
 
     keras.utils.set_random_seed(42)  # as `kerastl train` seeds before it builds the model
-    return kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=3, **TINY_MODEL)
+    return kerastl.ImageClassifier.from_preset("mobilenet_v2", num_classes=3, **{**TINY_MODEL, **options})
 
 
 @pytest.fixture(scope="module")
