@@ -602,10 +602,9 @@ def _cold_probe(features: dict, labels: dict) -> dict:
 
     from sklearn.linear_model import LogisticRegression
 
-    from kerastl.training.linear_probe import C_GRID
+    from kerastl.training.linear_probe import C_GRID, standardization
 
-    mean, scale = features["train"].mean(axis=0), features["train"].std(axis=0)
-    scale[scale < 1e-6] = 1.0
+    mean, scale = standardization(features["train"])
     standard = {name: (np.asarray(values, np.float64) - mean) / scale for name, values in features.items()}
     best = None
     for c in C_GRID:

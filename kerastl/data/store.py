@@ -82,7 +82,7 @@ class RowStore:
                 self.rows[row] = self.rows[index]
         rows, shape, dtype = self.rows, self.rows.shape[1:], self.rows.dtype
         if self.path is None:
-            return rows if len(kept) == len(rows) else rows[: len(kept)]
+            return rows[: len(kept)]
         rows.flush()
         del rows, self.rows  # the writable map closes before the file is cut
         os.truncate(self.path, len(kept) * int(np.prod(shape)) * dtype.itemsize)

@@ -53,6 +53,14 @@ class LinearProbe:
         return kernel.astype(np.float32), bias.astype(np.float32)
 
 
+def standardization(train_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The probe's per-feature (mean, scale) of `train_features`, in float64; a constant feature keeps scale 1."""
+    train_features = np.asarray(train_features, np.float64)
+    scale = train_features.std(axis=0)
+    scale[scale < 1e-6] = 1.0  # constant features (dead ReLUs) carry nothing; leave them unscaled
+    return train_features.mean(axis=0), scale
+
+
 def fit_probe(
     train_features: np.ndarray,
     train_labels: np.ndarray,
@@ -73,9 +81,7 @@ def fit_probe(
     from threadpoolctl import threadpool_limits
 
     train_features = np.asarray(train_features, np.float64)
-    mean = train_features.mean(axis=0)
-    scale = train_features.std(axis=0)
-    scale[scale < 1e-6] = 1.0  # constant features (dead ReLUs) carry nothing; leave them unscaled
+    mean, scale = standardization(train_features)
     standardized = ((train_features - mean) / scale).astype(np.float32)  # lbfgs keeps float32: half float64's time
     grid = C_GRID if val_features is not None and len(val_features) else (1.0,)
     # Along the grid (strongest regularization first) each fit starts from the previous solution, as scikit-learn's
